@@ -32,7 +32,7 @@ def _extend_with_default(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-DefaultFillingValidator = _extend_with_default(jsonschema.Draft7Validator)
+DefaultFillingValidator = _extend_with_default(jsonschema.Draft202012Validator)
 
 
 def load_yaml(path: str | Path) -> dict:

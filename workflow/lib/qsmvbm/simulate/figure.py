@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..bids import detect_phase_units, phase_to_radians  # noqa: E402
 from ..io import atomic_path  # noqa: E402
 from .subject import truth_paths  # noqa: E402
 
@@ -25,12 +26,14 @@ def plot_subject(bids_dir: Path, pid: str, out_png: Path, echo: int = 4) -> Path
     bids_dir = Path(bids_dir)
     anat = bids_dir / pid / "anat"
     mag = nib.load(anat / f"{pid}_echo-1_part-mag_MEGRE.nii.gz").get_fdata()
-    ph = nib.load(anat / f"{pid}_echo-{echo}_part-phase_MEGRE.nii.gz").get_fdata()
+    ph_path = anat / f"{pid}_echo-{echo}_part-phase_MEGRE.nii.gz"
+    ph = np.asarray(nib.load(ph_path).dataobj)
+    ph = phase_to_radians(ph, detect_phase_units(ph, ph_path))
     t1 = nib.load(anat / f"{pid}_T1w.nii.gz").get_fdata()
     chi = nib.load(truth_paths(bids_dir / "derivatives" / "simulation", pid)["chi"]).get_fdata()
     panels = [
         ("magnitude, echo 1 (a.u.)", mag, "gray", None),
-        (f"phase, echo {echo} (wrapped)", ph, "twilight", None),
+        (f"phase, echo {echo} (rad, wrapped)", ph, "twilight", (-np.pi, np.pi)),
         ("true chi (ppm)", chi, "gray", (-0.1, 0.15)),
         ("T1w (a.u.)", t1, "gray", None),
     ]

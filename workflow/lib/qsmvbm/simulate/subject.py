@@ -85,7 +85,7 @@ def draw_transform(rng: np.random.Generator, anat: dict, sex: str, bbox_mm) -> t
     rot = rng.uniform(-1, 1, 3) * anat["max_rotation_deg"]
     trans = rng.uniform(-1, 1, 3) * anat["max_translation_mm"]
     sex_shift = anat["male_scale"] * (1 if sex == "M" else -1 if sex == "F" else 0)
-    scale = 1.0 + sex_shift + rng.normal(0, anat["scale_sd"], 3)
+    scale = anat["mean_head_scale"] * (1.0 + sex_shift + rng.normal(0, anat["scale_sd"], 3))
     pose_gre = affine_matrix(rotation_matrix(rot) @ np.diag(scale), trans)
     # between-scan motion: a small rigid about the head centre
     mrot = rotation_matrix(rng.uniform(-1, 1, 3) * anat["between_scan_rotation_deg"])
@@ -252,10 +252,11 @@ def phase_to_storage(phase: np.ndarray, units: str) -> tuple[np.ndarray, type]:
 def bids_paths(bids_dir: Path, pid: str, n_echoes: int) -> dict:
     """Paths of one subject's raw files."""
     anat = Path(bids_dir) / pid / "anat"
-    out = {"T1w": anat / f"{pid}_T1w.nii.gz"}
+    out = {"T1w": anat / f"{pid}_T1w.nii.gz", "T1w_json": anat / f"{pid}_T1w.json"}
     for n in range(1, n_echoes + 1):
         for part in ("mag", "phase"):
             out[f"echo-{n}_{part}"] = anat / f"{pid}_echo-{n}_part-{part}_MEGRE.nii.gz"
+            out[f"echo-{n}_{part}_json"] = anat / f"{pid}_echo-{n}_part-{part}_MEGRE.json"
     return out
 
 
@@ -266,8 +267,11 @@ def truth_paths(truth_dir: Path, pid: str) -> dict:
     q = f"{pid}_space-T1w"
     return {
         "chi": anat / f"{p}_desc-true_Chimap.nii.gz",
+        "chi_json": anat / f"{p}_desc-true_Chimap.json",
         "local_field": anat / f"{p}_desc-local_fieldmap.nii.gz",
+        "local_field_json": anat / f"{p}_desc-local_fieldmap.json",
         "total_field": anat / f"{p}_desc-total_fieldmap.nii.gz",
+        "total_field_json": anat / f"{p}_desc-total_fieldmap.json",
         "gre_mask": anat / f"{p}_desc-brain_mask.nii.gz",
         "t1_mask": anat / f"{q}_desc-brain_mask.nii.gz",
         "gm": anat / f"{q}_label-GM_probseg.nii.gz",
@@ -346,8 +350,12 @@ def simulate_subject(
     chi_brain = sample(maps["chi_brain"], hm.affine, mni_fov)
     brain_frac = sample(hm.brain, hm.affine, mni_fov)
     gre_mask = brain_frac > 0.5
-    local_field = forward_field(chi_brain, vs, b0)
+    # the truth: chi inside the brain mask, and exactly its field (the local field)
+    chi_true = np.where(gre_mask, chi_brain, 0).astype(np.float32)
+    del chi_brain, brain_frac
+    local_field = forward_field(chi_true, vs, b0)
     pd = sample(maps["pd"], hm.affine, mni_fov)
+    head = pd > 1e-3
     r2s = sample(maps["r2s"], hm.affine, mni_fov)
     phi0 = smooth_phase_offset(rng, world_fov, centre)
     del world_fov, mni_fov
@@ -382,7 +390,7 @@ def simulate_subject(
         stored, dtype = phase_to_storage(ph_n, g["phase_units"])
         sidecar = dict(common_json, EchoTime=te_s, EchoNumber=n)
         save_nifti(mag_n, gre_affine, paths[f"echo-{n}_mag"], dtype=np.int16)
-        save_json(dict(sidecar, ImageType=["ORIGINAL", "PRIMARY", "M"]), _json(paths[f"echo-{n}_mag"]))
+        save_json(dict(sidecar, ImageType=["ORIGINAL", "PRIMARY", "M"]), paths[f"echo-{n}_mag_json"])
         save_nifti(stored, gre_affine, paths[f"echo-{n}_phase"], dtype=dtype)
         phase_json = dict(sidecar, ImageType=["ORIGINAL", "PRIMARY", "P"])
         if g["phase_units"] == "radians":
@@ -390,7 +398,7 @@ def simulate_subject(
         else:
             phase_json["Units"] = "arbitrary"
             phase_json["PhaseEncodingRange"] = g["phase_units"]
-        save_json(phase_json, _json(paths[f"echo-{n}_phase"]))
+        save_json(phase_json, paths[f"echo-{n}_phase_json"])
     del pd, r2s, phi0, field_hz
 
     # ---------------- T1w ----------------
@@ -419,17 +427,17 @@ def simulate_subject(
         {"MagneticFieldStrength": b0_t, "RepetitionTime": 0.00666, "EchoTime": 0.00293,
          "InversionTime": 0.45, "FlipAngle": 12, "Manufacturer": "qsmvbm-simulate",
          "MRAcquisitionType": "3D"},
-        _json(paths["T1w"]),
+        paths["T1w_json"],
     )
 
     # ---------------- truth ----------------
     tp = truth_paths(truth_dir, pid)
-    save_nifti(np.where(gre_mask, chi_brain, 0), gre_affine, tp["chi"])
-    save_json({"Units": "ppm", "Reference": "water (CSF ~ 0)", "Space": "MEGRE"}, _json(tp["chi"]))
-    save_nifti(local_field, gre_affine, tp["local_field"])
-    save_json({"Units": "ppm", "Description": "field of the brain's susceptibility alone"}, _json(tp["local_field"]))
-    save_nifti(total_field, gre_affine, tp["total_field"])
-    save_json({"Units": "ppm", "Description": "field of the whole head (brain, bone, air)"}, _json(tp["total_field"]))
+    save_nifti(chi_true, gre_affine, tp["chi"])
+    save_json({"Units": "ppm", "Reference": "water (CSF ~ 0)", "Space": "MEGRE"}, tp["chi_json"])
+    save_nifti(local_field * head, gre_affine, tp["local_field"])
+    save_json({"Units": "ppm", "Description": "field of the brain's susceptibility (the Chimap) alone; 0 outside the head"}, tp["local_field_json"])
+    save_nifti(total_field * head, gre_affine, tp["total_field"])
+    save_json({"Units": "ppm", "Description": "field of the whole head (brain, bone, air); 0 outside the head"}, tp["total_field_json"])
     save_nifti(gre_mask, gre_affine, tp["gre_mask"], dtype=np.uint8)
     save_nifti(brain1, t1_affine, tp["t1_mask"], dtype=np.uint8)
     save_nifti(gm1, t1_affine, tp["gm"])
@@ -467,7 +475,3 @@ def simulate_subject(
     }
     save_json(summary, tp["truth_json"])
     return summary
-
-
-def _json(nifti_path: Path) -> Path:
-    return Path(str(nifti_path).replace(".nii.gz", ".json"))

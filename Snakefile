@@ -1,0 +1,19 @@
+# qsmvbm: QSM and VBM group studies from BIDS multi-echo GRE + T1w.
+# Run `snakemake --cores N` (config/config.yaml) or `--profile profiles/slurm`.
+
+
+include: "workflow/rules/common.smk"
+
+
+if SIMULATED:
+
+    include: "workflow/rules/simulate.smk"
+
+
+include: "workflow/rules/inputs.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

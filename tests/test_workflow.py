@@ -1,0 +1,104 @@
+"""The Snakemake workflow: lint, formatting, config errors, runs on simulated and BIDS input."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from .conftest import ROOT, TINY
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def run_smk(*args, check=True):
+    r = subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=ROOT, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
+    return r
+
+
+def test_lint_clean():
+    r = run_smk("--lint")
+    out = r.stdout + r.stderr
+    assert "Lints for" not in out, out
+
+
+def test_snakefmt_clean():
+    exe = Path(sys.executable).parent / "snakefmt"
+    r = subprocess.run([str(exe), "--check", "Snakefile", "workflow/rules"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ("outdir=x", "unknown key 'outdir' (did you mean 'output_dir'?)"),
+        ("output_dir=5", "at output_dir: 5 is not of type 'string'"),
+        ("bids_dir=/no/such/folder", "/no/such/folder: the BIDS folder does not exist"),
+    ],
+)
+def test_config_errors_are_clear(cfg, message):
+    r = run_smk("-n", "--config", cfg, check=False)
+    assert r.returncode != 0
+    assert message in r.stdout + r.stderr
+
+
+def test_default_config_dry_run_simulates_first(tmp_path):
+    r = run_smk("-n", "--quiet", "rules", "--config", f"output_dir={tmp_path}")
+    out = r.stdout + r.stderr
+    assert "simulate_cohort_tables" in out and "simulate_subject" in out
+
+
+def test_run_on_simulated_cohort(tmp_path):
+    out = tmp_path / "res"
+    run_smk("--config", f"simulation={TINY}", f"output_dir={out}")
+    deriv = out / "derivatives" / "qsmvbm"
+    desc = json.loads((deriv / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    for pid in ("sub-ALS001", "sub-ALS002", "sub-NC001", "sub-NC002"):
+        summary = json.loads((deriv / pid / "anat" / f"{pid}_desc-inputs_summary.json").read_text())
+        assert len(summary["echo_times_s"]) == 4 and summary["phase_units"] == "scanner_pm4096"
+    assert (out / "simulation" / "figures" / "sub-ALS001_simulation.png").stat().st_size > 10000
+    assert (out / "sim_bids" / "derivatives" / "simulation" / "effects.tsv").exists()
+    assert (out / "logs" / "simulate_subject" / "sub-NC002.log").exists()
+    assert (out / "benchmarks" / "simulate_subject" / "sub-NC002.tsv").exists()
+    # nothing to do on a second run
+    r = run_smk("-n", "--config", f"simulation={TINY}", f"output_dir={out}")
+    assert "Nothing to be done" in r.stdout + r.stderr
+
+
+def test_bad_subject_is_reported_and_others_continue(tiny_cohort, tmp_path):
+    """A subject with a missing echo fails with a clear log line; the others finish; no partial output."""
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_cohort, bids, ignore=shutil.ignore_patterns("derivatives"))
+    for part in ("mag", "phase"):
+        (bids / "sub-NC001" / "anat" / f"sub-NC001_echo-2_part-{part}_MEGRE.nii.gz").unlink()
+    out = tmp_path / "res"
+    r = run_smk("--config", f"bids_dir={bids}", f"output_dir={out}", check=False)
+    assert r.returncode != 0
+    deriv = out / "derivatives" / "qsmvbm"
+    assert not (deriv / "sub-NC001" / "anat" / "sub-NC001_desc-inputs_summary.json").exists()
+    assert not list((deriv / "sub-NC001").rglob("*")) if (deriv / "sub-NC001").exists() else True
+    for pid in ("sub-ALS001", "sub-ALS002", "sub-NC002"):
+        assert (deriv / pid / "anat" / f"{pid}_desc-inputs_summary.json").exists()
+    log = (out / "logs" / "inputs_summary" / "sub-NC001.log").read_text()
+    assert "missing echo(es) [2]" in log
+
+
+def test_script_main_is_importable(tiny_cohort, tmp_path):
+    """Scripts expose main(snakemake) so tests can call them directly."""
+    sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+    import inputs_summary
+
+    out = tmp_path / "summary.json"
+    smk = SimpleNamespace(
+        input=SimpleNamespace(participants=str(tiny_cohort / "participants.tsv"),
+                              t1w=str(tiny_cohort / "sub-NC002" / "anat" / "sub-NC002_T1w.nii.gz")),
+        output=[str(out)], log=[str(tmp_path / "log.txt")], wildcards=SimpleNamespace(subject="sub-NC002"),
+    )
+    inputs_summary.main(smk)
+    assert json.loads(out.read_text())["field_strength_t"] == 3.0

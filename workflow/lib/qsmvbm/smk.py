@@ -1,0 +1,46 @@
+"""Helpers for the workflow's scripts: logging to the rule's log and thread settings."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Iterator
+
+
+def set_threads(n: int) -> None:
+    """Make ``n`` threads reach scipy.fft workers, ITK (ANTs) and BLAS."""
+    n = max(1, int(n))
+    for var in ("QSMVBM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+@contextlib.contextmanager
+def logged(log_path: str | os.PathLike | None, name: str = "qsmvbm") -> Iterator[logging.Logger]:
+    """Send ``logging`` and stdout/stderr to ``log_path`` for the block; log a traceback on error."""
+    logger = logging.getLogger(name)
+    if not log_path:
+        logging.basicConfig(level=logging.INFO)
+        yield logger
+        return
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as fh:
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        old = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = fh
+        try:
+            yield logger
+        except Exception:
+            fh.write(traceback.format_exc())
+            raise
+        finally:
+            sys.stdout, sys.stderr = old
+            root.removeHandler(handler)

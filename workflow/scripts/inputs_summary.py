@@ -1,0 +1,44 @@
+"""Check a subject's raw inputs (MEGRE series and T1w) and summarise them as JSON."""
+
+import sys
+from pathlib import Path
+
+try:
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
+except NameError:  # imported by a test
+    pass
+
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+
+from qsmvbm.bids import BidsInputError, detect_phase_units, megre_metadata  # noqa: E402
+from qsmvbm.io import save_json  # noqa: E402
+from qsmvbm.smk import logged  # noqa: E402
+
+
+def summarise(bids_dir: Path, subject: str, t1w: Path) -> dict:
+    """Header-level checks plus the detected phase storage of echo 1."""
+    meta = megre_metadata(bids_dir, subject)
+    first = meta["files"][0]["phase"]
+    meta["phase_units"] = detect_phase_units(np.asarray(nib.load(first).dataobj), first)
+    img = nib.load(t1w)
+    if len(img.shape) != 3:
+        raise BidsInputError(f"{t1w}: expected a 3D T1w image, got shape {img.shape}")
+    meta["t1w"] = {
+        "file": str(t1w),
+        "shape": list(img.shape),
+        "voxel_size_mm": np.linalg.norm(img.affine[:3, :3], axis=0).tolist(),
+    }
+    return meta
+
+
+def main(smk) -> None:
+    with logged(smk.log[0]) as log:
+        meta = summarise(Path(smk.input.participants).parent, smk.wildcards.subject, Path(smk.input.t1w))
+        save_json(meta, smk.output[0])
+        log.info("%s: %d echoes, B0 %.1f T", smk.wildcards.subject, len(meta["echo_times_s"]),
+                 meta["field_strength_t"])
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821
