@@ -51,6 +51,11 @@ from .phantom import NUCLEI, HeadModel, build_head_model, region_weight
 BRAIN_CENTRE_MNI = np.array([0.0, -18.0, 8.0])
 #: extension of the GRE grid for the background-field computation (mm): lateral/AP, inferior, superior
 FIELD_MARGIN_MM = (40.0, 80.0, 24.0)
+#: tissue labels of the truth segmentation, as in qsm-forward's head phantom (read by qsm-ci's scorer)
+DSEG_LABELS = {
+    "caudate": 1, "pallidum": 2, "putamen": 3, "red_nucleus": 4, "substantia_nigra": 6,
+    "thalamus": 7, "wm": 8, "cortical_gm": 9, "csf": 10,
+}
 #: maximum scanner integer of each phase encoding, and its offset
 PHASE_SCALING = {"scanner_0_4095": (4095.0, 0.0), "scanner_pm4096": (8191.0, -4096.0)}
 
@@ -240,6 +245,18 @@ def _ext_grid(shape, affine, voxel_size, margins_mm):
     return ext_shape, ext_aff, sl
 
 
+def truth_segmentation(hm: HeadModel, maps: dict, mni: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Label map (uint8, :data:`DSEG_LABELS`) of GRE voxels: nuclei, else the largest of GM/WM/CSF."""
+    fractions = np.stack([sample(maps[k], hm.affine, mni) for k in ("gm", "wm", "csf")])
+    tissue = np.array([DSEG_LABELS["cortical_gm"], DSEG_LABELS["wm"], DSEG_LABELS["csf"]], np.uint8)
+    dseg = tissue[np.argmax(fractions, axis=0)]
+    nuclei = sample(hm.nuclei.astype(np.float32), hm.affine, mni, order=0).astype(np.int16)
+    for i, name in enumerate(NUCLEI):
+        dseg[nuclei == i + 1] = DSEG_LABELS[name]
+    dseg[~mask] = 0
+    return dseg
+
+
 def phase_to_storage(phase: np.ndarray, units: str) -> tuple[np.ndarray, type]:
     """Wrapped phase [rad, -pi..pi) -> stored values and dtype for ``units``."""
     if units == "radians":
@@ -273,6 +290,8 @@ def truth_paths(truth_dir: Path, pid: str) -> dict:
         "total_field": anat / f"{p}_desc-total_fieldmap.nii.gz",
         "total_field_json": anat / f"{p}_desc-total_fieldmap.json",
         "gre_mask": anat / f"{p}_desc-brain_mask.nii.gz",
+        "dseg": anat / f"{p}_dseg.nii.gz",
+        "dseg_json": anat / f"{p}_dseg.json",
         "t1_mask": anat / f"{q}_desc-brain_mask.nii.gz",
         "gm": anat / f"{q}_label-GM_probseg.nii.gz",
         "wm": anat / f"{q}_label-WM_probseg.nii.gz",
@@ -354,6 +373,7 @@ def simulate_subject(
     chi_true = np.where(gre_mask, chi_brain, 0).astype(np.float32)
     del chi_brain, brain_frac
     local_field = forward_field(chi_true, vs, b0)
+    dseg = truth_segmentation(hm, maps, mni_fov, gre_mask)
     pd = sample(maps["pd"], hm.affine, mni_fov)
     head = pd > 1e-3
     r2s = sample(maps["r2s"], hm.affine, mni_fov)
@@ -439,6 +459,9 @@ def simulate_subject(
     save_nifti(total_field * head, gre_affine, tp["total_field"])
     save_json({"Units": "ppm", "Description": "field of the whole head (brain, bone, air); 0 outside the head"}, tp["total_field_json"])
     save_nifti(gre_mask, gre_affine, tp["gre_mask"], dtype=np.uint8)
+    save_nifti(dseg, gre_affine, tp["dseg"], dtype=np.uint8)
+    save_json({"Labels": {str(v): k for k, v in DSEG_LABELS.items()},
+               "Description": "tissue labels in qsm-forward's head-phantom scheme (qsm-ci scorer)"}, tp["dseg_json"])
     save_nifti(brain1, t1_affine, tp["t1_mask"], dtype=np.uint8)
     save_nifti(gm1, t1_affine, tp["gm"])
     save_nifti(wm1, t1_affine, tp["wm"])
