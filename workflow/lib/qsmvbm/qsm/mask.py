@@ -1,0 +1,92 @@
+"""Brain mask from GRE magnitude (BET-like, without a surface model)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def ball(radius_vox) -> np.ndarray:
+    """Ellipsoidal structuring element with radii ``radius_vox`` (voxels, per axis)."""
+    r = np.maximum(np.asarray(radius_vox, dtype=float), 0.5)
+    n = np.ceil(r).astype(int)
+    g = np.ogrid[tuple(slice(-k, k + 1) for k in n)]
+    return sum((gi / ri) ** 2 for gi, ri in zip(g, r)) <= 1.0
+
+
+def largest_component(mask: np.ndarray, near=None) -> np.ndarray:
+    """The connected component of ``mask`` with the most voxels (26-connectivity).
+
+    With ``near`` (a boolean array), the component overlapping ``near`` most is kept.
+    """
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    if n == 0:
+        return mask.astype(bool)
+    weights = near.astype(np.float64) if near is not None else None
+    sizes = ndimage.sum_labels(weights if weights is not None else mask, lab, index=np.arange(1, n + 1))
+    return lab == (int(np.argmax(sizes)) + 1)
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of a 1D sample."""
+    hist, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    mu0 = m0 / np.maximum(w0, 1)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def brain_mask_from_magnitude(
+    mag: np.ndarray,
+    voxel_size,
+    threshold_scale: float = 1.0,
+    open_mm: float = 3.0,
+    close_mm: float = 3.0,
+    erode_mm: float = 1.0,
+    central_radius_mm: float = 40.0,
+) -> np.ndarray:
+    """Brain mask (bool, X x Y x Z) from a magnitude image or echo series.
+
+    Steps: root-sum-of-squares over echoes; 1 mm Gaussian smoothing; Otsu
+    threshold (times ``threshold_scale``) over non-background voxels; opening
+    with a ball of ``open_mm`` to cut bridges to the scalp; the component that
+    overlaps most with a sphere of ``central_radius_mm`` around the intensity
+    centroid; closing (``close_mm``); hole filling; final erosion (``erode_mm``).
+    """
+    vs = np.asarray(voxel_size, dtype=float)
+    m = np.sqrt((mag.astype(np.float32) ** 2).sum(-1)) if mag.ndim == 4 else mag.astype(np.float32)
+    m = ndimage.gaussian_filter(m, sigma=1.0 / vs)
+    sample = m[m > np.percentile(m, 5)]
+    t = otsu_threshold(sample[:: max(1, sample.size // 500000)]) * threshold_scale
+    b = m > t
+    b = ndimage.binary_opening(b, structure=ball(open_mm / vs))
+    coords = np.indices(m.shape, dtype=np.float32)
+    w = m * b
+    centre = [(coords[i] * w).sum() / w.sum() for i in range(3)]
+    d2 = sum(((coords[i] - centre[i]) * vs[i]) ** 2 for i in range(3))
+    b = largest_component(b, near=d2 <= central_radius_mm**2)
+    pad = int(np.ceil(close_mm / vs.min())) + 1
+    b = np.pad(b, pad)
+    b = ndimage.binary_closing(b, structure=ball(close_mm / vs))
+    b = b[(slice(pad, -pad),) * 3]
+    b = ndimage.binary_fill_holes(b)
+    if erode_mm > 0:
+        b = ndimage.binary_erosion(b, structure=ball(erode_mm / vs))
+        b = largest_component(b)
+    return b
+
+
+def refine_by_quality(mask: np.ndarray, noise: np.ndarray, factor: float = 5.0) -> np.ndarray:
+    """Drop voxels whose field noise (e.g. the echo fit's SD) exceeds ``factor`` times its
+    median over the mask's interior, then keep the largest component and fill holes.
+
+    Removes the unreliable-phase rim (sinuses, bone edges) that a magnitude mask keeps.
+    """
+    inner = ndimage.binary_erosion(mask, iterations=3)
+    ref = float(np.median(noise[inner if inner.any() else mask]))
+    good = largest_component(mask & (noise <= factor * ref))
+    return ndimage.binary_fill_holes(good)
