@@ -11,6 +11,7 @@ if SIMULATED:
 
 
 include: "workflow/rules/inputs.smk"
+include: "workflow/rules/qsm.smk"
 
 
 rule all:

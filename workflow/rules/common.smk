@@ -109,6 +109,9 @@ def all_targets():
     targets += subject_files(
         DERIV / "{subject}" / "anat" / "{subject}_desc-inputs_summary.json"
     )
+    targets += subject_files(
+        DERIV / "{subject}" / "anat" / "{subject}_space-MEGRE_Chimap.nii.gz"
+    )
     if SIMULATED:
         targets += subject_files(
             OUT / "simulation" / "figures" / "{subject}_simulation.png"

@@ -64,7 +64,9 @@ def fit_complex(
         if np.linalg.norm(dp1) < tol * max(np.linalg.norm(p1), 1e-12):
             break
     model = amp * np.exp(1j * (p0[:, None] + n[None, :] * p1[:, None]))
-    dof = max(2 * n_e - 2, 1)
+    # The model's amplitude is the measured magnitude, which absorbs the radial noise:
+    # the residual is tangential only, with E - 2 degrees of freedom (p0, p1).
+    dof = max(n_e - 2, 1)
     sigma2 = (np.abs(s - model) ** 2).sum(1) / dof
     se = np.sqrt(sigma2 * a11 / det)
     out = [np.zeros(mask.shape, np.float32) for _ in range(3)]

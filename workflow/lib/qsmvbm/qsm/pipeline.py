@@ -176,7 +176,8 @@ def reconstruct(
         info["inversion_iterations"] = its
     elif inv == "ilsqr":
         ip = p["ilsqr"]
-        chi, its = inversion.ilsqr(local, final_mask, vs, b0, ip["tol"], ip["max_iter"])
+        wts = np.where(final_mask, 1.0 / np.maximum(noise, np.percentile(noise[final_mask], 5)), 0).astype(np.float32)
+        chi, its = inversion.ilsqr(local, final_mask, vs, b0, ip["tol"], ip["max_iter"], weights=wts)
         info["inversion_iterations"] = list(its)
     elif inv == "tkd":
         chi = inversion.tkd(local, final_mask, vs, b0, p["tkd"]["threshold"])

@@ -1,0 +1,239 @@
+"""QSM reconstruction: unit tests of each stage and accuracy against ground truth."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from qsmvbm.bids import load_megre
+from qsmvbm.dipole import forward_field
+from qsmvbm.qsm import background, echoes, inversion, reference, unwrap
+from qsmvbm.qsm.pipeline import reconstruct
+from qsmvbm.simulate.cohort_io import truth_dir, write_cohort_tables
+from qsmvbm.simulate.settings import load_simulation_config, load_tissue_table
+from qsmvbm.simulate.subject import simulate_subject, truth_paths
+
+from .conftest import ROOT
+
+
+def _grid(n=64):
+    c = (n - 1) / 2
+    return np.meshgrid(*(np.arange(n, dtype=np.float32) - c,) * 3, indexing="ij")
+
+
+def _harmonic_basis(x, y, z):
+    """Harmonic polynomials up to degree 2 (plus the constant)."""
+    return np.stack([np.ones_like(x), x, y, z, x * y, x * z, y * z, x * x - y * y, x * x - z * z]).reshape(9, -1).T
+
+
+def test_laplacian_unwrap_recovers_up_to_a_harmonic_term():
+    x, y, z = _grid(64)
+    mask = (x**2 + y**2 + z**2) < 26**2
+    true = (12 * np.exp(-((x - 5) ** 2 + y**2 + (z + 3) ** 2) / 300) + 0.15 * x + 0.002 * (y * y)).astype(np.float32)
+    wrapped = np.angle(np.exp(1j * true)).astype(np.float32)
+    assert np.abs(true - wrapped).max() > 6  # really wrapped
+    un = unwrap.laplacian_unwrap(wrapped, (1, 1, 1), mask)
+    diff = (un - true)[mask]
+    basis = _harmonic_basis(x[mask], y[mask], z[mask])
+    coef, *_ = np.linalg.lstsq(basis, diff, rcond=None)
+    resid = diff - basis @ coef
+    inner = mask & ((x**2 + y**2 + z**2) < 20**2)
+    assert np.sqrt(np.mean(resid[inner[mask]] ** 2)) < 0.05 * true[mask].std()
+
+
+def test_path_unwrap_is_exact():
+    x, y, z = _grid(48)
+    mask = (x**2 + y**2 + z**2) < 20**2
+    true = (0.4 * x + 6 * np.exp(-(x**2 + y**2 + z**2) / 200)).astype(np.float32)
+    un = unwrap.path_unwrap(np.angle(np.exp(1j * true)).astype(np.float32), mask)
+    k = np.round(np.median((un - true)[mask]) / (2 * np.pi))
+    np.testing.assert_allclose(un[mask] - 2 * np.pi * k, true[mask], atol=1e-4)
+
+
+def test_complex_fit_recovers_frequency_and_noise():
+    rng = np.random.default_rng(1)
+    shape, n_e = (20, 20, 10), 8
+    p1_true = rng.uniform(-2.5, 2.5, shape).astype(np.float32)  # rad per echo spacing, wraps over echoes
+    p0_true = rng.uniform(-np.pi, np.pi, shape).astype(np.float32)
+    amp = np.exp(-0.05 * np.arange(n_e))[None, None, None, :] * 100
+    n = np.arange(n_e)
+    sig = amp * np.exp(1j * (p0_true[..., None] + n * p1_true[..., None]))
+    sigma = 2.0
+    sig = sig + rng.normal(0, sigma, sig.shape) + 1j * rng.normal(0, sigma, sig.shape)
+    mask = np.ones(shape, bool)
+    p1, p0, se, _ = echoes.fit_complex(np.abs(sig), np.angle(sig), mask)
+    err = np.angle(np.exp(1j * (p1 - p1_true)))
+    assert np.abs(err).max() < 0.1
+    # the reported standard error matches the actual scatter
+    assert np.std(err) == pytest.approx(np.median(se), rel=0.25)
+
+
+def test_wls_fit_recovers_frequency():
+    te = np.array([0.002, 0.006, 0.010, 0.014])
+    omega = np.full((4, 4, 4), 300.0)
+    ph = 0.3 + omega[..., None] * te
+    om, p0, se = echoes.fit_wls(ph.astype(np.float32), te, np.ones((4, 4, 4), bool))
+    np.testing.assert_allclose(om, 300.0, rtol=1e-4)
+    np.testing.assert_allclose(p0, 0.3, atol=1e-3)
+    assert np.abs(se).max() < 1e-2
+
+
+def test_vsharp_removes_harmonic_background():
+    """A background from a source outside the mask disappears; the local field survives."""
+    n = 80
+    x, y, z = _grid(n)
+    mask = (x**2 + y**2 + (z / 1.2) ** 2) < 28**2
+    chi_in = np.where(mask & (((x - 6) ** 2 + y**2 + z**2) < 36), 0.1, 0).astype(np.float32)
+    chi_in += np.where(mask & (((x + 8) ** 2 + (y - 5) ** 2 + z**2) < 25), -0.05, 0).astype(np.float32)
+    chi_out = np.where(((x - 36) ** 2 + y**2 + (z + 10) ** 2) < 30, -9.0, 0).astype(np.float32)
+    local = forward_field(chi_in, (1, 1, 1))
+    bg = forward_field(chi_out, (1, 1, 1))
+    assert bg[mask].std() > 3 * local[mask].std()
+    est_total, m1 = background.vsharp(local + bg, mask, (1, 1, 1))
+    est_local, m2 = background.vsharp(local, mask, (1, 1, 1))
+    sel = m1 & m2
+    residual_bg = (est_total - est_local)[sel]
+    assert np.sqrt(np.mean(residual_bg**2)) < 0.02 * bg[sel].std()
+    # in the interior the local field is kept (up to SHARP's low-frequency loss)
+    interior = sel & ((x**2 + y**2 + z**2) < 15**2)
+    a = est_local[interior] - est_local[interior].mean()
+    b = local[interior] - local[interior].mean()
+    assert np.corrcoef(a, b)[0, 1] > 0.95
+    assert m1.sum() < mask.sum()
+
+
+def test_inversions_recover_a_known_source():
+    n = 64
+    x, y, z = _grid(n)
+    mask = (x**2 + y**2 + z**2) < 26**2
+    chi = np.where(((x - 4) ** 2 + y**2 + z**2) < 49, 0.1, 0).astype(np.float32)
+    chi += np.where(((x + 10) ** 2 + (y + 3) ** 2 + (z - 4) ** 2) < 16, -0.05, 0).astype(np.float32)
+    field = forward_field(chi, (1, 1, 1)) * mask
+    src = ((x - 4) ** 2 + y**2 + z**2) < 25
+    for name, fn in [
+        ("tkd", lambda: inversion.tkd(field, mask, (1, 1, 1))),
+        ("tvadmm", lambda: inversion.tv_admm(field, mask, (1, 1, 1))[0]),
+        ("star", lambda: inversion.star(field, mask, (1, 1, 1))[0]),
+        ("ilsqr", lambda: inversion.ilsqr(field, mask, (1, 1, 1))[0]),
+    ]:
+        est, _ = reference.reference(fn(), mask)
+        tr, _ = reference.reference(chi, mask)
+        contrast = est[src].mean() - est[mask & ~src].mean()
+        assert contrast == pytest.approx(0.1, abs=0.03), name
+        assert np.corrcoef(est[mask], tr[mask])[0, 1] > 0.8, name
+
+
+def test_reference_modes():
+    chi = np.arange(27, dtype=np.float32).reshape(3, 3, 3)
+    mask = np.ones((3, 3, 3), bool)
+    out, ref = reference.reference(chi, mask, "mean")
+    assert ref == pytest.approx(13.0) and abs(out.mean()) < 1e-6
+    csf = np.zeros_like(mask)
+    csf[0, 0, 0] = True
+    out, ref = reference.reference(chi, mask, "csf", csf)
+    assert ref == 0.0
+    with pytest.raises(ValueError, match="non-empty CSF mask"):
+        reference.reference(chi, mask, "csf", np.zeros_like(mask))
+
+
+# ---------------------------------------------------------------- accuracy on simulated data
+
+DEMO = ROOT / "config" / "simulation" / "demo.yaml"
+
+
+@pytest.fixture(scope="module")
+def planted_pair(tmp_path_factory):
+    """One 2 mm subject simulated twice from the same seed: without and with +0.01 ppm in the thalamus."""
+    raw = yaml.safe_load(DEMO.read_text())
+    raw["groups"] = [{"label": "ALS", "n": 1, "clinical": True}, {"label": "NC", "n": 1}]
+    raw["effects"] = [{"name": "thal", "group": "ALS", "region": {"atlas_labels": ["Thalamus"]},
+                       "chi_delta_ppm": 0.01, "effect_cv": 0.0}]
+    cfg = load_simulation_config(raw)
+    tissue = load_tissue_table()
+    out = {}
+    for label, m in (("base", 0.0), ("plus", 1.0)):
+        root = tmp_path_factory.mktemp(label)
+        cohort = write_cohort_tables(cfg, root)
+        row = cohort[cohort.participant_id == "sub-ALS001"].iloc[0].to_dict()
+        simulate_subject(cfg, row, {"thal": m}, tissue, root, truth_dir(root))
+        out[label] = root
+    return out
+
+
+def _score(root, pid, params=None):
+    from qsm_ci.qsm_eval import score_arrays
+
+    g = load_megre(root, pid)
+    res = reconstruct(g.mag, g.phase, g.affine, g.echo_times_s, g.field_strength_t, params)
+    tp = truth_paths(truth_dir(root), pid)
+    truth = nib.load(tp["chi"]).get_fdata()
+    seg = np.asarray(nib.load(tp["dseg"]).dataobj).astype(int)
+    m = res.final_mask & (nib.load(tp["gre_mask"]).get_fdata() > 0)
+    truth = np.where(m, truth - truth[m].mean(), 0)
+    metrics, _ = score_arrays(res.chi, truth, m.astype(np.uint8), kind="chi", seg=seg)
+    return res, truth, seg, m, metrics
+
+
+def test_default_chain_beats_tkd_and_recovers_deep_grey(planted_pair):
+    res, truth, seg, m, default = _score(planted_pair["base"], "sub-ALS001")
+    _, _, _, _, tkd = _score(planted_pair["base"], "sub-ALS001", {"inversion": "tkd"})
+    assert default["nrmse"] < tkd["nrmse"]
+    for label in (1, 2, 3, 7):  # caudate, pallidum, putamen, thalamus (qsm-forward labels)
+        sel = m & (seg == label)
+        # 2 mm voxels: 0.015 ppm here; the 1 mm figure is in the closing note / benchmark
+        assert res.chi[sel].mean() == pytest.approx(truth[sel].mean(), abs=0.015), label
+
+
+def test_planted_thalamic_increase_is_recovered(planted_pair):
+    pid = "sub-ALS001"
+    res0 = _score(planted_pair["base"], pid)[0]
+    res1 = _score(planted_pair["plus"], pid)[0]
+    t0 = nib.load(truth_paths(truth_dir(planted_pair["base"]), pid)["chi"]).get_fdata()
+    t1 = nib.load(truth_paths(truth_dir(planted_pair["plus"]), pid)["chi"]).get_fdata()
+    region = (np.abs(t1 - t0 - 0.01) < 1e-3) & res0.final_mask & res1.final_mask
+    assert region.sum() > 100
+    diff = (res1.chi - res0.chi)[region].mean()
+    assert diff == pytest.approx(0.01, rel=0.25), diff
+
+
+def test_chain_on_qsm_forward_dataset(planted_pair, tmp_path):
+    """Independent forward model: qsm-forward simulates the GRE from our true chi; we reconstruct it."""
+    qf = pytest.importorskip("qsm_forward.qsm_forward")
+    tp = truth_paths(truth_dir(planted_pair["base"]), "sub-ALS001")
+    chi_img = nib.load(tp["chi"])
+    vs = np.abs(np.diag(chi_img.affine)[:3])
+    aff = np.diag([*vs, 1.0])
+    mask = nib.load(tp["gre_mask"]).get_fdata() > 0
+    chi = chi_img.get_fdata().astype(np.float32)
+    nib.save(nib.Nifti1Image(chi, aff), tmp_path / "chi.nii.gz")
+    nib.save(nib.Nifti1Image(mask.astype(np.uint8), aff), tmp_path / "mask.nii.gz")
+    tissue = qf.TissueParams(chi=str(tmp_path / "chi.nii.gz"), mask=str(tmp_path / "mask.nii.gz"),
+                             seg=str(tmp_path / "mask.nii.gz"))
+    tes = np.array([2.1, 4.5, 6.9, 9.3, 11.7, 14.1]) * 1e-3
+    recon = qf.ReconParams(TEs=tes, B0=3, voxel_size=vs, peak_snr=100, random_seed=3,
+                           generate_phase_offset=True, generate_shim_field=False)
+    qf.generate_bids(tissue, recon, str(tmp_path / "qf"))
+    g = load_megre(tmp_path / "qf", "sub-1")
+    assert g.mag.shape[-1] == 6
+    from qsm_ci.qsm_eval import nrmse_challenge
+
+    scores = {}
+    for inv in ("star", "tkd"):
+        res = reconstruct(g.mag, g.phase, g.affine, g.echo_times_s, g.field_strength_t, {"inversion": inv})
+        m = res.final_mask & mask
+        assert m.sum() > 0.8 * mask.sum()
+        scores[inv] = nrmse_challenge(res.chi, chi, m)[0]
+    assert scores["star"] < scores["tkd"], scores
+    assert scores["star"] < 75, scores
+
+
+def test_config_schema_defaults_equal_library_defaults():
+    """The workflow's qsm defaults (schema) and the library's DEFAULTS are one set."""
+    from qsmvbm.config import validate
+    from qsmvbm.qsm.pipeline import DEFAULTS
+
+    cfg = validate({}, ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    schema_qsm = {k: v for k, v in cfg["qsm"].items() if k != "phase_units"}
+    assert schema_qsm == DEFAULTS
