@@ -12,6 +12,9 @@ if SIMULATED:
 
 include: "workflow/rules/inputs.smk"
 include: "workflow/rules/qsm.smk"
+include: "workflow/rules/anat.smk"
+include: "workflow/rules/register.smk"
+include: "workflow/rules/qc.smk"
 
 
 rule all:

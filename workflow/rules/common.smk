@@ -14,6 +14,7 @@ from qsmvbm.config import ConfigError, validate as validate_with_hints  # noqa: 
 from qsmvbm.simulate.cohort import participant_ids  # noqa: E402
 from qsmvbm.simulate.settings import load_simulation_config  # noqa: E402
 from qsmvbm.simulate.subject import bids_paths, truth_paths  # noqa: E402
+from qsmvbm.templates import TEMPLATE_SPACE  # noqa: E402
 
 
 configfile: "config/config.yaml"
@@ -31,6 +32,10 @@ validate(config, "../schemas/config.schema.yaml")
 
 OUT = Path(config["output_dir"])
 DERIV = OUT / "derivatives" / "qsmvbm"
+ANAT = DERIV / "{subject}" / "anat"
+FIGS = DERIV / "{subject}" / "figures"
+TPL = TEMPLATE_SPACE
+RES = config["anat"]["template_resolution"]
 GROUP = OUT / "group"
 LOGS = OUT / "logs"
 BENCH = OUT / "benchmarks"
@@ -111,6 +116,12 @@ def all_targets():
     )
     targets += subject_files(
         DERIV / "{subject}" / "anat" / "{subject}_space-MEGRE_Chimap.nii.gz"
+    )
+    targets += subject_files(
+        DERIV
+        / "{subject}"
+        / "anat"
+        / f"{{subject}}_space-{TPL}_desc-normalization_qc.json"
     )
     if SIMULATED:
         targets += subject_files(

@@ -1,0 +1,45 @@
+"""Cohort normalization QC table: metrics, thresholds, overrides; exclusions are logged."""
+
+import json
+import sys
+from pathlib import Path
+
+try:
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
+except NameError:  # imported by a test
+    pass
+
+import nibabel as nib  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from qsmvbm.anat.qc import cohort_qc, deep_grey_roi  # noqa: E402
+from qsmvbm.io import save_tsv  # noqa: E402
+from qsmvbm.smk import logged  # noqa: E402
+
+COLUMNS = ["participant_id", "group", "dice_brain", "t1_corr", "qsm_dgm_corr", "qsm_dgm_robust_z",
+           "qsm_mask_in_template", "passed_qc", "included", "reason"]
+
+
+def run(qc_files, chi_files, participants: Path, params: dict, group_column: str, out: Path, log) -> pd.DataFrame:
+    metrics = pd.DataFrame([json.loads(Path(f).read_text()) for f in qc_files])
+    first = nib.load(chi_files[0])
+    roi = deep_grey_roi(first.shape, first.affine)
+    chis = [nib.load(f).get_fdata(dtype="float32") for f in chi_files]
+    table = cohort_qc(metrics, chis, roi, params)
+    groups = pd.read_csv(participants, sep="\t", na_values="n/a")[["participant_id", group_column]]
+    table = table.merge(groups.rename(columns={group_column: "group"}), on="participant_id", how="left")
+    save_tsv(table[COLUMNS], out)
+    for _, r in table[~table.included].iterrows():
+        log.warning("EXCLUDED %s: %s", r.participant_id, r.reason)
+    log.info("%d of %d subjects included", int(table.included.sum()), len(table))
+    return table
+
+
+def main(smk) -> None:
+    with logged(smk.log[0]) as log:
+        run(smk.input.qc, smk.input.chi, Path(smk.input.participants), dict(smk.params.qc),
+            smk.params.group_column, Path(smk.output.table), log)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821
