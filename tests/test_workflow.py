@@ -78,15 +78,21 @@ def test_bad_subject_is_reported_and_others_continue(tiny_cohort, tmp_path):
     for part in ("mag", "phase"):
         (bids / "sub-NC001" / "anat" / f"sub-NC001_echo-2_part-{part}_MEGRE.nii.gz").unlink()
     out = tmp_path / "res"
-    r = run_smk("--config", f"bids_dir={bids}", f"output_dir={out}", check=False)
-    assert r.returncode != 0
     deriv = out / "derivatives" / "qsmvbm"
+    pids = ("sub-ALS001", "sub-ALS002", "sub-NC001", "sub-NC002")
+    targets = [str(deriv / p / "anat" / f"{p}_{suffix}") for p in pids
+               for suffix in ("desc-inputs_summary.json", "space-MEGRE_Chimap.nii.gz")]
+    r = run_smk("--config", f"bids_dir={bids}", f"output_dir={out}", *targets, check=False)
+    assert r.returncode != 0
     assert not (deriv / "sub-NC001" / "anat" / "sub-NC001_desc-inputs_summary.json").exists()
     assert not list((deriv / "sub-NC001").rglob("*")) if (deriv / "sub-NC001").exists() else True
     for pid in ("sub-ALS001", "sub-ALS002", "sub-NC002"):
         assert (deriv / pid / "anat" / f"{pid}_desc-inputs_summary.json").exists()
-    log = (out / "logs" / "inputs_summary" / "sub-NC001.log").read_text()
-    assert "missing echo(es) [2]" in log
+        assert (deriv / pid / "anat" / f"{pid}_space-MEGRE_Chimap.nii.gz").exists()
+    for rule in ("inputs_summary", "qsm"):
+        log = (out / "logs" / rule / "sub-NC001.log").read_text()
+        assert "missing echo(es) [2]" in log, rule
+    assert not (deriv / "sub-NC001" / "anat" / "sub-NC001_space-MEGRE_Chimap.nii.gz").exists()
 
 
 def test_script_main_is_importable(tiny_cohort, tmp_path):
@@ -102,3 +108,29 @@ def test_script_main_is_importable(tiny_cohort, tmp_path):
     )
     inputs_summary.main(smk)
     assert json.loads(out.read_text())["field_strength_t"] == 3.0
+
+
+def test_missing_or_cut_t1_is_excluded_and_the_run_finishes(tiny_cohort, tmp_path):
+    """No T1w, or a T1w whose field of view misses the brain: the subject is excluded with the
+    reason logged in the QC table; everything else runs to the end."""
+    import nibabel as nib
+    import numpy as np
+    import pandas as pd
+
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_cohort, bids, ignore=shutil.ignore_patterns("derivatives"))
+    (bids / "sub-NC002" / "anat" / "sub-NC002_T1w.nii.gz").unlink()
+    f = bids / "sub-ALS002" / "anat" / "sub-ALS002_T1w.nii.gz"
+    img = nib.load(f)
+    top = np.asarray(img.dataobj)[:, :, -12:]
+    aff = img.affine.copy()
+    aff[:3, 3] = img.affine[:3, :3] @ [0, 0, img.shape[2] - 12] + img.affine[:3, 3]
+    nib.save(nib.Nifti1Image(top, aff), f)
+    out = tmp_path / "res"
+    r = run_smk("--config", f"bids_dir={bids}", f"output_dir={out}")
+    assert "EXCLUDED sub-NC002" in r.stdout + r.stderr
+    qc = pd.read_csv(out / "group" / "qc" / "normalization_qc.tsv", sep="\t").set_index("participant_id")
+    assert not qc.loc["sub-NC002", "included"] and "missing input: no T1w image" in qc.loc["sub-NC002", "reason"]
+    assert not qc.loc["sub-ALS002", "included"] and "T1w check failed" in qc.loc["sub-ALS002", "reason"]
+    assert qc.loc["sub-ALS001", "dice_brain"] > 0.9
+    assert not (out / "derivatives" / "qsmvbm" / "sub-ALS002" / "anat" / "sub-ALS002_desc-volumes.json").exists()

@@ -1,8 +1,10 @@
 # Shared setup: config validation, paths, subjects, input functions.
+import json
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -60,6 +62,28 @@ except (ConfigError, BidsInputError) as err:
 SUBJECTS = [s for s in SUBJECTS if s not in set(PCFG["exclude"])]
 
 
+def missing_inputs(subject):
+    """Reason a subject of a real BIDS dataset cannot be processed, or None."""
+    anat = BIDS / subject / "anat"
+    if not anat.is_dir():
+        return f"no folder {anat}"
+    if not list(anat.glob(f"{subject}*_T1w.nii*")):
+        return f"no T1w image in {anat}"
+    if not list(anat.glob(f"{subject}_echo-*_part-phase_MEGRE.nii*")):
+        return f"no multi-echo GRE phase images in {anat}"
+    return None
+
+
+INPUT_EXCLUDED = {}
+if not SIMULATED:
+    for _s in SUBJECTS:
+        _why = missing_inputs(_s)
+        if _why:
+            INPUT_EXCLUDED[_s] = _why
+            logger.warning(f"EXCLUDED {_s}: {_why}")
+    SUBJECTS = [s for s in SUBJECTS if s not in INPUT_EXCLUDED]
+
+
 wildcard_constraints:
     subject=r"sub-[A-Za-z0-9]+",
 
@@ -100,6 +124,17 @@ def raw_t1w(wildcards):
     return str(t1w_file(BIDS, wildcards.subject))
 
 
+def qsm_mask_inputs(wildcards):
+    """With qsm.mask.source 't1': the T1w brain mask and the GRE->T1w rigid to bring it over."""
+    if config["qsm"]["mask"]["source"] != "t1":
+        return {}
+    anat = str(ANAT).format(subject=wildcards.subject)
+    return {
+        "t1_mask": f"{anat}/{wildcards.subject}_space-T1w_desc-brain_mask.nii.gz",
+        "gre_xfm": f"{anat}/{wildcards.subject}_from-MEGRE_to-T1w_mode-image_xfm.mat",
+    }
+
+
 def participants_tsv():
     return str(BIDS / "participants.tsv")
 
@@ -107,6 +142,34 @@ def participants_tsv():
 def subject_files(pattern):
     """Expand a path pattern with {subject} over the included subjects."""
     return expand(str(pattern), subject=SUBJECTS)
+
+
+def t1_check_files(wildcards):
+    return subject_files(ANAT / "{subject}_desc-t1check.json")
+
+
+def t1_ok_subjects():
+    """Subjects whose T1w passed the field-of-view check (evaluates the checkpoint)."""
+    ok = []
+    for s in SUBJECTS:
+        with open(checkpoints.t1_check.get(subject=s).output[0]) as f:
+            if json.load(f)["ok"]:
+                ok.append(s)
+    return ok
+
+
+def normalization_qc_files(wildcards):
+    return expand(
+        str(ANAT / f"{{subject}}_space-{TPL}_desc-normalization_qc.json"),
+        subject=t1_ok_subjects(),
+    )
+
+
+def template_chi_files(wildcards):
+    return expand(
+        str(ANAT / f"{{subject}}_space-{TPL}_res-{RES}_Chimap.nii.gz"),
+        subject=t1_ok_subjects(),
+    )
 
 
 def all_targets():
@@ -117,12 +180,7 @@ def all_targets():
     targets += subject_files(
         DERIV / "{subject}" / "anat" / "{subject}_space-MEGRE_Chimap.nii.gz"
     )
-    targets += subject_files(
-        DERIV
-        / "{subject}"
-        / "anat"
-        / f"{{subject}}_space-{TPL}_desc-normalization_qc.json"
-    )
+    targets.append(str(GROUP / "qc" / "normalization_qc.tsv"))
     if SIMULATED:
         targets += subject_files(
             OUT / "simulation" / "figures" / "{subject}_simulation.png"

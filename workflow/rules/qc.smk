@@ -3,8 +3,9 @@
 
 rule normalization_qc:
     input:
-        qc=subject_files(ANAT / f"{{subject}}_space-{TPL}_desc-normalization_qc.json"),
-        chi=subject_files(ANAT / f"{{subject}}_space-{TPL}_res-{RES}_Chimap.nii.gz"),
+        qc=normalization_qc_files,
+        chi=template_chi_files,
+        checks=t1_check_files,
         participants=participants_tsv(),
     output:
         table=GROUP / "qc" / "normalization_qc.tsv",
@@ -20,6 +21,7 @@ rule normalization_qc:
         runtime=20,
     params:
         qc=config["qc"],
+        input_exclusions=INPUT_EXCLUDED,
         group_column=config["participants"]["group_column"],
     script:
         "../scripts/normalization_qc.py"

@@ -3,6 +3,7 @@
 
 rule qsm:
     input:
+        unpack(qsm_mask_inputs),
         megre=raw_megre,
     output:
         chi=DERIV / "{subject}" / "anat" / "{subject}_space-MEGRE_Chimap.nii.gz",

@@ -3,8 +3,7 @@
 
 rule register_gre:
     input:
-        magnitude=rules.qsm.output.magnitude,
-        gre_mask=rules.qsm.output.mask,
+        megre=raw_megre,
         t1=rules.anat_t1.output.preproc,
         t1_mask=rules.anat_t1.output.mask,
     output:

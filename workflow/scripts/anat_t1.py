@@ -3,6 +3,7 @@
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 try:
@@ -33,13 +34,26 @@ def run(t1w_path: Path, params: dict, out: dict, log) -> dict:
     seed = params["random_seed"]
     vs = np.asarray(raw.spacing)
     xfm_dir = Path(out["affine"]).parent
+    timings = {}
+    t0 = time.perf_counter()
+
+    def tick(name):
+        nonlocal t0
+        now = time.perf_counter()
+        timings[name] = round(now - t0, 2)
+        t0 = now
+
     with tempfile.TemporaryDirectory(dir=xfm_dir, prefix=".ants_") as tmp:
         pre = str(Path(tmp) / "reg_")
         n4 = t1.n4(raw, shrink_factor=params["n4_shrink_factor"])
+        tick("n4_initial")
         mask, _ = t1.brain_extraction(n4, T, Tmask, pre, seed, params["brain_extraction_registration"])
+        tick("brain_extraction")
         n4 = t1.n4(raw, mask=n4.new_image_like(mask.astype(np.float32)), shrink_factor=params["n4_shrink_factor"])
+        tick("n4_masked")
         m_img = n4.new_image_like(mask.astype(np.float32))
         reg = t1.register(T, n4 * m_img, params["registration"], pre + "syn_", seed)
+        tick("syn")
         shutil.copy(next(f for f in reg["fwdtransforms"] if f.endswith(".mat")), out["affine"])
         shutil.copy(next(f for f in reg["fwdtransforms"] if f.endswith(".nii.gz")), out["warp"])
         shutil.copy(next(f for f in reg["invtransforms"] if f.endswith(".nii.gz")), out["inverse_warp"])
@@ -49,6 +63,7 @@ def run(t1w_path: Path, params: dict, out: dict, log) -> dict:
     a = params["atropos"]
     seg = t1.segment(n4, mask, priors, a["prior_weight"], a["mrf"], a["iterations"])
     vols = t1.tissue_volumes_ml(seg, vs)
+    tick("atropos")
     aff = img.affine
     save_nifti(from_ants(n4)[0], aff, out["preproc"])
     save_nifti(mask, aff, out["mask"], dtype=np.uint8)
@@ -59,6 +74,7 @@ def run(t1w_path: Path, params: dict, out: dict, log) -> dict:
     save_nifti(from_ants(warped)[0], tpl.affine, out["template_t1"])
     wmask = normalize.warp(T, m_img, fwd).numpy() > 0.5
     save_nifti(wmask, tpl.affine, out["template_mask"], dtype=np.uint8)
+    tick("write_and_warp")
     info = {
         **vols,
         "TemplateSpace": TEMPLATE_SPACE,
@@ -66,6 +82,7 @@ def run(t1w_path: Path, params: dict, out: dict, log) -> dict:
         "BrainMask_ml": float(mask.sum() * np.prod(vs) / 1000),
         "Registration": params["registration"],
         "RandomSeed": seed,
+        "Timings_s": timings,
         "Parameters": params,
         "Software": {"qsmvbm": qsmvbm.__version__, "antspyx": __import__("ants").__version__},
         "Source": str(t1w_path),

@@ -20,12 +20,29 @@ COLUMNS = ["participant_id", "group", "dice_brain", "t1_corr", "qsm_dgm_corr", "
            "qsm_mask_in_template", "passed_qc", "included", "reason"]
 
 
-def run(qc_files, chi_files, participants: Path, params: dict, group_column: str, out: Path, log) -> pd.DataFrame:
+def run(qc_files, chi_files, check_files, input_exclusions: dict, participants: Path, params: dict,
+        group_column: str, out: Path, log) -> pd.DataFrame:
+    """QC table of every subject: processed ones with metrics and verdicts, plus those whose
+    inputs were missing or whose T1w failed the field-of-view check (excluded, with the reason)."""
     metrics = pd.DataFrame([json.loads(Path(f).read_text()) for f in qc_files])
-    first = nib.load(chi_files[0])
-    roi = deep_grey_roi(first.shape, first.affine)
-    chis = [nib.load(f).get_fdata(dtype="float32") for f in chi_files]
-    table = cohort_qc(metrics, chis, roi, params)
+    if len(metrics):
+        first = nib.load(chi_files[0])
+        roi = deep_grey_roi(first.shape, first.affine)
+        chis = [nib.load(f).get_fdata(dtype="float32") for f in chi_files]
+        table = cohort_qc(metrics, chis, roi, params)
+    else:
+        table = pd.DataFrame(columns=COLUMNS)
+    failed = []
+    for f in check_files:
+        c = json.loads(Path(f).read_text())
+        if not c["ok"]:
+            pid = Path(f).name.split("_")[0]
+            failed.append({"participant_id": pid, "passed_qc": False, "included": False,
+                           "reason": f"T1w check failed: {c['reason']}"})
+    failed += [{"participant_id": pid, "passed_qc": False, "included": False, "reason": f"missing input: {why}"}
+               for pid, why in input_exclusions.items()]
+    if failed:
+        table = pd.concat([table, pd.DataFrame(failed)], ignore_index=True)
     groups = pd.read_csv(participants, sep="\t", na_values="n/a")[["participant_id", group_column]]
     table = table.merge(groups.rename(columns={group_column: "group"}), on="participant_id", how="left")
     save_tsv(table[COLUMNS], out)
@@ -37,8 +54,9 @@ def run(qc_files, chi_files, participants: Path, params: dict, group_column: str
 
 def main(smk) -> None:
     with logged(smk.log[0]) as log:
-        run(smk.input.qc, smk.input.chi, Path(smk.input.participants), dict(smk.params.qc),
-            smk.params.group_column, Path(smk.output.table), log)
+        run(smk.input.qc, smk.input.chi, smk.input.checks, dict(smk.params.input_exclusions),
+            Path(smk.input.participants), dict(smk.params.qc), smk.params.group_column,
+            Path(smk.output.table), log)
 
 
 if __name__ == "__main__":

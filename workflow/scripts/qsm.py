@@ -31,14 +31,33 @@ METHOD_NAMES = {
 }
 
 
-def run(bids_dir: Path, subject: str, params: dict, out: dict, log) -> dict:
+def t1_mask_in_gre(t1_mask: Path, gre_xfm: Path, gre_shape, gre_affine) -> np.ndarray:
+    """The T1w brain mask pulled into the GRE grid through the inverse of the GRE->T1w rigid."""
+    import ants
+    import nibabel as nib
+
+    from qsmvbm.anat.antsio import to_ants
+
+    m = nib.load(t1_mask)
+    fixed = to_ants(np.zeros(gre_shape, np.float32), gre_affine)
+    moved = ants.apply_transforms(fixed=fixed, moving=to_ants(m.get_fdata(dtype=np.float32), m.affine),
+                                  transformlist=[str(gre_xfm)], whichtoinvert=[True], interpolator="linear")
+    return moved.numpy() > 0.5
+
+
+def run(bids_dir: Path, subject: str, params: dict, out: dict, log, t1_mask=None, gre_xfm=None) -> dict:
     """Reconstruct and write every output; returns the sidecar dict."""
     qsm_params = {k: v for k, v in params.items() if k != "phase_units"}
+    qsm_params["mask"] = {k: v for k, v in params["mask"].items() if k != "source"}
     gre = load_megre(bids_dir, subject, params.get("phase_units", "auto"))
+    mask = None
+    if t1_mask is not None:
+        mask = t1_mask_in_gre(t1_mask, gre_xfm, gre.mag.shape[:3], gre.affine)
+        log.info("%s: brain mask from the T1w (%d voxels)", subject, int(mask.sum()))
     log.info("%s: %s echoes, TE %s s, B0 %.2f T, voxel %s mm, phase stored as %s", subject,
              gre.mag.shape[-1], np.round(gre.echo_times_s, 5).tolist(), gre.field_strength_t,
              np.round(gre.voxel_size, 3).tolist(), gre.phase_units)
-    res = reconstruct(gre.mag, gre.phase, gre.affine, gre.echo_times_s, gre.field_strength_t, qsm_params)
+    res = reconstruct(gre.mag, gre.phase, gre.affine, gre.echo_times_s, gre.field_strength_t, qsm_params, mask)
     aff = gre.affine
     save_nifti(res.chi, aff, out["chi"])
     save_nifti(res.mask, aff, out["mask"], dtype=np.uint8)
@@ -60,6 +79,7 @@ def run(bids_dir: Path, subject: str, params: dict, out: dict, log) -> dict:
         "EchoTimes_s": gre.echo_times_s.tolist(),
         "MagneticFieldStrength_T": gre.field_strength_t,
         "B0DirectionVoxel": res.info["b0_direction_voxel"],
+        "MaskSource": "T1w brain mask (inverse GRE->T1w rigid)" if mask is not None else "GRE magnitude",
         "MaskVoxels": res.info["mask_voxels"],
         "FinalMaskVoxels": res.info["final_mask_voxels"],
         "Timings_s": res.info["timings_s"],
@@ -84,7 +104,9 @@ def main(smk) -> None:
     set_threads(smk.threads)
     with logged(smk.log[0]) as log:
         bids_dir = Path(smk.input.megre[0]).parents[2]
-        run(bids_dir, smk.wildcards.subject, dict(smk.params.qsm), dict(smk.output.items()), log)
+        inp = dict(smk.input.items())
+        run(bids_dir, smk.wildcards.subject, dict(smk.params.qsm), dict(smk.output.items()), log,
+            inp.get("t1_mask"), inp.get("gre_xfm"))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ from scipy import ndimage  # noqa: E402
 
 from qsmvbm.anat import normalize, t1  # noqa: E402
 from qsmvbm.anat.antsio import to_ants  # noqa: E402
+from qsmvbm.bids import megre_files  # noqa: E402
 from qsmvbm.io import save_json  # noqa: E402
-from qsmvbm.qsm.mask import ball  # noqa: E402
+from qsmvbm.qsm.mask import ball, brain_mask_from_magnitude  # noqa: E402
 from qsmvbm.smk import logged, set_threads  # noqa: E402
 
 
@@ -26,9 +27,11 @@ def _load(path):
     return img.get_fdata(dtype=np.float32), img.affine
 
 
-def run(inp: dict, seed: int, out: dict, log) -> dict:
-    mag, gaff = _load(inp["magnitude"])
-    gmask, _ = _load(inp["gre_mask"])
+def run(bids_dir: Path, subject: str, inp: dict, seed: int, out: dict, log) -> dict:
+    """Rigid GRE echo-1 magnitude -> T1w; each image masked by its own dilated brain mask."""
+    mag, gaff = _load(megre_files(bids_dir, subject)[0]["mag"])
+    gvs0 = np.linalg.norm(gaff[:3, :3], axis=0)
+    gmask = brain_mask_from_magnitude(mag, gvs0).astype(np.float32)
     t1d, taff = _load(inp["t1"])
     tmask, _ = _load(inp["t1_mask"])
     gvs = np.linalg.norm(gaff[:3, :3], axis=0)
@@ -54,7 +57,9 @@ def run(inp: dict, seed: int, out: dict, log) -> dict:
 def main(smk) -> None:
     set_threads(smk.threads)
     with logged(smk.log[0]) as log:
-        run(dict(smk.input.items()), smk.params.seed, dict(smk.output.items()), log)
+        bids_dir = Path(smk.input.megre[0]).parents[2]
+        run(bids_dir, smk.wildcards.subject, dict(smk.input.items()), smk.params.seed,
+            dict(smk.output.items()), log)
 
 
 if __name__ == "__main__":

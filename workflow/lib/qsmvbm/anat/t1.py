@@ -28,6 +28,37 @@ def rough_head_brain(t1_n4) -> np.ndarray:
                                      close_mm=4.0, erode_mm=0.0)
 
 
+def check_t1(data: np.ndarray, affine: np.ndarray, min_brain_ml: float = 600.0, max_edge_fraction: float = 0.02) -> dict:
+    """Does this T1w contain a whole brain? A fast check before any registration.
+
+    An intensity-based brain guess must hold at least ``min_brain_ml`` and touch the
+    field-of-view border (outer 2 voxels) with at most ``max_edge_fraction`` of its voxels.
+    Returns ``{"ok": bool, "reason": str, "brain_ml": float, "edge_fraction": float}``.
+    """
+    vs = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    if data.ndim != 3:
+        return {"ok": False, "reason": f"T1w is not 3D (shape {data.shape})", "brain_ml": 0.0, "edge_fraction": 1.0}
+    if not np.isfinite(data).all():
+        return {"ok": False, "reason": "T1w has NaN or infinite voxels", "brain_ml": 0.0, "edge_fraction": 1.0}
+    rough = brain_mask_from_magnitude(data, vs, open_mm=3.0, close_mm=4.0, erode_mm=0.0)
+    ml = float(rough.sum() * np.prod(vs) / 1000)
+    edge = np.zeros_like(rough)
+    for ax in range(3):
+        sl = [slice(None)] * 3
+        sl[ax] = slice(0, 2)
+        edge[tuple(sl)] = True
+        sl[ax] = slice(-2, None)
+        edge[tuple(sl)] = True
+    frac = float((rough & edge).sum() / max(rough.sum(), 1))
+    if ml < min_brain_ml:
+        return {"ok": False, "reason": f"only {ml:.0f} mL of brain-like tissue found (< {min_brain_ml:.0f}): "
+                "the T1w field of view misses the brain", "brain_ml": ml, "edge_fraction": frac}
+    if frac > max_edge_fraction:
+        return {"ok": False, "reason": f"the brain touches the T1w field-of-view border ({frac:.1%} of it): "
+                "part of the brain is outside the image", "brain_ml": ml, "edge_fraction": frac}
+    return {"ok": True, "reason": "ok", "brain_ml": ml, "edge_fraction": frac}
+
+
 def register(fixed, moving, transform: str, outprefix: str, seed: int, fixed_mask=None,
              multivariate_extras=None) -> dict:
     """``ants.registration`` with a fixed seed and outputs under ``outprefix``.

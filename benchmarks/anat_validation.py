@@ -1,0 +1,115 @@
+"""Anatomy validation on a simulated cohort processed by the workflow.
+
+For every subject with ground truth (``<results>/sim_bids/derivatives/simulation``):
+
+* Dice of AAL3 regions (thalamus, left and right precentral gyrus) mapped into the subject's
+  T1w grid through the *estimated* transforms (ANTs inverse, generic-label interpolation)
+  versus through the *true* subject-to-MNI map;
+* estimated GM volume and TIV against the truth: Pearson r, mean bias (mL and %);
+* planted local GM atrophy recovered in template space: mean modulated GM in each planted
+  region, patients versus controls (relative difference, with and without dividing by TIV),
+  against the planted mean relative change.
+
+Usage: python benchmarks/anat_validation.py [--results results] [--out benchmarks/results/anat_validation.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from qsmvbm import atlas
+from qsmvbm.anat.antsio import to_ants
+from qsmvbm.anat.normalize import dice
+from qsmvbm.simulate.subject import load_true_transform
+from qsmvbm.templates import TEMPLATE_SPACE
+from qsmvbm.transforms import sample, world_coords
+
+REGIONS = {"Thalamus": ["Thalamus"], "Precentral_L": ["Precentral_L"], "Precentral_R": ["Precentral_R"]}
+
+
+def region_dice(anat: Path, truth: Path, pid: str) -> dict:
+    import ants
+
+    t1 = nib.load(anat / f"{pid}_space-T1w_desc-preproc_T1w.nii.gz")
+    labels, laff = atlas.load_aal3()
+    tf = load_true_transform(truth, pid)
+    mni = tf.to_mni("T1w", world_coords(t1.shape, t1.affine))
+    true_lab = sample(labels.astype(np.float32), laff, mni, order=0).astype(np.int16)
+    est_lab = ants.apply_transforms(
+        fixed=to_ants(t1.get_fdata(dtype=np.float32), t1.affine),
+        moving=to_ants(labels.astype(np.float32), laff),
+        transformlist=[str(anat / f"{pid}_from-T1w_to-{TEMPLATE_SPACE}_mode-image_desc-affine_xfm.mat"),
+                       str(anat / f"{pid}_from-{TEMPLATE_SPACE}_to-T1w_mode-image_desc-warp_xfm.nii.gz")],
+        whichtoinvert=[True, False], interpolator="genericLabel").numpy().astype(np.int16)
+    return {name: dice(atlas.region_mask(est_lab, regs), atlas.region_mask(true_lab, regs))
+            for name, regs in REGIONS.items()}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--out", default="benchmarks/results/anat_validation.json")
+    args = ap.parse_args(argv)
+    res = Path(args.results)
+    deriv = res / "derivatives" / "qsmvbm"
+    truth = res / "sim_bids" / "derivatives" / "simulation"
+    parts = pd.read_csv(res / "sim_bids" / "participants.tsv", sep="\t", na_values="n/a")
+    mult = pd.read_csv(truth / "subjects.tsv", sep="\t")
+    effects = pd.read_csv(truth / "effects.tsv", sep="\t")
+    rows = []
+    for pid in parts.participant_id:
+        anat = deriv / pid / "anat"
+        vol_f = anat / f"{pid}_desc-volumes.json"
+        if not vol_f.exists():
+            continue
+        est = json.loads(vol_f.read_text())
+        tru = json.loads((truth / pid / "anat" / f"{pid}_desc-truth.json").read_text())
+        row = {"participant_id": pid, "group": parts.set_index("participant_id").loc[pid, "group"],
+               "GM_est": est["GM_ml"], "GM_true": tru["GM_ml"], "TIV_est": est["TIV_ml"], "TIV_true": tru["TIV_ml"]}
+        row.update({f"dice_{k}": v for k, v in region_dice(anat, truth, pid).items()})
+        mgm_f = next(anat.glob(f"{pid}_space-{TEMPLATE_SPACE}_res-*_label-GM_desc-modulated_probseg.nii.gz"))
+        mgm = nib.load(mgm_f)
+        for _, e in effects.iterrows():
+            m = nib.load(truth / e["mask"])
+            lab = atlas.resample_labels((m.get_fdata() > 0).astype(np.int16), m.affine, mgm.shape, mgm.affine) > 0
+            row[f"gm_{e['name']}"] = float(mgm.get_fdata()[lab].mean())
+        rows.append(row)
+    df = pd.DataFrame(rows).merge(mult.drop(columns="group"), on="participant_id")
+    out = {"n_subjects": len(df)}
+    for k in ("GM", "TIV"):
+        e, t = df[f"{k}_est"], df[f"{k}_true"]
+        out[k] = {"pearson_r": float(stats.pearsonr(e, t)[0]), "mean_bias_ml": float((e - t).mean()),
+                  "mean_bias_percent": float(((e - t) / t).mean() * 100)}
+    out["dice_estimated_vs_true"] = {k: {"median": float(df[f"dice_{k}"].median()), "min": float(df[f"dice_{k}"].min())}
+                                     for k in REGIONS}
+    pat = df.group == df.group.iloc[0] if "ALS" not in set(df.group) else df.group == "ALS"
+    out["planted_atrophy"] = {}
+    for _, e in effects.iterrows():
+        if not e["gm_change"]:
+            continue
+        col = f"gm_{e['name']}"
+        a, c = df.loc[pat, col], df.loc[~pat, col]
+        a_t, c_t = a / df.loc[pat, "TIV_est"], c / df.loc[~pat, "TIV_est"]
+        planted = float((df.loc[pat, f"m_{e['name']}"] * e["gm_change"]).mean())
+        out["planted_atrophy"][e["name"]] = {
+            "planted_mean_relative_change": planted,
+            "measured_relative_difference": float(a.mean() / c.mean() - 1),
+            "measured_relative_difference_tiv_normalised": float(a_t.mean() / c_t.mean() - 1),
+            "t_test_tiv_normalised": float(stats.ttest_ind(a_t, c_t).statistic),
+            "r_with_multiplier_in_patients": float(stats.pearsonr(a_t, df.loc[pat, f"m_{e['name']}"])[0]),
+        }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    df.to_csv(Path(args.out).with_suffix(".tsv"), sep="\t", index=False, float_format="%.4g")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

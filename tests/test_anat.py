@@ -1,0 +1,106 @@
+"""Anatomy: ANTs conversions, the T1 pipeline on a simulated subject, Jacobians, cohort QC."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from qsmvbm.anat import normalize, t1
+from qsmvbm.anat.antsio import from_ants, to_ants
+from qsmvbm.anat.qc import cohort_qc
+from qsmvbm.simulate.cohort_io import truth_dir
+from qsmvbm.simulate.subject import truth_paths
+from qsmvbm.templates import load_template
+from qsmvbm.transforms import rotation_matrix
+
+
+def test_ants_roundtrip_keeps_ras_affine():
+    aff = np.eye(4)
+    aff[:3, :3] = rotation_matrix([10, -5, 3]) @ np.diag([1.5, 1.2, 2.0])
+    aff[:3, 3] = [-90, 20, -40]
+    data = np.random.default_rng(0).random((5, 6, 7)).astype(np.float32)
+    back, aff2 = from_ants(to_ants(data, aff))
+    np.testing.assert_allclose(aff2, aff, atol=1e-5)
+    np.testing.assert_array_equal(back, data)
+
+
+def test_smoothing_fwhm():
+    vol = np.zeros((41, 41, 41), np.float32)
+    vol[20, 20, 20] = 1
+    out = normalize.smooth(vol, 8.0, (2, 2, 2))
+    prof = out[:, 20, 20]
+    half = prof.max() / 2
+    above = np.flatnonzero(prof >= half)
+    # FWHM in mm, interpolated at the half-maximum crossings
+    assert (above[-1] - above[0] + 1) * 2 == pytest.approx(8.0, abs=2.0)
+    assert out.sum() == pytest.approx(1.0, rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def anat_run(tiny_cohort, tmp_path_factory):
+    """The T1 pipeline on one tiny (3 mm) simulated subject, against a 2 mm template."""
+    import ants
+
+    pid = "sub-NC002"
+    out = tmp_path_factory.mktemp("anat")
+    img = nib.load(tiny_cohort / pid / "anat" / f"{pid}_T1w.nii.gz")
+    raw = to_ants(img.get_fdata(dtype=np.float32), img.affine)
+    tpl = load_template(2)
+    T = to_ants(tpl.t1, tpl.affine)
+    n4 = t1.n4(raw, shrink_factor=2)
+    mask, _ = t1.brain_extraction(n4, T, to_ants(tpl.mask.astype(np.float32), tpl.affine), str(out / "x_"), 1)
+    reg = t1.register(T, n4 * n4.new_image_like(mask.astype(np.float32)), "SyN", str(out / "s_"), 1)
+    inv = reg["invtransforms"]
+    priors = [t1.back_project(to_ants(p, tpl.affine), n4, inv) for p in (tpl.csf, tpl.gm, tpl.wm)]
+    seg = t1.segment(n4, mask, priors)
+    vols = t1.tissue_volumes_ml(seg, raw.spacing)
+    return {"pid": pid, "mask": mask, "seg": seg, "vols": vols, "reg": reg, "img": img, "T": T, "tpl": tpl,
+            "truth": tiny_cohort, "ants": ants}
+
+
+def test_brain_mask_and_volumes_match_truth(anat_run):
+    tp = truth_paths(truth_dir(anat_run["truth"]), anat_run["pid"])
+    true_mask = nib.load(tp["t1_mask"]).get_fdata() > 0
+    assert normalize.dice(anat_run["mask"], true_mask) > 0.9
+    info = json.loads(tp["truth_json"].read_text())
+    assert anat_run["vols"]["GM_ml"] == pytest.approx(info["GM_ml"], rel=0.2)
+    assert anat_run["vols"]["TIV_ml"] == pytest.approx(info["TIV_ml"], rel=0.2)
+
+
+def test_jacobian_modulation_preserves_gm_volume(anat_run):
+    """Modulated GM summed over the template equals the subject's GM volume (affine+nonlinear)."""
+    r = anat_run
+    fwd = r["reg"]["fwdtransforms"]
+    gm_img = to_ants(r["seg"]["gm"], r["img"].affine)
+    warped = normalize.warp(r["T"], gm_img, fwd).numpy()
+    jac = normalize.jacobian(r["T"], fwd, "affine+nonlinear")
+    total = float((warped * jac).sum() * 8 / 1000)  # 2 mm template voxels, mL
+    assert total == pytest.approx(r["vols"]["GM_ml"], rel=0.1)
+    jn = normalize.jacobian(r["T"], fwd, "nonlinear")
+    assert abs(np.median(jn[r["tpl"].mask]) - 1) < 0.1
+
+
+def test_cohort_qc_flags_a_misregistered_subject():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 1, (30, 30, 30)).astype(np.float32)
+    from scipy import ndimage
+
+    base = ndimage.gaussian_filter(base, 2)
+    roi = np.zeros(base.shape, bool)
+    roi[8:22, 8:22, 8:22] = True
+    maps = [base + rng.normal(0, 0.02, base.shape).astype(np.float32) for _ in range(9)]
+    maps.append(np.roll(base, 6, axis=0))  # a misregistered subject
+    metrics = pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(10)],
+                            "dice_brain": [0.98] * 9 + [0.97], "t1_corr": [0.9] * 10})
+    thr = {"dice_min": 0.9, "t1_corr_min": 0.8, "qsm_dgm_corr_min": 0.5, "qsm_dgm_robust_z_max": 3.5,
+           "include": [], "exclude": ["sub-03"]}
+    out = cohort_qc(metrics, maps, roi, thr)
+    assert out.loc[9, "passed_qc"] == False  # noqa: E712
+    assert "deep-grey QSM correlation" in out.loc[9, "reason"]
+    assert out.loc[3, "passed_qc"] and not out.loc[3, "included"]
+    assert out.loc[3, "reason"] == "excluded by config"
+    thr["include"] = ["sub-09"]
+    out = cohort_qc(metrics, maps, roi, thr)
+    assert out.loc[9, "included"] and out.loc[9, "reason"].startswith("included by config despite QC")
