@@ -17,7 +17,7 @@ from ..transforms import world_coords
 from .cohort import draw_participants, effect_multipliers
 from .phantom import build_head_model
 from .settings import load_tissue_table
-from .subject import effect_weight, simulate_subject
+from .subject import _unit_atrophy_field, effect_weight, simulate_subject
 
 PARTICIPANT_COLUMNS = {
     "participant_id": {"Description": "participant identifier"},
@@ -147,6 +147,8 @@ def simulate_cohort(cfg: dict, outdir: Path, jobs: int = 1, subjects: list[str] 
     build_head_model(cfg["anatomy"]["template_resolution"])
     for e in cfg["effects"]:
         effect_weight(cfg["anatomy"]["template_resolution"], e["region"])
+        if e["gm_change"]:
+            _unit_atrophy_field(cfg["anatomy"]["template_resolution"], json.dumps(e["region"], sort_keys=True))
     args = [(cfg, outdir, p, cohort) for p in pids]
     if jobs <= 1:
         summaries = [simulate_one(cfg, outdir, p, cohort) for p in pids]

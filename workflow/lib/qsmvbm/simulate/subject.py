@@ -75,6 +75,7 @@ class SubjectTransform:
 
     pose_inv: dict
     deformation: StationaryVelocityDeformation
+    atrophy: tuple | None = None  # (affine, displacement (3, X, Y, Z) mm) of the planted local volume changes
 
     def to_mni(self, session: str, pts_mm: np.ndarray) -> np.ndarray:
         """MNI coordinates (3, ...) of world points (3, ...) of ``session``."""
@@ -82,7 +83,11 @@ class SubjectTransform:
         y = np.empty_like(pts_mm, dtype=np.float32)
         for r in range(3):
             y[r] = m[r, 0] * pts_mm[0] + m[r, 1] * pts_mm[1] + m[r, 2] * pts_mm[2] + m[r, 3]
-        return self.deformation(y)
+        y = self.deformation(y)
+        if self.atrophy is not None:
+            aff, disp = self.atrophy
+            y = y + np.stack([sample(c, aff, y, order=1) for c in disp])
+        return y
 
 
 def draw_transform(rng: np.random.Generator, anat: dict, sex: str, bbox_mm) -> tuple[SubjectTransform, dict]:
@@ -135,6 +140,56 @@ def effect_weight(resolution: int, region: dict) -> np.ndarray:
     return _cached_region_weight(resolution, json.dumps(region, sort_keys=True))
 
 
+#: grid spacing and source smoothing of the planted-atrophy displacement fields (mm)
+ATROPHY_SPACING_MM = 2.0
+ATROPHY_SMOOTH_MM = 1.0
+
+
+@lru_cache(maxsize=16)
+def _unit_atrophy_field(resolution: int, region_json: str) -> tuple[np.ndarray, np.ndarray]:
+    import scipy.fft as sfft
+    from scipy import ndimage
+
+    hm = build_head_model(resolution)
+    w = region_weight(hm, json.loads(region_json))
+    step = int(round(ATROPHY_SPACING_MM / hm.voxel_size))
+    if step > 1:
+        w = ndimage.uniform_filter(w, step)[::step, ::step, ::step]
+    aff = hm.affine.copy()
+    aff[:3, :3] *= step
+    src = ndimage.gaussian_filter(w.astype(np.float64), ATROPHY_SMOOTH_MM / ATROPHY_SPACING_MM)
+    # pull-map displacement u = grad(phi) with lap(phi) = -src, so div u = -src: the field of a
+    # unit volume change g = +1. A subject's field is g * u: div = -g src, pull-map Jacobian
+    # about 1 - g, so an MNI region stands for (1 + g) times its volume in the subject.
+    pad = [n // 2 for n in src.shape]
+    big = np.pad(src, [(p, p) for p in pad])
+    k = np.meshgrid(*[np.fft.fftfreq(n, ATROPHY_SPACING_MM) for n in big.shape], indexing="ij", sparse=True)
+    k2 = sum(ki * ki for ki in k)
+    k2[0, 0, 0] = 1.0
+    phi_k = sfft.fftn(-big) / (-4 * np.pi**2 * k2)
+    phi_k[0, 0, 0] = 0
+    phi = np.real(sfft.ifftn(phi_k))[tuple(slice(p, p + n) for p, n in zip(pad, src.shape))]
+    u = np.stack(np.gradient(phi, ATROPHY_SPACING_MM)).astype(np.float32)
+    return aff, u
+
+
+def atrophy_field(resolution: int, effects: list[dict], multipliers: dict):
+    """Displacement (pull map, MNI mm) making each effect's region change volume by
+    ``multiplier * gm_change`` (e.g. -0.1: the subject's tissue there is 10% smaller).
+
+    Returns ``(affine, (3, X, Y, Z) displacement)`` or None when no effect changes volume.
+    """
+    total = None
+    aff = None
+    for e in effects:
+        g = multipliers.get(e["name"], 0.0) * e["gm_change"]
+        if not g:
+            continue
+        aff, u = _unit_atrophy_field(resolution, json.dumps(e["region"], sort_keys=True))
+        total = g * u if total is None else total + g * u
+    return None if total is None else (aff, total.astype(np.float32))
+
+
 def subject_maps(
     hm: HeadModel,
     tissue: pd.DataFrame,
@@ -161,12 +216,10 @@ def subject_maps(
         if m == 0:
             continue
         w = effect_weight(resolution, e["region"])
-        if e["gm_change"]:
-            gm *= 1.0 + np.float32(m * e["gm_change"]) * w
         if e["chi_delta_ppm"]:
             chi_brain += np.float32(m * e["chi_delta_ppm"]) * w
     np.clip(gm, 0, 1, out=gm)
-    lost = hm.gm - gm  # GM volume turned into CSF (atrophy); negative = growth
+    lost = hm.gm - gm  # GM turned into CSF by the age term; local atrophy is a deformation (atrophy_field)
     csf = np.clip(hm.csf + lost, 0, 1)
     wm = hm.wm
     v = chi_values
@@ -297,6 +350,7 @@ def truth_paths(truth_dir: Path, pid: str) -> dict:
         "wm": anat / f"{q}_label-WM_probseg.nii.gz",
         "csf": anat / f"{q}_label-CSF_probseg.nii.gz",
         "deformation": anat / f"{pid}_to-{TEMPLATE_SPACE}_desc-velocityexp_xfm.nii.gz",
+        "atrophy": anat / f"{pid}_to-{TEMPLATE_SPACE}_desc-atrophy_xfm.nii.gz",
         "xfm_json": anat / f"{pid}_to-{TEMPLATE_SPACE}_xfm.json",
         "truth_json": anat / f"{pid}_desc-truth.json",
     }
@@ -314,7 +368,12 @@ def load_true_transform(truth_dir: Path, pid: str) -> SubjectTransform:
     deformation.spacing = float(abs(img.affine[0, 0]))
     deformation.disp_mm = np.moveaxis(img.get_fdata(dtype=np.float32), -1, 0)
     pose_inv = {s: np.asarray(m) for s, m in info["world_to_unwarped_mni"].items()}
-    return SubjectTransform(pose_inv, deformation)
+    atrophy = None
+    if p["atrophy"].exists():
+        a = nib.load(p["atrophy"])
+        if a.shape[0] > 2:
+            atrophy = (a.affine.copy(), np.moveaxis(a.get_fdata(dtype=np.float32), -1, 0))
+    return SubjectTransform(pose_inv, deformation, atrophy)
 
 
 def simulate_subject(
@@ -343,6 +402,7 @@ def simulate_subject(
     lo = apply_affine(hm.affine, np.zeros(3))
     hi = apply_affine(hm.affine, np.asarray(hm.shape) - 1)
     tf, pose_info = draw_transform(rng, anat, participant.get("sex", "n/a"), (lo, hi))
+    tf.atrophy = atrophy_field(res, cfg["effects"], multipliers)
     chi_values = draw_tissue_values(rng, tissue, cfg["susceptibility"]["subject_sd_scale"])
     maps = subject_maps(
         hm, tissue, chi_values, cfg["effects"], multipliers, float(participant.get("age", np.nan)),
@@ -467,12 +527,17 @@ def simulate_subject(
     save_nifti(wm1, t1_affine, tp["wm"])
     save_nifti(csf1, t1_affine, tp["csf"])
     save_nifti(np.moveaxis(tf.deformation.disp_mm, 0, -1), tf.deformation.affine, tp["deformation"])
+    if tf.atrophy is not None:
+        save_nifti(np.moveaxis(tf.atrophy[1], 0, -1), tf.atrophy[0], tp["atrophy"])
+    else:
+        save_nifti(np.zeros((2, 2, 2, 3), np.float32), np.eye(4), tp["atrophy"])
     save_json(
         {
             "Description": (
-                "True subject-to-template map: m = y + u(y), y = world_to_unwarped_mni[session] @ x, "
+                "True subject-to-template map: m = z + a(z), z = y + u(y), y = world_to_unwarped_mni[session] @ x, "
                 "x a scanner-world point (mm) of the session, u the displacement (mm) stored in the "
-                "deformation image (4D, last axis x/y/z, on its own grid in template mm; identity outside). "
+                "velocityexp deformation image and a the planted local volume changes stored in the "
+                "atrophy image (4D, last axis x/y/z, each on its own grid in template mm; 0 outside). "
                 "qsmvbm.simulate.subject.load_true_transform rebuilds it."
             ),
             "TemplateSpace": TEMPLATE_SPACE,
