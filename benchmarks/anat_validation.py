@@ -76,10 +76,17 @@ def main(argv=None) -> None:
         row.update({f"dice_{k}": v for k, v in region_dice(anat, truth, pid).items()})
         mgm_f = next(anat.glob(f"{pid}_space-{TEMPLATE_SPACE}_res-*_label-GM_desc-modulated_probseg.nii.gz"))
         mgm = nib.load(mgm_f)
+        vox_t = float(np.prod(mgm.header.get_zooms()[:3])) / 1000
+        gm_true = nib.load(truth / pid / "anat" / f"{pid}_space-T1w_label-GM_probseg.nii.gz")
+        mni = load_true_transform(truth, pid).to_mni("T1w", world_coords(gm_true.shape, gm_true.affine))
+        vox_s = float(np.prod(gm_true.header.get_zooms()[:3])) / 1000
         for _, e in effects.iterrows():
             m = nib.load(truth / e["mask"])
             lab = atlas.resample_labels((m.get_fdata() > 0).astype(np.int16), m.affine, mgm.shape, mgm.affine) > 0
             row[f"gm_{e['name']}"] = float(mgm.get_fdata()[lab].mean())
+            row[f"gm_ml_{e['name']}"] = float(mgm.get_fdata()[lab].sum() * vox_t)
+            in_region = sample((m.get_fdata() > 0).astype(np.float32), m.affine, mni, order=0) > 0
+            row[f"gm_ml_true_{e['name']}"] = float(gm_true.get_fdata()[in_region].sum() * vox_s)
         rows.append(row)
     df = pd.DataFrame(rows).merge(mult.drop(columns="group"), on="participant_id")
     out = {"n_subjects": len(df)}
@@ -104,6 +111,12 @@ def main(argv=None) -> None:
             "measured_relative_difference_tiv_normalised": float(a_t.mean() / c_t.mean() - 1),
             "t_test_tiv_normalised": float(stats.ttest_ind(a_t, c_t).statistic),
             "r_with_multiplier_in_patients": float(stats.pearsonr(a_t, df.loc[pat, f"m_{e['name']}"])[0]),
+            "true_region_gm_relative_difference": float(df.loc[pat, f"gm_ml_true_{e['name']}"].mean()
+                                                        / df.loc[~pat, f"gm_ml_true_{e['name']}"].mean() - 1),
+            "measured_vs_true_region_gm_ml_r": float(stats.pearsonr(df[f"gm_ml_{e['name']}"],
+                                                                     df[f"gm_ml_true_{e['name']}"])[0]),
+            "measured_over_true_region_gm_ml_median": float((df[f"gm_ml_{e['name']}"]
+                                                              / df[f"gm_ml_true_{e['name']}"]).median()),
         }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

@@ -248,3 +248,26 @@ def test_cli_bad_config_exits_2_and_writes_nothing(tmp_path):
     assert r.returncode == 2
     assert "gre.snr" in r.stderr
     assert not out.exists()
+
+
+def test_planted_volume_change_is_a_local_contraction():
+    """gm_change < 0 makes the region smaller in the subject: pull-map Jacobian > 1 there,
+    about 1 far away, and the integrated volume change close to the planted one."""
+    from qsmvbm.simulate.subject import atrophy_field, effect_weight
+    from qsmvbm.transforms import jacobian_determinant
+
+    region = {"sphere_mni": [20, -17, 7], "radius_mm": 10, "atlas_labels": ["Thalamus_R"]}
+    eff = [{"name": "t", "region": region, "gm_change": -0.12}]
+    assert atrophy_field(2, eff, {"t": 0.0}) is None
+    aff, u = atrophy_field(2, eff, {"t": 1.0})
+    jac = jacobian_determinant(u, 2.0)
+    w = effect_weight(2, region) > 0.5
+    assert jac[w].mean() > 1.05
+    from scipy import ndimage
+
+    far = ~ndimage.binary_dilation(w, iterations=6)
+    assert np.abs(jac[far] - 1).max() < 0.01
+    assert (jac - 1).sum() / w.sum() == pytest.approx(0.12, rel=0.2)
+    # twice the multiplier, twice the displacement
+    _, u2 = atrophy_field(2, eff, {"t": 2.0})
+    np.testing.assert_allclose(u2, 2 * u, rtol=1e-5, atol=1e-7)

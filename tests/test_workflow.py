@@ -82,7 +82,7 @@ def test_bad_subject_is_reported_and_others_continue(tiny_cohort, tmp_path):
     pids = ("sub-ALS001", "sub-ALS002", "sub-NC001", "sub-NC002")
     targets = [str(deriv / p / "anat" / f"{p}_{suffix}") for p in pids
                for suffix in ("desc-inputs_summary.json", "space-MEGRE_Chimap.nii.gz")]
-    r = run_smk("--config", f"bids_dir={bids}", f"output_dir={out}", *targets, check=False)
+    r = run_smk(*targets, "--config", f"bids_dir={bids}", f"output_dir={out}", check=False)
     assert r.returncode != 0
     assert not (deriv / "sub-NC001" / "anat" / "sub-NC001_desc-inputs_summary.json").exists()
     assert not list((deriv / "sub-NC001").rglob("*")) if (deriv / "sub-NC001").exists() else True
