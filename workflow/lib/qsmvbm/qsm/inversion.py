@@ -143,7 +143,7 @@ def _sparsa(p: _Problem, b, lam, x0, max_iter, tol, memory=5, sigma=1e-4):
 
 
 def star(
-    field, mask, voxel_size, b0_dir=(0, 0, 1), lam_strong: float = 5e-3, lam_weak: float = 2e-4,
+    field, mask, voxel_size, b0_dir=(0, 0, 1), lam_strong: float = 5e-3, lam_weak: float = 1e-4,
     max_iter: int = 60, tol: float = 1e-3, init_threshold: float = 0.065, weak_max_iter: int = 250,
     pad: int = 16, workers=None,
 ):

@@ -29,7 +29,7 @@ DEFAULTS: dict = {
     "vsharp": {"max_radius_mm": 12.0, "tsvd": 0.05},
     "pdf": {"max_iter": 50, "tol": 1e-3},
     "inversion": "star",
-    "star": {"lam_strong": 5e-3, "lam_weak": 2e-4, "max_iter": 60, "tol": 1e-3},
+    "star": {"lam_strong": 5e-3, "lam_weak": 1e-4, "max_iter": 60, "tol": 1e-3},
     "tvadmm": {"lam": 2e-4, "max_iter": 250, "tol": 1e-3},
     "ilsqr": {"max_iter": 50, "tol": 0.01},
     "tkd": {"threshold": 0.15},
