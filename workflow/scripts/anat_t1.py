@@ -3,7 +3,6 @@
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 try:
@@ -19,6 +18,7 @@ from qsmvbm.anat import normalize, t1  # noqa: E402
 from qsmvbm.anat.antsio import from_ants, to_ants  # noqa: E402
 from qsmvbm.io import save_json, save_nifti  # noqa: E402
 from qsmvbm.smk import logged, set_threads  # noqa: E402
+from qsmvbm.timing import Stopwatch  # noqa: E402
 from qsmvbm.templates import TEMPLATE_SPACE, load_template  # noqa: E402
 
 
@@ -34,14 +34,9 @@ def run(t1w_path: Path, params: dict, out: dict, log) -> dict:
     seed = params["random_seed"]
     vs = np.asarray(raw.spacing)
     xfm_dir = Path(out["affine"]).parent
-    timings = {}
-    t0 = time.perf_counter()
-
-    def tick(name):
-        nonlocal t0
-        now = time.perf_counter()
-        timings[name] = round(now - t0, 2)
-        t0 = now
+    watch = Stopwatch(digits=2)
+    tick = watch.tick
+    timings = watch.timings
 
     with tempfile.TemporaryDirectory(dir=xfm_dir, prefix=".ants_") as tmp:
         pre = str(Path(tmp) / "reg_")

@@ -11,12 +11,12 @@ whole-brain reference. The workflow's config schema carries the same defaults.
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import GAMMA_HZ_PER_T
+from ..timing import Stopwatch
 from ..dipole import b0_direction_from_affine, voxel_sizes
 from . import background, echoes, inversion, mask as masking, reference, unwrap
 
@@ -92,14 +92,9 @@ def reconstruct(
     vs = voxel_sizes(affine)
     b0 = b0_direction_from_affine(affine)
     te = np.asarray(te_s, dtype=float)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-
-    def tick(name):
-        nonlocal t0
-        now = time.perf_counter()
-        timings[name] = round(now - t0, 3)
-        t0 = now
+    watch = Stopwatch()
+    tick = watch.tick
+    timings = watch.timings
 
     if mask is None:
         mp = p["mask"]
