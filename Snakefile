@@ -15,6 +15,7 @@ include: "workflow/rules/qsm.smk"
 include: "workflow/rules/anat.smk"
 include: "workflow/rules/register.smk"
 include: "workflow/rules/qc.smk"
+include: "workflow/rules/group.smk"
 
 
 rule all:

@@ -172,6 +172,52 @@ def template_chi_files(wildcards):
     )
 
 
+def volume_files(wildcards):
+    return expand(str(ANAT / "{subject}_desc-volumes.json"), subject=t1_ok_subjects())
+
+
+GROUP_MAPS = {
+    "qsm": f"{{subject}}_space-{TPL}_res-{RES}_desc-smoothed_Chimap.nii.gz",
+    "gm": f"{{subject}}_space-{TPL}_res-{RES}_label-GM_desc-modulatedsmoothed_probseg.nii.gz",
+}
+
+
+def glm_inputs(wildcards):
+    """Template-space maps of every subject that reached normalization (QC filters in the design);
+    for QSM also each subject's template-space QSM mask."""
+    subjects = t1_ok_subjects()
+    files = {
+        "maps": expand(str(ANAT / GROUP_MAPS[wildcards.modality]), subject=subjects)
+    }
+    if wildcards.modality == "qsm":
+        files["valid"] = expand(
+            str(ANAT / f"{{subject}}_space-{TPL}_res-{RES}_desc-qsm_mask.nii.gz"),
+            subject=subjects,
+        )
+    return files
+
+
+def roi_value_inputs(wildcards):
+    subjects = t1_ok_subjects()
+    return {
+        "qsm_maps": expand(str(ANAT / GROUP_MAPS["qsm"]), subject=subjects),
+        "gm_maps": expand(str(ANAT / GROUP_MAPS["gm"]), subject=subjects),
+    }
+
+
+def group_targets():
+    return [
+        str(GROUP / name)
+        for name in (
+            "clusters.tsv",
+            "roi_values.tsv",
+            "roi_stats.tsv",
+            "correlations.tsv",
+            "demographics.tsv",
+        )
+    ]
+
+
 def all_targets():
     targets = [str(DERIV / "dataset_description.json")]
     targets += subject_files(
@@ -181,6 +227,7 @@ def all_targets():
         DERIV / "{subject}" / "anat" / "{subject}_space-MEGRE_Chimap.nii.gz"
     )
     targets.append(str(GROUP / "qc" / "normalization_qc.tsv"))
+    targets += group_targets()
     if SIMULATED:
         targets += subject_files(
             OUT / "simulation" / "figures" / "{subject}_simulation.png"

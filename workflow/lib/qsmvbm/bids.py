@@ -19,6 +19,7 @@ import pandas as pd
 from .dipole import b0_direction_from_affine
 
 SUBJECT_ID = re.compile(r"^sub-[A-Za-z0-9]+$")
+SUBJECT_IN_NAME = re.compile(r"(sub-[A-Za-z0-9]+)_")
 ECHO_FILE = re.compile(r"_echo-(\d+)_part-(mag|phase)_MEGRE\.nii(\.gz)?$")
 #: phase encodings: name -> (min, max) of the stored values
 PHASE_RANGES = {"scanner_0_4095": (0, 4095), "scanner_pm4096": (-4096, 4095)}
@@ -251,3 +252,11 @@ def load_megre(bids_dir: str | Path, pid: str, phase_units: str = "auto") -> Mul
         mag, phase, np.asarray(meta["affine"]), np.asarray(meta["echo_times_s"]),
         meta["field_strength_t"], detected, files,
     )
+
+
+def subject_of(path) -> str:
+    """The participant id at the start of a BIDS file name (``sub-X_...``)."""
+    m = SUBJECT_IN_NAME.match(Path(path).name)
+    if not m:
+        raise BidsInputError(f"{path}: file name does not start with a BIDS participant id")
+    return m.group(1)

@@ -1,0 +1,275 @@
+"""Group statistics: GLM vs nilearn, RFT vs nipy, permutation vs nilearn, the study's numbers, FWE."""
+
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage, stats
+
+from qsmvbm.stats import clusters as cl
+from qsmvbm.stats.glm import design_matrix, fit_glm
+from qsmvbm.stats.permutation import _prepare, _t_batch, p_fwe_from_null, permutation_maxt
+from qsmvbm.stats.rft import (FOUR_LN2, estimate_smoothness, p_fwe_peak, p_fwe_rft, resel_counts)
+from qsmvbm.stats.tables import (correlation, correlation_table, demographics, group_test, r_to_p,
+                                 sex_chi2)
+from qsmvbm.stats.voxelwise import SvcParams, voxelwise_svc
+
+
+def smooth_noise(rng, n, shape, fwhm_vox):
+    """n Gaussian random fields, unit variance, Gaussian kernel of FWHM ``fwhm_vox``."""
+    sigma = fwhm_vox / np.sqrt(8 * np.log(2))
+    out = np.empty((n, *shape))
+    for i in range(n):
+        f = ndimage.gaussian_filter(rng.normal(size=shape), sigma, mode="wrap")
+        out[i] = f / f.std()
+    return out
+
+
+def two_groups(n1, n2):
+    return np.r_[np.ones(n1), np.zeros(n2)]
+
+
+# --- GLM ---------------------------------------------------------------------------------------------
+
+def test_tmap_equals_nilearn_second_level_model():
+    from nilearn.glm.second_level import SecondLevelModel
+
+    rng = np.random.default_rng(1)
+    shape = (12, 10, 8)
+    n1, n2 = 9, 11
+    x = two_groups(n1, n2)
+    tiv = rng.normal(1500, 120, n1 + n2)
+    data = smooth_noise(rng, n1 + n2, shape, 2.0) * 0.01 + 0.03
+    data[:n1, 3:7, 3:6, 2:5] += 0.008
+    data += (tiv - tiv.mean())[:, None, None, None] * 1e-5
+    X = design_matrix(x, tiv[:, None])
+    data = data.astype(np.float32)
+    ours = fit_glm(data.reshape(len(x), -1), X).t.reshape(shape)
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    imgs = [nib.Nifti1Image(d.astype(np.float32), aff) for d in data]
+    dm = pd.DataFrame({"group": x, "intercept": 1.0, "tiv": tiv - tiv.mean()})
+    mask = nib.Nifti1Image(np.ones(shape, np.uint8), aff)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slm = SecondLevelModel(mask_img=mask).fit(imgs, design_matrix=dm)
+        ref = slm.compute_contrast("group", second_level_stat_type="t", output_type="stat").get_fdata()
+    assert np.abs(ours - ref).max() < 1e-4
+
+
+def test_design_matrix_rejects_collinear_covariate():
+    x = two_groups(5, 5)
+    with pytest.raises(ValueError, match="rank deficient"):
+        design_matrix(x, x[:, None])
+
+
+# --- random field theory ---------------------------------------------------------------------------
+
+def test_rft_box_matches_reference_values():
+    R = resel_counts(np.ones((20, 15, 10), bool), [4, 4, 4])
+    np.testing.assert_allclose(p_fwe_rft([3, 4, 5], 40, R), [0.65304, 0.12121, 0.01045], atol=1e-5)
+
+
+@pytest.mark.parametrize("fwhm", [(4.0, 4.0, 4.0), (4.0, 3.0, 5.0)])
+def test_rft_p_values_equal_nipy(fwhm):
+    from nipy.algorithms.statistics import intvol, rft
+
+    fwhm = np.asarray(fwhm)
+    box = np.zeros((30, 25, 20), bool)
+    box[2:22, 3:18, 4:14] = True
+    two_boxes = np.zeros((30, 25, 20), bool)
+    two_boxes[3:20, 4:18, 2:15] = True
+    two_boxes[10:25, 10:22, 8:18] = True
+    for mask in (box, two_boxes):
+        coords = np.indices(mask.shape).astype(float) / fwhm[:, None, None, None]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lkc = intvol.Lips3d(coords, mask.astype(np.uint8)) * FOUR_LN2 ** (np.arange(4) / 2)
+            tstat = rft.TStat(dfd=40, search=lkc)
+            for t in (3.0, 3.5, 4.0, 4.5, 5.0):
+                ref = 1 - np.exp(-tstat(t))
+                assert abs(p_fwe_rft(t, 40, resel_counts(mask, fwhm))[0] - ref) < 1e-3
+
+
+def test_spm_p_is_min_of_rft_and_bonferroni():
+    mask = np.zeros((10, 10, 10), bool)
+    mask[5, 5, 3:6] = True  # a line of 3 voxels: Bonferroni is the tighter bound
+    R = resel_counts(mask, [3, 3, 3])
+    p = p_fwe_peak(3.5, 30, R, int(mask.sum()))[0]
+    assert p == pytest.approx(min(p_fwe_rft(3.5, 30, R)[0], 3 * stats.t.sf(3.5, 30)))
+
+
+def test_smoothness_estimate_recovers_fwhm():
+    rng = np.random.default_rng(2)
+    shape = (40, 40, 30)
+    n = 30
+    fields = smooth_noise(rng, n, shape, 4.0)
+    X = design_matrix(two_groups(15, 15))
+    fit = fit_glm(fields.reshape(n, -1), X)
+    sd = np.sqrt(fit.rss / fit.df)
+    res = (fields.reshape(n, -1) - X @ fit.beta) / sd
+    est = estimate_smoothness((r.reshape(shape) for r in res), np.ones(shape, bool), n, fit.df)
+    np.testing.assert_allclose(est["fwhm_vox"], 4.0, rtol=0.12)
+
+
+# --- permutation -------------------------------------------------------------------------------------
+
+def test_closed_form_permuted_t_equals_refit():
+    rng = np.random.default_rng(3)
+    n = 20
+    Y = rng.normal(size=(n, 7))
+    x = two_groups(9, 11)
+    cov = rng.normal(size=(n, 2))
+    X = design_matrix(x, cov)
+    R, xr, Qz = _prepare(Y, X[:, 0], X[:, 1:])
+    perm = rng.permutation(n)
+    t = _t_batch(R, (R**2).sum(0), xr, Qz, perm[None], n - X.shape[1])[0]
+    # Freedman-Lane by hand: permuted reduced-model residuals + reduced fitted values, refit full model
+    Z = X[:, 1:]
+    fitted = Z @ np.linalg.lstsq(Z, Y, rcond=None)[0]
+    Ystar = (Y - fitted)[perm] + fitted
+    np.testing.assert_allclose(t, fit_glm(Ystar, X).t, atol=1e-10)
+
+
+def test_permutation_p_matches_nilearn_permuted_ols():
+    from nilearn.mass_univariate import permuted_ols
+
+    rng = np.random.default_rng(4)
+    n1 = n2 = 15
+    x = two_groups(n1, n2)
+    age = rng.normal(50, 9, n1 + n2)
+    Y = smooth_noise(rng, n1 + n2, (10, 10, 6), 2.0).reshape(n1 + n2, -1)
+    Y[:n1, :40] += 1.6
+    n_perm = 2000
+    X = design_matrix(x, age[:, None])
+    t_obs, null = permutation_maxt(Y, X[:, 0], X[:, 1:], [np.ones(Y.shape[1], bool)], n_perm=n_perm, seed=0)
+    ours = p_fwe_from_null(t_obs, null[:, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = permuted_ols(x[:, None], Y, confounding_vars=(age - age.mean())[:, None], model_intercept=True,
+                           n_perm=n_perm, two_sided_test=False, random_state=0, n_jobs=1, verbose=0,
+                           output_type="dict")
+    ref = 10 ** -out["logp_max_t"].ravel()
+    np.testing.assert_allclose(t_obs, out["t"].ravel(), atol=1e-6)
+    # Monte-Carlo error of a p estimated from 2000 permutations: sd <= 0.011; allow 4 sd
+    se = np.sqrt(np.maximum(ref * (1 - ref), 0.01 * 0.99) / n_perm)
+    assert np.all(np.abs(ours - ref) <= 4 * se + 2 / n_perm)
+    assert ours.min() < 0.05  # the planted effect is found
+
+
+def test_fwe_calibration_small():
+    """Null data, 40 runs x 500 permutations (the benchmark runs 500 x 1000): false positive rates
+    of both SVC methods stay within a binomial 99.9% band of 5%."""
+    rng = np.random.default_rng(5)
+    shape = (16, 16, 12)
+    roi = np.zeros(shape, bool)
+    roi[3:13, 3:13, 2:10] = True
+    n1 = n2 = 34
+    x = two_groups(n1, n2)
+    X = design_matrix(x)
+    runs, fp_rft, fp_perm = 40, 0, 0
+    for _ in range(runs):
+        Y = smooth_noise(rng, n1 + n2, shape, 3.0).reshape(n1 + n2, -1)
+        fit = fit_glm(Y, X)
+        res = (Y - X @ fit.beta) / np.sqrt(fit.rss / fit.df)
+        fwhm = estimate_smoothness((r.reshape(shape) for r in res), roi, n1 + n2, fit.df)["fwhm_vox"]
+        tmax = fit.t.reshape(shape)[roi].max()
+        fp_rft += p_fwe_peak(tmax, fit.df, resel_counts(roi, fwhm), int(roi.sum()))[0] < 0.05
+        t_obs, null = permutation_maxt(Y[:, roi.ravel()], X[:, 0], X[:, 1:], [np.ones(int(roi.sum()), bool)],
+                                       n_perm=500, seed=int(rng.integers(1 << 30)))
+        fp_perm += p_fwe_from_null(t_obs.max(), null[:, 0])[0] < 0.05
+    hi = stats.binom.isf(0.001, runs, 0.05)
+    assert fp_perm <= hi and fp_rft <= hi
+
+
+# --- clusters and the voxelwise analysis -------------------------------------------------------------
+
+def test_sphere_and_clusters():
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    aff[:3, 3] = -20
+    s = cl.sphere_mask((21, 21, 21), aff, (0, 0, 0), 6.0)
+    assert s[10, 10, 10] and s[13, 10, 10] and not s[14, 10, 10]
+    t = np.zeros((21, 21, 21))
+    t[2:5, 2:5, 2:5] = 4.0
+    t[3, 3, 3] = 6.0
+    t[15, 15, 15] = 5.0
+    found = cl.find_clusters(t, np.ones_like(s), 3.0, aff)
+    assert [c.n_voxels for c in found] == [27, 1]
+    assert found[0].peak_mm == (-14.0, -14.0, -14.0) and found[0].volume_mm3 == pytest.approx(27 * 8)
+
+
+def test_voxelwise_svc_finds_planted_effect_only():
+    rng = np.random.default_rng(6)
+    shape = (24, 24, 16)
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    aff[:3, 3] = [-24, -24, -16]
+    n1 = n2 = 20
+    x = two_groups(n1, n2)
+    data = smooth_noise(rng, n1 + n2, shape, 2.5) * 0.01
+    effect = cl.sphere_mask(shape, aff, (-10, 0, 0), 5.0)
+    data[:n1][:, effect] += 0.012
+    roi_l = np.zeros(shape, bool)
+    roi_l[:11, 4:20, 3:13] = True
+    roi_r = np.zeros(shape, bool)
+    roi_r[13:, 4:20, 3:13] = True
+    res = voxelwise_svc(lambda i: (data[i], np.ones(shape, bool)), design_matrix(x), 1.0, np.ones(shape, bool),
+                        {"L": roi_l, "R": roi_r}, aff, SvcParams(n_perm=500, min_cluster_mm3=40), None)
+    sig = [c for c in res.clusters if c["significant"]]
+    assert [c["roi"] for c in sig] == ["L"]
+    peak = np.array([sig[0]["peak_x"], sig[0]["peak_y"], sig[0]["peak_z"]])
+    assert np.linalg.norm(peak - [-10, 0, 0]) <= 6
+    assert sig[0]["p_fwe_perm"] < 0.05 and sig[0]["p_fwe_rft"] < 0.05
+    assert 1.5 < res.info["fwhm_vox"][0] < 4
+
+
+# --- the study's numbers -----------------------------------------------------------------------------
+
+def test_study_numbers():
+    assert sex_chi2((23, 19), (34, 34))[1] == pytest.approx(0.32, abs=0.005)
+    assert r_to_p(0.40, 34) == pytest.approx(0.02, abs=0.0025)  # 0.019
+    # the study prints 0.004 for r = -0.44 one-tailed: 0.0046 truncated (r = -0.444 gives 0.0042)
+    assert 0.0035 < r_to_p(-0.44, 34, "less") < 0.005
+    assert r_to_p(-0.48, 34) == pytest.approx(0.004, abs=0.0005)
+    assert r_to_p(-0.36, 34) == pytest.approx(0.04, abs=0.005)  # 0.036, printed as 0.04
+
+
+def test_correlation_and_partial_match_closed_form():
+    rng = np.random.default_rng(7)
+    n = 34
+    a = rng.normal(size=n)
+    d = pd.DataFrame({"x": a, "y": -0.44 * a + rng.normal(size=n), "age": rng.normal(50, 8, n)})
+    res = correlation(d, "x", "y", alternative="less")
+    r = np.corrcoef(d.x, d.y)[0, 1]
+    assert res["r"] == pytest.approx(r) and res["p"] == pytest.approx(r_to_p(r, n, "less"))
+    part = correlation(d, "x", "y", ["age"], "less")
+    rx = d.x - np.polyval(np.polyfit(d.age, d.x, 1), d.age)
+    ry = d.y - np.polyval(np.polyfit(d.age, d.y, 1), d.age)
+    rp = np.corrcoef(rx, ry)[0, 1]
+    tp = rp * np.sqrt((n - 3) / (1 - rp**2))
+    assert part["r"] == pytest.approx(rp) and part["p"] == pytest.approx(stats.t.cdf(tp, n - 3))
+
+
+def test_group_tests_and_tables():
+    rng = np.random.default_rng(8)
+    n = 34
+    d = pd.DataFrame({"group": ["ALS"] * n + ["NC"] * n, "tiv_ml": rng.normal(1450, 130, 2 * n),
+                      "age": rng.normal(51, 9, 2 * n), "sex": ["M"] * 23 + ["F"] * 11 + ["M"] * 19 + ["F"] * 15,
+                      "alsfrs_r": list(rng.integers(29, 46, n)) + [np.nan] * n})
+    d["gm"] = 0.3 + 1e-4 * (d.tiv_ml - 1450) - 0.02 * (d.group == "ALS") + rng.normal(0, 0.01, 2 * n)
+    res = group_test(d, "gm", "group", "ALS", "NC", ["tiv_ml"])
+    assert res["test"] == "ANCOVA" and res["F"] == pytest.approx(res["t"] ** 2, rel=1e-6)
+    assert res["t"] < 0 and res["p"] < 0.05 and res["df"] == 2 * n - 3
+    plain = group_test(d, "age", "group", "ALS", "NC")
+    assert plain["p"] == pytest.approx(stats.ttest_ind(d.age[:n], d.age[n:]).pvalue)
+    t1 = demographics(d, "group", "ALS", "NC", ["alsfrs_r"])
+    sex = t1[t1.characteristic == "Sex (male)"].iloc[0]
+    assert sex["p"] == pytest.approx(0.32, abs=0.005) and sex["ALS"].startswith("23 (67.6%)")
+    assert t1[t1.characteristic == "alsfrs_r"].iloc[0]["NC"] == "n/a"
+    d["qsm_c1"], d["gm_c1"] = rng.normal(size=2 * n), d["gm"]
+    d["sex_male"] = (d.sex == "M").astype(float)
+    table = correlation_table(d, [{"x": "qsm", "y": "gm", "groups": ["patients", "controls"], "alternative": "less"},
+                                  {"x": "sex", "y": "qsm", "groups": ["all"]}], ["c1"], ["alsfrs_r"],
+                              {"patients": ["ALS"], "controls": ["NC"], "all": ["ALS", "NC"]})
+    assert list(table.group) == ["ALS", "NC", "ALS+NC"] and list(table.n) == [n, n, 2 * n]
+    assert table.method.iloc[2].startswith("point-biserial")

@@ -1,0 +1,1 @@
+"""Group statistics: voxelwise GLM, random field theory, permutation, clusters, ROI tables."""
