@@ -122,7 +122,7 @@ def test_closed_form_permuted_t_equals_refit():
     x = two_groups(9, 11)
     cov = rng.normal(size=(n, 2))
     X = design_matrix(x, cov)
-    R, xr, Qz = _prepare(Y, X[:, 0], X[:, 1:])
+    R, xr, Qz, _ = _prepare(Y, X[:, 0], X[:, 1:])
     perm = rng.permutation(n)
     t = _t_batch(R, (R**2).sum(0), xr, Qz, perm[None], n - X.shape[1])[0]
     # Freedman-Lane by hand: permuted reduced-model residuals + reduced fitted values, refit full model

@@ -66,9 +66,33 @@ def test_run_on_simulated_cohort(tmp_path):
     assert (out / "sim_bids" / "derivatives" / "simulation" / "effects.tsv").exists()
     assert (out / "logs" / "simulate_subject" / "sub-NC002.log").exists()
     assert (out / "benchmarks" / "simulate_subject" / "sub-NC002.tsv").exists()
+    check_group_outputs(out / "group")
     # nothing to do on a second run
     r = run_smk("-n", "--config", f"simulation={TINY}", f"output_dir={out}")
     assert "Nothing to be done" in r.stdout + r.stderr
+
+
+CLUSTER_COLUMNS = ["modality", "roi", "cluster_id", "peak_x", "peak_y", "peak_z", "peak_t", "p_unc", "p_fwe_rft",
+                   "p_fwe_perm", "n_voxels", "volume_mm3", "peak_label", "significant"]
+
+
+def check_group_outputs(group: Path) -> None:
+    """The group stage's file contract (names and columns)."""
+    import nibabel as nib
+    import pandas as pd
+
+    for mod in ("qsm", "gm"):
+        for name in ("tstat", "clusters"):
+            assert nib.load(group / f"{mod}_{name}.nii.gz").shape == (99, 117, 95)
+    clusters = pd.read_csv(group / "clusters.tsv", sep="\t")
+    assert list(clusters.columns[: len(CLUSTER_COLUMNS)]) == CLUSTER_COLUMNS
+    values = pd.read_csv(group / "roi_values.tsv", sep="\t")
+    assert list(values.columns[:2]) == ["participant_id", "group"] and values.columns[-1] == "tiv_ml"
+    corr = pd.read_csv(group / "correlations.tsv", sep="\t")
+    assert list(corr.columns[:9]) == ["x", "y", "group", "n", "r", "p", "alternative", "covariates", "method"]
+    demo = pd.read_csv(group / "demographics.tsv", sep="\t")
+    assert {"Number", "Age (years)", "Sex (male)"} <= set(demo.characteristic)
+    assert (group / "roi_stats.tsv").exists()
 
 
 def test_bad_subject_is_reported_and_others_continue(tiny_cohort, tmp_path):
@@ -127,7 +151,9 @@ def test_missing_or_cut_t1_is_excluded_and_the_run_finishes(tiny_cohort, tmp_pat
     aff[:3, 3] = img.affine[:3, :3] @ [0, 0, img.shape[2] - 12] + img.affine[:3, 3]
     nib.save(nib.Nifti1Image(top, aff), f)
     out = tmp_path / "res"
-    r = run_smk("--config", f"bids_dir={bids}", f"output_dir={out}")
+    # two subjects are left, too few for a group analysis: run everything up to the QC table
+    r = run_smk(str(out / "group" / "qc" / "normalization_qc.tsv"), "--config", f"bids_dir={bids}",
+                f"output_dir={out}")
     assert "EXCLUDED sub-NC002" in r.stdout + r.stderr
     qc = pd.read_csv(out / "group" / "qc" / "normalization_qc.tsv", sep="\t").set_index("participant_id")
     assert not qc.loc["sub-NC002", "included"] and "missing input: no T1w image" in qc.loc["sub-NC002", "reason"]

@@ -78,3 +78,11 @@ def validate(data: dict, schema_file: str | Path, source: str = "config") -> dic
         lines = "\n  ".join(_describe(e) for e in errors)
         raise ConfigError(f"{source} is invalid:\n  {lines}")
     return out
+
+
+def workflow_defaults(overrides: dict | None = None) -> dict:
+    """The workflow config with every default filled from ``workflow/schemas/config.schema.yaml``
+    (plus ``overrides``): what a run with an empty config/config.yaml would use."""
+    from .paths import schema_path
+
+    return validate(dict(overrides or {}), schema_path("config.schema.yaml"), "workflow defaults")

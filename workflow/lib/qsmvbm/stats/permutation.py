@@ -25,22 +25,25 @@ def _prepare(Y: np.ndarray, x: np.ndarray, Z: np.ndarray):
     Qz, _ = np.linalg.qr(Z)
     R = Y - Qz @ (Qz.T @ Y)
     xr = x - Qz @ (Qz.T @ x)
-    return R, xr, Qz
+    # a constant basis vector q (the intercept) is permutation invariant, so q' P R = q' R = 0:
+    # only the other nuisance directions need projecting in every permutation
+    varying = Qz.std(axis=0) > 1e-12 * np.abs(Qz).max(axis=0)
+    return R, xr, Qz[:, varying], Qz.shape[1]
 
 
 def _t_batch(R: np.ndarray, rss_total: np.ndarray, xr: np.ndarray, Qz: np.ndarray,
              perms: np.ndarray, df: int) -> np.ndarray:
     """t of the tested regressor for each permutation in ``perms`` (B, n) -> (B, V)."""
     xx = xr @ xr
-    # P R for row-permutation index p is R[p]; xr' R[p] = (xr[argsort p])' R, same for Qz
+    # P R for row-permutation index p is R[p]; xr' R[p] = (xr[argsort p])' R, same for Qz:
+    # one matrix product for the tested regressor and the nuisance basis together
     inv = np.argsort(perms, axis=1)
-    XP = xr[inv]  # (B, n)
-    num = XP @ R  # (B, V): xr' P R
-    B = len(perms)
-    k = Qz.shape[1]
-    QP = Qz.T[:, inv]  # (k, B, n)
-    proj = np.einsum("kbn,nv->bkv", QP, R, optimize=True) if k else np.zeros((B, 0, R.shape[1]))
-    rss = rss_total[None, :] - (proj**2).sum(axis=1) - num**2 / xx
+    B, k = len(perms), Qz.shape[1]
+    A = np.concatenate([xr[inv]] + [Qz[:, j][inv] for j in range(k)], axis=0)  # ((1+k) B, n)
+    M = A @ R
+    num = M[:B]  # (B, V): xr' P R
+    proj2 = sum(M[B * (j + 1):B * (j + 2)] ** 2 for j in range(k)) if k else 0.0
+    rss = rss_total[None, :] - proj2 - num**2 / xx
     rss = np.maximum(rss, 1e-300)
     return (num / xx) / np.sqrt(rss / df / xx)
 
@@ -65,9 +68,9 @@ def permutation_maxt(Y: np.ndarray, x: np.ndarray, Z: np.ndarray, subsets: list[
     t_obs : (V,) observed t.
     max_null : (n_perm, n_subsets) max t in each subset for each permutation (row 0 = observed).
     """
-    R, xr, Qz = _prepare(Y, x, Z)
+    R, xr, Qz, k = _prepare(Y, x, Z)
     n = R.shape[0]
-    df = n - Qz.shape[1] - 1
+    df = n - k - 1
     rss_total = (R**2).sum(axis=0)
     rng = np.random.default_rng(seed)
     subsets = [np.asarray(s, bool) for s in subsets]

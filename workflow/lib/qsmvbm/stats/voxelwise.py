@@ -5,9 +5,9 @@ One call of :func:`voxelwise_svc` runs one modality (QSM or modulated GM):
 1. pass 1 over subjects: analysis mask (implicit: every subject valid and, for GM, above the
    absolute threshold), GLM sufficient statistics, and the data of the ROI voxels;
 2. pass 2: standardized residuals -> smoothness (FWHM) for random field theory;
-3. clusters of ``t > t(p_cluster)`` inside each ROI, each with its peak, SVC search volume
-   (ROI, or a sphere around the peak x ROI as the study), RFT and permutation FWE p-values, volume
-   in mm^3 and the significance rule.
+3. clusters of ``t > t(p_cluster)`` inside each ROI, each with its peak, RFT FWE p in the SVC
+   search volume (the ROI, or as the study a sphere around the peak x ROI), permutation max-T FWE p
+   over the ROI, volume in mm^3 and the significance rule.
 
 Images come from ``load(i) -> (values, valid)`` so that the caller owns the file I/O; arrays are
 (X, Y, Z) on the template grid. Memory is O(voxels x regressors) plus the ROI data.
@@ -135,21 +135,25 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
         for c in cl.find_clusters(tmap, search_roi, thr, affine, params.connectivity):
             sv = cl.svc_volume(search_roi, affine, params.svc_volume, c.peak_mm, params.sphere_radius_mm)
             found.append((name, c, sv))
-    # permutation: one run, the max within every cluster's search volume
+    # permutation: max-T over the whole ROI. A sphere chosen around the observed peak cannot be
+    # permuted consistently (in every permutation the sphere around that permutation's own peak
+    # holds the ROI maximum), so the permutation family is the ROI whatever ``svc_volume`` says.
     roi_vox = vox[roi_in_base]
     roi_ok = in_mask[roi_in_base]
-    subsets = [sv.ravel()[roi_vox] & roi_ok for _, _, sv in found]
+    names = list(rois)
+    subsets = [rois[nm].ravel()[roi_vox] & roi_ok for nm in names]
     if found and params.n_perm > 0:
         Z = X[:, 1:]
         _, max_null = permutation_maxt(Yroi, X[:, 0], Z, subsets, n_perm=params.n_perm, seed=params.seed)
     else:
-        max_null = np.zeros((0, len(found)))
+        max_null = np.zeros((0, len(names)))
     labels = np.zeros(base_mask.shape, np.int32)
     rows = []
     for k, (name, c, sv) in enumerate(found, start=1):
         resels = resel_counts(sv, fwhm_vox)
         p_rft = float(p_fwe_peak(c.peak_t, df, resels, int(sv.sum()))[0])
-        p_perm = float(p_fwe_from_null(c.peak_t, max_null[:, k - 1])[0]) if len(max_null) else np.nan
+        p_perm = (float(p_fwe_from_null(c.peak_t, max_null[:, names.index(name)])[0])
+                  if len(max_null) else np.nan)
         rows.append({"roi": name, "cluster_id": k, "peak_x": c.peak_mm[0], "peak_y": c.peak_mm[1],
                      "peak_z": c.peak_mm[2], "peak_t": c.peak_t, "p_unc": float(stats.t.sf(c.peak_t, df)),
                      "p_fwe_rft": p_rft, "p_fwe_perm": p_perm, "n_voxels": c.n_voxels,
