@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+REPORT ?= results/report.html
+
 demo: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES)
+	$(VENV)/bin/snakemake --report $(REPORT)
+	@echo "Study report: $(abspath $(REPORT))"
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -5,6 +5,9 @@
 include: "workflow/rules/common.smk"
 
 
+report: "workflow/report/workflow.rst"
+
+
 if SIMULATED:
 
     include: "workflow/rules/simulate.smk"
@@ -16,6 +19,7 @@ include: "workflow/rules/anat.smk"
 include: "workflow/rules/register.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/group.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

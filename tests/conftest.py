@@ -23,3 +23,23 @@ def tiny_cohort(tmp_path_factory, tiny_cfg):
     out = tmp_path_factory.mktemp("tiny_bids")
     simulate_cohort(tiny_cfg, out, jobs=2)
     return out
+
+
+def run_snakemake(*args, check=True):
+    """Run the workflow in a subprocess (2 cores); raise with its output tail on failure."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=ROOT,
+                       capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
+    return r
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """Output folder of a full workflow run (simulation to report inputs) on the tiny cohort."""
+    out = tmp_path_factory.mktemp("tiny_run") / "res"
+    run_snakemake("--config", f"simulation={TINY}", f"output_dir={out}")
+    return out

@@ -10,15 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from .conftest import ROOT, TINY
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def run_smk(*args, check=True):
-    r = subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=ROOT, capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
-    return r
+from .conftest import run_snakemake as run_smk
 
 
 def test_lint_clean():
@@ -53,9 +45,8 @@ def test_default_config_dry_run_simulates_first(tmp_path):
     assert "simulate_cohort_tables" in out and "simulate_subject" in out
 
 
-def test_run_on_simulated_cohort(tmp_path):
-    out = tmp_path / "res"
-    run_smk("--config", f"simulation={TINY}", f"output_dir={out}")
+def test_run_on_simulated_cohort(tiny_run):
+    out = tiny_run
     deriv = out / "derivatives" / "qsmvbm"
     desc = json.loads((deriv / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative"

@@ -214,6 +214,10 @@ def group_targets():
             "roi_stats.tsv",
             "correlations.tsv",
             "demographics.tsv",
+            "report/fig1_qsm_svc.png",
+            "report/table1_demographics.html",
+            "report/qc_summary.png",
+            "report/methods.html",
         )
     ]
 

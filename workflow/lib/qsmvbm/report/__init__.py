@@ -1,0 +1,1 @@
+"""Study report: group figures, tables and the generated methods text."""
