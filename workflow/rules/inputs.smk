@@ -1,11 +1,14 @@
 # Checking each subject's raw inputs before processing, and the derivatives' description.
+# inputs_summary waits for the T1w checkpoint (anat.smk) so that, on a cluster, everything after
+# the checkpoint (inputs summary, QSM, anatomy, registration, template maps) is ONE job per subject,
+# and a changed GRE file does not re-run the checkpoint (the dry run then shows the full chain).
 
 
 rule inputs_summary:
     input:
         megre=raw_megre,
         t1w=raw_t1w,
-        participants=participants_tsv(),
+        t1check=ANAT / "{subject}_desc-t1check.json",
     output:
         DERIV / "{subject}" / "anat" / "{subject}_desc-inputs_summary.json",
     log:
@@ -20,6 +23,8 @@ rule inputs_summary:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        bids_dir=str(BIDS),
     script:
         "../scripts/inputs_summary.py"
 

@@ -5,6 +5,7 @@ rule qsm:
     input:
         unpack(qsm_mask_inputs),
         megre=raw_megre,
+        checked=rules.inputs_summary.output[0],
     output:
         chi=DERIV / "{subject}" / "anat" / "{subject}_space-MEGRE_Chimap.nii.gz",
         chi_json=DERIV / "{subject}" / "anat" / "{subject}_space-MEGRE_Chimap.json",

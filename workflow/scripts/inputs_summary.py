@@ -34,7 +34,7 @@ def summarise(bids_dir: Path, subject: str, t1w: Path) -> dict:
 
 def main(smk) -> None:
     with logged(smk.log[0]) as log:
-        meta = summarise(Path(smk.input.participants).parent, smk.wildcards.subject, Path(smk.input.t1w))
+        meta = summarise(Path(smk.params.bids_dir), smk.wildcards.subject, Path(smk.input.t1w))
         save_json(meta, smk.output[0])
         log.info("%s: %d echoes, B0 %.1f T", smk.wildcards.subject, len(meta["echo_times_s"]),
                  meta["field_strength_t"])

@@ -1,0 +1,143 @@
+"""Running at scale: a real one-node SLURM through profiles/slurm, and incremental reruns.
+
+The SLURM test starts slurmctld/slurmd/munged on localhost (tests/slurm/start-local-slurm.sh installs
+Debian's slurm-wlm and munge with apt when missing), runs the tiny cohort through the SLURM executor,
+checks that the jobs went through SLURM and that the outputs equal a local run, and stops the daemons.
+"""
+
+import re
+import shutil
+import subprocess
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from .conftest import ROOT, run_snakemake
+
+PER_SUBJECT = {"t1_check", "inputs_summary", "qsm", "anat_t1", "register_gre", "template_maps"}
+GROUP_RULES = {"normalization_qc", "group_design", "group_glm", "cluster_table", "roi_values", "roi_statistics"}
+JOB = re.compile(r"^ *(?:local)?(?:rule|checkpoint) (\w+):\n(.*?)(?=^ *\[|^ *(?:local)?(?:rule|checkpoint) |\Z)",
+                 re.M | re.S)
+
+
+def planned(*args) -> list[tuple[str, str | None]]:
+    """(rule, subject) of every job a dry run would execute."""
+    r = run_snakemake("-n", *args)
+    jobs = []
+    for rule, body in JOB.findall(r.stdout + r.stderr):
+        m = re.search(r"wildcards: .*?subject=(sub-[A-Za-z0-9]+)", body)
+        jobs.append((rule, m.group(1) if m else None))
+    return [j for j in jobs if j[0] != "all"]
+
+
+@pytest.fixture(scope="module")
+def bids_run(tiny_cohort, tmp_path_factory):
+    """A full local run of the tiny cohort given as a BIDS dataset: (bids_dir, output_dir)."""
+    base = tmp_path_factory.mktemp("bids_run")
+    bids = base / "bids"
+    shutil.copytree(tiny_cohort, bids, ignore=shutil.ignore_patterns("derivatives"))
+    out = base / "out"
+    run_snakemake("--config", f"bids_dir={bids}", f"output_dir={out}")
+    return bids, out
+
+
+@pytest.fixture(scope="module")
+def local_slurm(tmp_path_factory):
+    state = tmp_path_factory.mktemp("slurm_state")
+    r = subprocess.run(["bash", str(ROOT / "tests" / "slurm" / "start-local-slurm.sh"), str(state)],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode == 3:
+        pytest.skip(f"no SLURM here: {r.stderr.strip()}")
+    assert r.returncode == 0 and "ready" in r.stdout, r.stdout + r.stderr
+    yield state
+    subprocess.run(["bash", str(ROOT / "tests" / "slurm" / "stop-local-slurm.sh"), str(state)], timeout=120)
+
+
+def test_slurm_profile_runs_the_cohort_like_a_local_run(bids_run, local_slurm, tmp_path):
+    bids, local = bids_run
+    out = tmp_path / "slurm_out"
+    r = run_snakemake("--profile", "profiles/slurm", "--slurm-no-account", "--config", f"bids_dir={bids}",
+                      f"output_dir={out}")
+    log = r.stdout + r.stderr
+    ids = [int(i) for i in re.findall(r"submitted with SLURM jobid (\d+)", log)]
+    assert len(ids) >= 10, log[-3000:]
+    # per subject, the T1w checkpoint, then ONE cluster job (group "subject") with inputs_summary,
+    # qsm, anat_t1, register_gre and template_maps
+    assert "group_subject" in log
+    shown = subprocess.run(["scontrol", "show", "job", str(ids[-1])], capture_output=True, text=True)
+    assert f"JobId={ids[-1]}" in shown.stdout and "JobState=COMPLETED" in shown.stdout, shown.stdout + shown.stderr
+    slurmd_log = (local_slurm / "log" / "slurmd.log").read_text()
+    assert all(f"job {i}" in slurmd_log or f"JobId={i}" in slurmd_log or f"StepId={i}." in slurmd_log
+               for i in ids[:3]), slurmd_log[-2000:]
+    for pid in ("sub-ALS001", "sub-NC002"):
+        for name in (f"{pid}_space-MEGRE_Chimap.nii.gz", f"{pid}_space-MNI152NLin2009aSym_res-2_Chimap.nii.gz",
+                     f"{pid}_space-MNI152NLin2009aSym_res-2_label-GM_desc-modulatedsmoothed_probseg.nii.gz"):
+            a = np.asarray(nib.load(local / "derivatives" / "qsmvbm" / pid / "anat" / name).dataobj)
+            b = np.asarray(nib.load(out / "derivatives" / "qsmvbm" / pid / "anat" / name).dataobj)
+            np.testing.assert_allclose(a, b, atol=1e-5, err_msg=name)
+    ca = pd.read_csv(local / "group" / "clusters.tsv", sep="\t")
+    cb = pd.read_csv(out / "group" / "clusters.tsv", sep="\t")
+    pd.testing.assert_frame_equal(ca, cb, check_exact=False, atol=1e-4)
+
+
+def test_rerun_nothing_changed(bids_run):
+    bids, out = bids_run
+    assert planned("--config", f"bids_dir={bids}", f"output_dir={out}") == []
+
+
+def test_rerun_after_changing_one_phase_file(bids_run):
+    bids, out = bids_run
+    f = bids / "sub-ALS002" / "anat" / "sub-ALS002_echo-1_part-phase_MEGRE.nii.gz"
+    keep = f.with_suffix(".keep")
+    shutil.copy2(f, keep)
+    try:
+        img = nib.load(f)
+        data = np.asarray(img.dataobj).copy()
+        data[0, 0, 0] += 1
+        nib.save(nib.Nifti1Image(data, img.affine, img.header), f)
+        jobs = planned("--config", f"bids_dir={bids}", f"output_dir={out}")
+    finally:
+        shutil.copy2(keep, f)
+        keep.unlink()
+    subjects = {s for _, s in jobs if s}
+    assert subjects == {"sub-ALS002"}, jobs
+    assert {r for r, s in jobs if s} == {"inputs_summary", "qsm", "register_gre", "template_maps"}, jobs
+    assert GROUP_RULES <= {r for r, s in jobs if s is None}, jobs
+
+
+def test_rerun_after_changing_a_group_parameter(bids_run, tmp_path):
+    bids, out = bids_run
+    extra = tmp_path / "n_perm.yaml"
+    extra.write_text("group:\n  n_perm: 200\n")
+    jobs = planned("--configfile", "config/config.yaml", str(extra), "--config", f"bids_dir={bids}",
+                   f"output_dir={out}")
+    assert jobs and all(s is None for _, s in jobs), jobs
+    assert ("group_glm", None) in jobs and "normalization_qc" not in {r for r, _ in jobs}
+
+
+def test_rerun_after_adding_a_subject(bids_run):
+    """Dry run: the new subject's jobs up to the input checkpoint (the rest of its chain is only known
+    once the checkpoint has run) and the group jobs. Then a real run executes exactly the new
+    subject's per-subject jobs and the group jobs."""
+    bids, out = bids_run
+    src, new = bids / "sub-NC002", bids / "sub-NC003"
+    (new / "anat").mkdir(parents=True)
+    for p in (src / "anat").iterdir():
+        shutil.copy2(p, new / "anat" / p.name.replace("sub-NC002", "sub-NC003"))
+    parts = pd.read_csv(bids / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
+    row = parts[parts.participant_id == "sub-NC002"].assign(participant_id="sub-NC003")
+    pd.concat([parts, row]).to_csv(bids / "participants.tsv", sep="\t", index=False)
+    args = ("--config", f"bids_dir={bids}", f"output_dir={out}")
+    jobs = planned(*args)
+    assert {s for _, s in jobs if s} == {"sub-NC003"}, jobs
+    assert {"t1_check", "inputs_summary", "qsm"} <= {r for r, s in jobs if s}, jobs
+    r = run_snakemake(*args)
+    ran = [(rule, re.search(r"subject=(sub-[A-Za-z0-9]+)", body)) for rule, body in JOB.findall(r.stdout + r.stderr)]
+    ran = [(rule, m.group(1) if m else None) for rule, m in ran if rule != "all"]
+    assert {s for _, s in ran if s} == {"sub-NC003"}, ran
+    assert {r for r, s in ran if s} == PER_SUBJECT, ran
+    assert GROUP_RULES <= {r for r, s in ran if s is None}, ran
+    design = pd.read_csv(out / "group" / "design.tsv", sep="\t")
+    assert "sub-NC003" in set(design.participant_id)
