@@ -32,13 +32,11 @@ def by_subject(files) -> dict:
     return {subject_of(f): str(f) for f in files}
 
 
-def svc_params(group: dict, modality: str) -> SvcParams:
-    m = group["modalities"][modality]
+def svc_params(group: dict) -> SvcParams:
     return SvcParams(cluster_p=group["cluster_forming_p"], min_cluster_mm3=group["min_cluster_mm3"],
                      alpha=group["fwe_alpha"], svc_volume=group["svc_volume"],
                      sphere_radius_mm=group["sphere_radius_mm"], significance=group["significance"],
-                     n_perm=group["n_perm"], seed=group["seed"], connectivity=group["connectivity"],
-                     mask_fraction=m["mask_fraction"])
+                     n_perm=group["n_perm"], seed=group["seed"], connectivity=group["connectivity"])
 
 
 def run(design_tsv, maps, valid_maps, modality: str, group: dict, patient: str, control: str,
@@ -80,7 +78,7 @@ def run(design_tsv, maps, valid_maps, modality: str, group: dict, patient: str, 
             valid &= data > thr
         return data, valid
 
-    res = voxelwise_svc(load, X, sign, tpl.mask, rois, tpl.affine, svc_params(group, modality), log)
+    res = voxelwise_svc(load, X, sign, tpl.mask, rois, tpl.affine, svc_params(group), log)
     save_nifti(res.tmap.astype(np.float32), tpl.affine, out["tstat"])
     save_nifti(res.effect.astype(np.float32), tpl.affine, out["effect"])
     save_nifti(res.cluster_labels, tpl.affine, out["clusters"], dtype=np.int16)
@@ -104,7 +102,7 @@ def run(design_tsv, maps, valid_maps, modality: str, group: dict, patient: str, 
                "sphere_radius_mm": group["sphere_radius_mm"], "significance": group["significance"],
                "min_cluster_mm3": group["min_cluster_mm3"], "fwe_alpha": group["fwe_alpha"],
                "connectivity": group["connectivity"], "absolute_threshold": thr,
-               "mask_fraction": mcfg["mask_fraction"], "TemplateSpace": TEMPLATE_SPACE,
+               "TemplateSpace": TEMPLATE_SPACE,
                "TemplateResolution_mm": resolution, "qsmvbm": __version__}, out["json"])
     for s in excluded:
         log.warning("EXCLUDED from the %s GLM: %s (normalization QC)", modality, s)

@@ -42,7 +42,6 @@ class SvcParams:
     n_perm: int = 5000
     seed: int = 0
     connectivity: int = 18
-    mask_fraction: float = 1.0
 
 
 @dataclass
@@ -97,8 +96,7 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
         valid_count += ok
         acc.add(i, y)
         Yroi[i] = y[roi_in_base]
-    need = int(np.ceil(params.mask_fraction * n))
-    in_mask = valid_count >= need
+    in_mask = valid_count == n  # SPM's implicit mask: valid in every subject
     mask = np.zeros(base_mask.shape, bool)
     mask.ravel()[vox[in_mask]] = True
     if not mask.any():

@@ -1,0 +1,106 @@
+"""How Snakemake's DAG construction grows with the cohort: dry-run wall time and peak memory for
+100, 1,000 and 10,000 subjects.
+
+Fake inputs: a BIDS folder of empty files (4 echoes, T1w) and ``participants.tsv``; the T1w
+checkpoint's outputs are pre-written (``ok: true``) so that the dry run builds the full DAG (every
+per-subject rule and the group stage), as on a rerun of a processed cohort. Each dry run is a fresh
+process; peak memory is its ru_maxrss. Variants:
+
+- ``local``: ``snakemake -n`` (per-subject jobs; the group directive bundles nothing locally);
+- ``grouped-50``: ``--group-components subject=50`` (50 subjects' chains per cluster job);
+- ``batch-1/10``: ``--batch normalization_qc=1/10``, the first tenth of the cohort's aggregation.
+
+    python benchmarks/dag_scaling.py --subjects 100 1000 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results"
+WORK = ROOT / "benchmarks" / "out" / "dag"
+N_ECHOES = 4
+
+
+def fake_cohort(n: int) -> tuple[Path, Path]:
+    base = WORK / f"n{n}"
+    bids, out = base / "bids", base / "out"
+    if (base / ".done").exists():
+        return bids, out
+    rows = ["participant_id\tgroup\tage\tsex"]
+    for i in range(n):
+        pid = f"sub-{'ALS' if i % 2 == 0 else 'NC'}{i:05d}"
+        rows.append(f"{pid}\t{'ALS' if i % 2 == 0 else 'NC'}\t50\tM")
+        anat = bids / pid / "anat"
+        anat.mkdir(parents=True, exist_ok=True)
+        for e in range(1, N_ECHOES + 1):
+            for part in ("mag", "phase"):
+                for ext in ("nii.gz", "json"):
+                    (anat / f"{pid}_echo-{e}_part-{part}_MEGRE.{ext}").touch()
+        (anat / f"{pid}_T1w.nii.gz").touch()
+    (bids / "participants.tsv").write_text("\n".join(rows) + "\n")
+    (bids / "dataset_description.json").write_text('{"Name": "fake", "BIDSVersion": "1.8.0"}')
+    time.sleep(1.1)
+    for i in range(n):
+        pid = f"sub-{'ALS' if i % 2 == 0 else 'NC'}{i:05d}"
+        d = out / "derivatives" / "qsmvbm" / pid / "anat"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{pid}_desc-t1check.json").write_text('{"ok": true, "reason": "fake"}')
+    (base / ".done").touch()
+    return bids, out
+
+
+def measure(args: list[str]) -> dict:
+    """Wall time, peak RSS and job count of one dry run in a fresh process."""
+    code = ("import resource, subprocess, sys, time, json; t=time.perf_counter(); "
+            "r=subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+            "print(json.dumps({'rc': r.returncode, 'wall_s': time.perf_counter()-t, "
+            "'maxrss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024, "
+            "'tail': (r.stdout+r.stderr)[-4000:]}))")
+    r = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "snakemake", *args], cwd=ROOT,
+                       capture_output=True, text=True)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    m = re.search(r"^total\s+(\d+)", res["tail"], re.M)
+    res["jobs"] = int(m.group(1)) if m else None
+    if res["rc"] != 0:
+        raise RuntimeError(res["tail"])
+    del res["tail"]
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--subjects", type=int, nargs="+", default=[100, 1000, 10000])
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in args.subjects:
+        bids, out = fake_cohort(n)
+        head = ["-n", "--quiet", "rules", "--cores", "2"]
+        cfg = ["--config", f"bids_dir={bids}", f"output_dir={out}"]  # last: --config takes what follows
+        variants = {"local": [], "grouped-50": ["--group-components", "subject=50"],
+                    "batch-1/10": ["--batch", "normalization_qc=1/10"]}
+        for name, extra in variants.items():
+            res = measure(head + extra + cfg)
+            rows.append({"subjects": n, "variant": name, **{k: round(v, 2) if isinstance(v, float) else v
+                                                           for k, v in res.items()}})
+            print(rows[-1], flush=True)
+    (OUT / "dag_scaling.json").write_text(json.dumps({"rows": rows, "cpu_count": os.cpu_count()}, indent=2))
+    with open(OUT / "dag_scaling.tsv", "w") as f:
+        cols = ["subjects", "variant", "jobs", "wall_s", "maxrss_mb", "rc"]
+        f.write("\t".join(cols) + "\n")
+        for r in rows:
+            f.write("\t".join(str(r.get(c)) for c in cols) + "\n")
+
+
+if __name__ == "__main__":
+    main()

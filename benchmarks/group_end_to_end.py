@@ -1,0 +1,126 @@
+"""End-to-end check of the group analysis against the simulator's planted truth.
+
+``evaluate RUN``: for a finished run on a simulated cohort (``<RUN>/sim_bids`` + ``<RUN>/group``), compare the
+significant clusters with the planted effects (peak within 6 mm of the planted sphere centre, in the planted
+ROI; none where nothing was planted) and the correlations with the planted clinical links (is the planted r
+inside the 95% CI of the measured one?). Writes ``benchmarks/results/group_end_to_end_<name>.json``.
+
+``null RUN NEW``: a cohort with no planted effect from a finished run: its controls only, split at random
+into two pseudo-groups, as a new BIDS folder whose subject folders (and derivatives) are symbolic links to
+the run's, so only the group stage is computed. Then run e.g.::
+
+    snakemake --cores 2 --rerun-triggers mtime --config bids_dir=NEW/bids output_dir=NEW/out
+    python benchmarks/group_end_to_end.py evaluate NEW/out --truth RUN/sim_bids
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qsmvbm.stats.tables import fisher_ci
+
+OUT = Path(__file__).resolve().parent / "results"
+ROI_OF_EFFECT = {"precentralL": "Precentral_L", "thalamusR": "Thalamus_R", "thalamusL": "Thalamus_L"}
+
+
+def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None) -> dict:
+    truth_bids = truth_bids or run / "sim_bids"
+    effects = pd.read_csv(truth_bids / "derivatives" / "simulation" / "effects.tsv", sep="\t")
+    clusters = pd.read_csv(run / "group" / "clusters.tsv", sep="\t")
+    corr = pd.read_csv(run / "group" / "correlations.tsv", sep="\t")
+    sig = clusters[clusters.significant.astype(str) == "True"]
+    res = {"run": str(run), "clusters": sig.to_dict("records"), "effects": [], "false_positive_rois": []}
+    planted_rois = set()
+    for _, e in effects.iterrows():
+        roi = ROI_OF_EFFECT.get(e["name"])
+        region = json.loads(e["region"])
+        centre = np.array(region.get("sphere_mni", [e.centroid_x, e.centroid_y, e.centroid_z]), float)
+        row = {"effect": e["name"], "roi": roi, "chi_delta_ppm": e.chi_delta_ppm, "gm_change": e.gm_change}
+        for mod in ("qsm", "gm"):
+            if (mod == "qsm" and e.chi_delta_ppm == 0) or (mod == "gm" and e.gm_change == 0):
+                continue
+            planted_rois.add((mod, roi))
+            c = sig[(sig.modality == mod) & (sig.roi == roi)]
+            if len(c):
+                best = c.sort_values("peak_t", ascending=False).iloc[0]
+                d = float(np.linalg.norm(best[["peak_x", "peak_y", "peak_z"]].to_numpy(float) - centre))
+                row[mod] = {"found": True, "peak": best[["peak_x", "peak_y", "peak_z"]].tolist(),
+                            "distance_mm": round(d, 1), "within_6mm": d <= 6.0, "peak_t": best.peak_t,
+                            "p_fwe_rft": best.p_fwe_rft, "p_fwe_perm": best.p_fwe_perm,
+                            "volume_mm3": best.volume_mm3}
+            else:
+                row[mod] = {"found": False}
+        score = e.get("clinical_score")
+        if isinstance(score, str) and score != "n/a":
+            target = float(e.target_r)
+            rows = corr[(corr.y == score) & corr.x.str.startswith("qsm_") & corr.x.str.contains(roi) &
+                        (corr.covariates.fillna("") == "")]
+            row["clinical"] = []
+            for _, r in rows.iterrows():
+                lo, hi = fisher_ci(r.r, int(r.n))
+                row["clinical"].append({"x": r.x, "score": score, "planted_r": target, "r": r.r, "p": r.p,
+                                        "ci95": [lo, hi], "planted_in_ci": lo <= target <= hi})
+        res["effects"].append(row)
+    for _, c in sig.iterrows():
+        if (c.modality, c.roi) not in planted_rois:
+            res["false_positive_rois"].append(f"{c.modality}:{c.roi}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"group_end_to_end_{name or run.parent.name}.json").write_text(json.dumps(res, indent=2, default=str))
+    print(json.dumps(res, indent=2, default=str))
+    return res
+
+
+def make_null(run: Path, new: Path, seed: int = 0) -> None:
+    """Controls of ``run`` relabelled at random into two halves, linked (not copied) into ``new``."""
+    parts = pd.read_csv(run / "sim_bids" / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
+    nc = parts[parts.group == "NC"].copy()
+    rng = np.random.default_rng(seed)
+    labels = np.array(["ALS"] * (len(nc) // 2) + ["NC"] * (len(nc) - len(nc) // 2))
+    rng.shuffle(labels)
+    nc["group"] = labels
+    bids, out = new / "bids", new / "out" / "derivatives" / "qsmvbm"
+    bids.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in ("dataset_description.json", "README"):
+        if (run / "sim_bids" / f).exists() and not (bids / f).exists():
+            (bids / f).symlink_to((run / "sim_bids" / f).resolve())
+    for pid in nc.participant_id:
+        for src, dst in ((run / "sim_bids" / pid, bids / pid), (run / "derivatives" / "qsmvbm" / pid, out / pid)):
+            if not dst.exists():
+                dst.symlink_to(src.resolve())
+    nc.to_csv(bids / "participants.tsv", sep="\t", index=False)
+    # the null cohort's truth: no effect
+    truth = bids / "derivatives" / "simulation"
+    truth.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(columns=["name", "group", "region", "chi_delta_ppm", "gm_change", "clinical_score", "target_r",
+                          "centroid_x", "centroid_y", "centroid_z"]).to_csv(truth / "effects.tsv", sep="\t",
+                                                                             index=False)
+    print(f"null cohort: {len(nc)} controls relabelled {dict(zip(*np.unique(labels, return_counts=True)))} "
+          f"-> {new}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="what", required=True)
+    e = sub.add_parser("evaluate")
+    e.add_argument("run", type=Path)
+    e.add_argument("--truth", type=Path, default=None, help="the simulated BIDS (default RUN/sim_bids)")
+    e.add_argument("--name", default=None)
+    n = sub.add_parser("null")
+    n.add_argument("run", type=Path)
+    n.add_argument("new", type=Path)
+    n.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    if a.what == "evaluate":
+        evaluate(a.run, a.truth, a.name)
+    else:
+        make_null(a.run, a.new, a.seed)
+
+
+if __name__ == "__main__":
+    main()
