@@ -100,7 +100,9 @@ def test_bad_subject_is_reported_and_others_continue(tiny_cohort, tmp_path):
     r = run_smk(*targets, "--config", f"bids_dir={bids}", f"output_dir={out}", check=False)
     assert r.returncode != 0
     assert not (deriv / "sub-NC001" / "anat" / "sub-NC001_desc-inputs_summary.json").exists()
-    assert not list((deriv / "sub-NC001").rglob("*")) if (deriv / "sub-NC001").exists() else True
+    # the T1w check ran (its input is fine); nothing of the GRE chain was left behind
+    left = sorted(p.name for p in (deriv / "sub-NC001").rglob("*") if p.is_file())
+    assert left == ["sub-NC001_desc-t1check.json"], left
     for pid in ("sub-ALS001", "sub-ALS002", "sub-NC002"):
         assert (deriv / pid / "anat" / f"{pid}_desc-inputs_summary.json").exists()
         assert (deriv / pid / "anat" / f"{pid}_space-MEGRE_Chimap.nii.gz").exists()

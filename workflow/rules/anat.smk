@@ -55,5 +55,6 @@ rule anat_t1:
         runtime=60,
     params:
         anat=config["anat"],
+        itk_threads=config["resources"]["anat_threads"],
     script:
         "../scripts/anat_t1.py"

@@ -23,6 +23,7 @@ rule register_gre:
         runtime=20,
     params:
         seed=config["anat"]["random_seed"],
+        itk_threads=config["resources"]["anat_threads"],
     script:
         "../scripts/register_gre.py"
 
@@ -67,5 +68,6 @@ rule template_maps:
         runtime=20,
     params:
         anat=config["anat"],
+        itk_threads=config["resources"]["anat_threads"],
     script:
         "../scripts/template_maps.py"

@@ -1,5 +1,6 @@
 """T1w of one subject: N4, brain extraction, SyN to the template, prior-based Atropos, TIV."""
 
+import os
 import shutil
 import sys
 import tempfile
@@ -77,6 +78,7 @@ def run(t1w_path: Path, params: dict, out: dict, log) -> dict:
         "BrainMask_ml": float(mask.sum() * np.prod(vs) / 1000),
         "Registration": params["registration"],
         "RandomSeed": seed,
+        "ITKThreads": int(os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "0")) or None,
         "Timings_s": timings,
         "Parameters": params,
         "Software": {"qsmvbm": qsmvbm.__version__, "antspyx": __import__("ants").__version__},
@@ -88,7 +90,7 @@ def run(t1w_path: Path, params: dict, out: dict, log) -> dict:
 
 
 def main(smk) -> None:
-    set_threads(smk.threads)
+    set_threads(smk.threads, itk_threads=smk.params.itk_threads)
     with logged(smk.log[0]) as log:
         run(Path(smk.input.t1w), dict(smk.params.anat), dict(smk.output.items()), log)
 

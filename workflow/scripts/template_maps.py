@@ -62,7 +62,7 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
 
 
 def main(smk) -> None:
-    set_threads(smk.threads)
+    set_threads(smk.threads, itk_threads=smk.params.itk_threads)
     with logged(smk.log[0]) as log:
         run(dict(smk.input.items()), dict(smk.params.anat), dict(smk.output.items()), smk.wildcards.subject, log)
 

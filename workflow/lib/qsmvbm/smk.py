@@ -11,12 +11,18 @@ from pathlib import Path
 from typing import Iterator
 
 
-def set_threads(n: int) -> None:
-    """Make ``n`` threads reach scipy.fft workers, ITK (ANTs) and BLAS."""
+def set_threads(n: int, itk_threads: int | None = None) -> None:
+    """Make ``n`` threads reach scipy.fft workers and BLAS, and ``itk_threads`` (default ``n``) ITK.
+
+    ANTs results (N4, Atropos, registration) depend on the ITK thread count, not only on the
+    seed, so the workflow pins ``itk_threads`` to the configured value whatever number of cores
+    the executor grants (local ``--cores 1``, a SLURM job...): the same data and config give the
+    same maps everywhere. scipy.fft and BLAS results do not depend on their thread count.
+    """
     n = max(1, int(n))
-    for var in ("QSMVBM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS",
-                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("QSMVBM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, int(itk_threads or n)))
 
 
 @contextlib.contextmanager
