@@ -104,3 +104,51 @@ def test_cohort_qc_flags_a_misregistered_subject():
     thr["include"] = ["sub-09"]
     out = cohort_qc(metrics, maps, roi, thr)
     assert out.loc[9, "included"] and out.loc[9, "reason"].startswith("included by config despite QC")
+
+
+_REGISTER_TWICE = r"""
+import sys
+import numpy as np, nibabel as nib
+sys.path.insert(0, {lib!r})
+from qsmvbm.smk import set_threads
+set_threads(1, itk_threads=1)
+from qsmvbm.anat import t1
+from qsmvbm.anat.antsio import to_ants
+from qsmvbm.templates import load_template
+tpl = load_template(2)
+img = nib.load({t1w!r})
+raw = to_ants(img.get_fdata(dtype=np.float32), img.affine)
+reg = t1.register(to_ants(tpl.t1, tpl.affine), raw, "antsRegistrationSyNQuick[s]", {prefix!r}, 7)
+np.save({out!r}, reg["warpedmovout"].numpy())
+"""
+
+
+def test_registration_is_reproducible_with_the_seed(tiny_cohort, tmp_path):
+    """Single-threaded ANTs with the seed (``anat.deterministic``) gives the same result in two processes:
+    the seed must really reach antsRegistration (ANTsPy takes it from ``ants.config``)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    lib = str(Path(t1.__file__).resolve().parents[2])
+    t1w = str(tiny_cohort / "sub-ALS001" / "anat" / "sub-ALS001_T1w.nii.gz")
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"warped{i}.npy"
+        code = _REGISTER_TWICE.format(lib=lib, t1w=t1w, prefix=str(tmp_path / f"r{i}_"), out=str(out))
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        outs.append(np.load(out))
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_atropos_is_reproducible(anat_run):
+    """Atropos with a constant internal seed (``-r 0``) repeats itself exactly."""
+    tpl = anat_run["tpl"]
+    img = anat_run["img"]
+    n4 = to_ants(img.get_fdata(dtype=np.float32), img.affine)
+    priors = [t1.back_project(to_ants(p, tpl.affine), n4, anat_run["reg"]["invtransforms"])
+              for p in (tpl.csf, tpl.gm, tpl.wm)]
+    a = t1.segment(n4, anat_run["mask"], priors)
+    b = t1.segment(n4, anat_run["mask"], priors)
+    for k in ("csf", "gm", "wm", "labels"):
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)

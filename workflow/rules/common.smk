@@ -62,6 +62,13 @@ except (ConfigError, BidsInputError) as err:
 SUBJECTS = [s for s in SUBJECTS if s not in set(PCFG["exclude"])]
 
 
+def itk_threads():
+    """ITK threads of the ANTs rules: 1 when ``anat.deterministic`` (reproducible), else the rule's threads."""
+    if config["anat"]["deterministic"]:
+        return 1
+    return config["resources"]["anat_threads"]
+
+
 def missing_inputs(subject):
     """Reason a subject of a real BIDS dataset cannot be processed, or None."""
     anat = BIDS / subject / "anat"

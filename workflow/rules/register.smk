@@ -17,13 +17,13 @@ rule register_gre:
         "subject"
     conda:
         ENV
-    threads: config["resources"]["anat_threads"]
+    threads: itk_threads()
     resources:
         mem_mb=4000,
         runtime=20,
     params:
         seed=config["anat"]["random_seed"],
-        itk_threads=config["resources"]["anat_threads"],
+        itk_threads=itk_threads(),
     script:
         "../scripts/register_gre.py"
 
@@ -62,12 +62,12 @@ rule template_maps:
         "subject"
     conda:
         ENV
-    threads: config["resources"]["anat_threads"]
+    threads: itk_threads()
     resources:
         mem_mb=config["resources"]["anat_mem_mb"],
         runtime=20,
     params:
         anat=config["anat"],
-        itk_threads=config["resources"]["anat_threads"],
+        itk_threads=itk_threads(),
     script:
         "../scripts/template_maps.py"

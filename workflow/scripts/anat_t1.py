@@ -78,6 +78,7 @@ def run(t1w_path: Path, params: dict, out: dict, log) -> dict:
         "BrainMask_ml": float(mask.sum() * np.prod(vs) / 1000),
         "Registration": params["registration"],
         "RandomSeed": seed,
+        "Deterministic": params["deterministic"],
         "ITKThreads": int(os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "0")) or None,
         "Timings_s": timings,
         "Parameters": params,

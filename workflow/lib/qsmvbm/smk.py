@@ -14,10 +14,10 @@ from typing import Iterator
 def set_threads(n: int, itk_threads: int | None = None) -> None:
     """Make ``n`` threads reach scipy.fft workers and BLAS, and ``itk_threads`` (default ``n``) ITK.
 
-    ANTs results (N4, Atropos, registration) depend on the ITK thread count, not only on the
-    seed, so the workflow pins ``itk_threads`` to the configured value whatever number of cores
-    the executor grants (local ``--cores 1``, a SLURM job...): the same data and config give the
-    same maps everywhere. scipy.fft and BLAS results do not depend on their thread count.
+    ANTs results depend on the ITK thread count (and multi-threaded registration with random
+    sampling differs between runs even with a fixed seed), so the workflow passes an explicit
+    ``itk_threads`` (1 when ``anat.deterministic``) rather than what the executor grants.
+    scipy.fft and BLAS results do not depend on their thread count.
     """
     n = max(1, int(n))
     for var in ("QSMVBM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -68,11 +68,20 @@ def register(fixed, moving, transform: str, outprefix: str, seed: int, fixed_mas
     """
     import ants
 
+    import ants.config
+
     kw = {}
     if multivariate_extras:
         kw["multivariate_extras"] = multivariate_extras
-    return ants.registration(fixed=fixed, moving=moving, type_of_transform=transform, random_seed=seed,
-                             outprefix=outprefix, mask=fixed_mask, **kw)
+    # ANTsPy >= 0.5 takes the seed from ants.config (a ``random_seed=`` keyword is silently swallowed by
+    # **kwargs): without it the random metric sampling is seeded from the clock and repeated runs differ.
+    previous = ants.config._random_seed
+    ants.config._random_seed = int(seed)
+    try:
+        return ants.registration(fixed=fixed, moving=moving, type_of_transform=transform,
+                                 outprefix=outprefix, mask=fixed_mask, **kw)
+    finally:
+        ants.config._random_seed = previous
 
 
 def back_project(template_img, subject_img, invtransforms, interpolator="linear"):
@@ -123,8 +132,10 @@ def segment(t1_n4, mask: np.ndarray, priors: list, prior_weight: float = 0.25, m
     m = t1_n4.new_image_like(mask.astype(np.float32))
     pri = [p * m for p in priors]
     total = pri[0] + pri[1] + pri[2]
+    # r=0: Atropos' internal random generator gets a constant seed (its default seeds from the clock,
+    # and the posteriors then differ slightly from run to run)
     seg = ants.atropos(a=t1_n4, x=m, i=pri, m=f"[{mrf},1x1x1]", c=f"[{iterations},0]",
-                       priorweight=prior_weight)
+                       priorweight=prior_weight, r=0)
     probs = [p.numpy() * mask for p in seg["probabilityimages"]]
     del total
     return {"csf": probs[0], "gm": probs[1], "wm": probs[2], "labels": seg["segmentation"].numpy().astype(np.uint8)}
