@@ -82,7 +82,10 @@ def main() -> None:
     ap.add_argument("--subjects", type=int, nargs="+", default=[100, 1000, 10000])
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    rows = []
+    previous = OUT / "dag_scaling.json"
+    # keep earlier measurements of other cohort sizes (each size is a separate, long run)
+    rows = [r for r in (json.loads(previous.read_text())["rows"] if previous.exists() else [])
+            if r["subjects"] not in args.subjects]
     for n in args.subjects:
         bids, out = fake_cohort(n)
         head = ["-n", "--quiet", "rules", "--cores", "2"]
@@ -94,6 +97,11 @@ def main() -> None:
             rows.append({"subjects": n, "variant": name, **{k: round(v, 2) if isinstance(v, float) else v
                                                            for k, v in res.items()}})
             print(rows[-1], flush=True)
+            rows.sort(key=lambda r: (r["subjects"], list(variants).index(r["variant"])))
+            save(rows)
+
+
+def save(rows: list[dict]) -> None:
     (OUT / "dag_scaling.json").write_text(json.dumps({"rows": rows, "cpu_count": os.cpu_count()}, indent=2))
     with open(OUT / "dag_scaling.tsv", "w") as f:
         cols = ["subjects", "variant", "jobs", "wall_s", "maxrss_mb", "rc"]
