@@ -20,6 +20,7 @@ import json
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -59,15 +60,23 @@ def fake_cohort(n: int) -> tuple[Path, Path]:
     return bids, out
 
 
-def measure(args: list[str]) -> dict:
-    """Wall time, peak RSS and job count of one dry run in a fresh process."""
+def measure(args: list[str], timeout_s: float) -> dict:
+    """Wall time, peak RSS and job count of one dry run in a fresh process (stopped after
+    ``timeout_s``: then ``rc`` is "timeout" and the wall time is the limit)."""
     code = ("import resource, subprocess, sys, time, json; t=time.perf_counter(); "
             "r=subprocess.run(sys.argv[1:], capture_output=True, text=True); "
             "print(json.dumps({'rc': r.returncode, 'wall_s': time.perf_counter()-t, "
             "'maxrss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024, "
             "'tail': (r.stdout+r.stderr)[-4000:]}))")
-    r = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "snakemake", *args], cwd=ROOT,
-                       capture_output=True, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code, sys.executable, "-m", "snakemake", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the wrapper and its snakemake child
+        proc.communicate()
+        return {"rc": "timeout", "wall_s": timeout_s, "maxrss_mb": None, "jobs": None}
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, "")
     res = json.loads(r.stdout.strip().splitlines()[-1])
     m = re.search(r"^total\s+(\d+)", res["tail"], re.M)
     res["jobs"] = int(m.group(1)) if m else None
@@ -80,12 +89,14 @@ def measure(args: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--subjects", type=int, nargs="+", default=[100, 1000, 10000])
+    ap.add_argument("--variants", nargs="+", default=["local", "grouped-50", "batch-1/10"])
+    ap.add_argument("--timeout-s", type=float, default=1800.0, help="per dry run")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     previous = OUT / "dag_scaling.json"
     # keep earlier measurements of other cohort sizes (each size is a separate, long run)
     rows = [r for r in (json.loads(previous.read_text())["rows"] if previous.exists() else [])
-            if r["subjects"] not in args.subjects]
+            if not (r["subjects"] in args.subjects and r["variant"] in args.variants)]
     for n in args.subjects:
         bids, out = fake_cohort(n)
         head = ["-n", "--quiet", "rules", "--cores", "2"]
@@ -93,7 +104,9 @@ def main() -> None:
         variants = {"local": [], "grouped-50": ["--group-components", "subject=50"],
                     "batch-1/10": ["--batch", "normalization_qc=1/10"]}
         for name, extra in variants.items():
-            res = measure(head + extra + cfg)
+            if name not in args.variants:
+                continue
+            res = measure(head + extra + cfg, args.timeout_s)
             rows.append({"subjects": n, "variant": name, **{k: round(v, 2) if isinstance(v, float) else v
                                                            for k, v in res.items()}})
             print(rows[-1], flush=True)

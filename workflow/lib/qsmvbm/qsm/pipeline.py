@@ -21,7 +21,7 @@ from ..dipole import b0_direction_from_affine, voxel_sizes
 from . import background, echoes, inversion, mask as masking, reference, unwrap
 
 DEFAULTS: dict = {
-    "mask": {"threshold_scale": 1.0, "open_mm": 3.0, "close_mm": 3.0, "erode_mm": 2.0,
+    "mask": {"threshold_scale": 1.0, "open_mm": 3.0, "close_mm": 3.0, "erode_mm": 0.0,
              "phase_quality": True, "quality_factor": 5.0},
     "combination": "complex_fit",
     "unwrapping": "laplacian",
