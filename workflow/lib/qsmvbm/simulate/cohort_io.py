@@ -86,9 +86,12 @@ def write_cohort_tables(cfg: dict, outdir: Path, config_text: str | None = None)
         w = effect_weight(res, e["region"])[hm.template_slices]
         aff = hm.affine.copy()
         aff[:3, 3] += aff[:3, :3] @ np.array([s.start for s in hm.template_slices])
-        save_nifti(w, aff, effect_mask_path(outdir, e["name"], res), dtype=np.uint8)
+        support = w > 0
+        save_nifti(support.astype(np.uint8), aff, effect_mask_path(outdir, e["name"], res), dtype=np.uint8)
         coords = world_coords(w.shape, aff)
-        centroid = [float(coords[i][w > 0].mean()) for i in range(3)]
+        centroid = [float(coords[i][support].mean()) for i in range(3)]
+        # the effect-weighted centre: where a graded effect is strongest on average
+        centre = [float((coords[i] * w).sum() / w.sum()) for i in range(3)]
         sel = parts["group"] == e["group"]
         clin = e.get("clinical") or {}
         realized = np.nan
@@ -100,12 +103,15 @@ def write_cohort_tables(cfg: dict, outdir: Path, config_text: str | None = None)
             "clinical_score": clin.get("score", np.nan), "target_r": clin.get("r", np.nan),
             "realized_r_multiplier": realized,
             "centroid_x": centroid[0], "centroid_y": centroid[1], "centroid_z": centroid[2],
-            "volume_mm3": float(w.sum() * res**3),
+            "weighted_centre_x": centre[0], "weighted_centre_y": centre[1], "weighted_centre_z": centre[2],
+            "profile": e["region"].get("profile", "uniform"),
+            "volume_mm3": float(support.sum() * res**3),
             "mask": str(effect_mask_path(outdir, e["name"], res).relative_to(tdir)),
         })
     save_tsv(pd.DataFrame(rows, columns=[
         "name", "group", "region", "chi_delta_ppm", "gm_change", "effect_cv", "clinical_score", "target_r",
-        "realized_r_multiplier", "centroid_x", "centroid_y", "centroid_z", "volume_mm3", "mask"]),
+        "realized_r_multiplier", "centroid_x", "centroid_y", "centroid_z", "weighted_centre_x",
+        "weighted_centre_y", "weighted_centre_z", "profile", "volume_mm3", "mask"]),
         tdir / "effects.tsv")
     return parts.merge(mult, on="participant_id")
 

@@ -132,10 +132,17 @@ def region_weight(model: HeadModel, region: dict) -> np.ndarray:
 
     ``region``: ``{atlas_labels: [...]}``, ``{sphere_mni: [x, y, z], radius_mm: r}``
     or both (the intersection). Restricted to the brain.
+
+    ``profile`` (default ``uniform``): 1 everywhere in the region, a plateau whose
+    peak statistic falls wherever noise puts it. ``gaussian``: a graded effect,
+    ``exp(-4 ln2 d^2 / profile_fwhm_mm^2)`` with ``d`` (mm) the distance to the
+    sphere centre (or, without a sphere, to the region's centroid), so the effect
+    is 1 at the centre and the region is its support.
     """
     mask = model.brain > 0.5
     if "atlas_labels" in region:
         mask &= atlas.region_mask(model.aal, region["atlas_labels"])
+    coords = None
     if "sphere_mni" in region:
         coords = world_coords(model.shape, model.affine)
         c = np.asarray(region["sphere_mni"], dtype=np.float32)
@@ -143,4 +150,14 @@ def region_weight(model: HeadModel, region: dict) -> np.ndarray:
         mask &= d2 <= region["radius_mm"] ** 2
     if not mask.any():
         raise ValueError(f"planted-effect region {region} contains no brain voxel")
-    return mask.astype(np.float32)
+    profile = region.get("profile", "uniform")
+    if profile == "uniform":
+        return mask.astype(np.float32)
+    if profile != "gaussian":
+        raise ValueError(f"planted-effect region {region}: unknown profile {profile!r}")
+    if coords is None:
+        coords = world_coords(model.shape, model.affine)
+        c = np.array([coords[i][mask].mean() for i in range(3)], dtype=np.float32)
+        d2 = sum((coords[i] - c[i]) ** 2 for i in range(3))
+    fwhm = float(region["profile_fwhm_mm"])
+    return (np.exp(-4.0 * np.log(2.0) * d2 / (fwhm * fwhm)) * mask).astype(np.float32)
