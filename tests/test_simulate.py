@@ -271,3 +271,21 @@ def test_planted_volume_change_is_a_local_contraction():
     # twice the multiplier, twice the displacement
     _, u2 = atrophy_field(2, eff, {"t": 2.0})
     np.testing.assert_allclose(u2, 2 * u, rtol=1e-5, atol=1e-7)
+
+
+def test_gaussian_effect_profile_peaks_at_the_centre():
+    """A graded effect is 1 at the sphere centre, 1/2 at FWHM/2, with the uniform region as its support."""
+    from qsmvbm.simulate.phantom import build_head_model, region_weight
+
+    hm = build_head_model(2)
+    region = {"sphere_mni": [20, -18, 6], "radius_mm": 12, "atlas_labels": ["Thalamus_R"]}
+    uniform = region_weight(hm, region)
+    graded = region_weight(hm, {**region, "profile": "gaussian", "profile_fwhm_mm": 8})
+    assert ((graded > 0) == (uniform > 0)).all()
+    c = world_coords(hm.shape, hm.affine)
+    d = np.sqrt((c[0] - 20) ** 2 + (c[1] + 18) ** 2 + (c[2] - 6) ** 2)
+    assert graded[d < 0.5].max() == pytest.approx(1.0)
+    ring = (np.abs(d - 4.0) < 0.01) & (uniform > 0)
+    assert ring.any() and np.allclose(graded[ring], 0.5, atol=1e-3)
+    with pytest.raises(ValueError, match="unknown profile"):
+        region_weight(hm, {**region, "profile": "box"})
