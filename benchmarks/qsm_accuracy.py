@@ -27,6 +27,7 @@ from qsmvbm.simulate.subject import truth_paths
 
 CHAINS = {
     "default (study: Laplacian, V-SHARP, STAR-like)": {},
+    "default with V-SHARP TSVD 0.05": {"vsharp": {"tsvd": 0.05}},
     "TKD": {"inversion": "tkd"},
     "TV-ADMM": {"inversion": "tvadmm"},
     "iLSQR-like": {"inversion": "ilsqr"},
@@ -51,14 +52,19 @@ def score(res, truth, tmask, seg):
     return row
 
 
+def head_crop(mask, margin: int = 16) -> tuple[slice, ...]:
+    """Slices of the mask's bounding box plus ``margin`` voxels (the grid given to qsm-forward)."""
+    idx = np.argwhere(mask)
+    lo = np.maximum(idx.min(0) - margin, 0)
+    hi = np.minimum(idx.max(0) + margin + 1, mask.shape)
+    return tuple(slice(a, b) for a, b in zip(lo, hi))
+
+
 def qsm_forward_dataset(chi, mask, seg, vs, tes, out: Path):
     from qsm_forward import qsm_forward as qf
 
-    # crop to the head's bounding box (+16 voxels) to keep qsm-forward's 2x-padded FFTs small
-    idx = np.argwhere(mask)
-    lo = np.maximum(idx.min(0) - 16, 0)
-    hi = np.minimum(idx.max(0) + 17, mask.shape)
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    # crop to keep qsm-forward's 2x-padded FFTs small
+    sl = head_crop(mask)
     aff = np.diag([*vs, 1.0])
     out.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(chi[sl].astype(np.float32), aff), out / "chi.nii.gz")

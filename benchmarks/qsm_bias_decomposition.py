@@ -29,10 +29,10 @@ from qsmvbm.qsm.inversion import star
 from qsmvbm.qsm.pipeline import reconstruct
 from qsmvbm.simulate.cohort_io import truth_dir
 from qsmvbm.simulate.subject import truth_paths
+from qsm_accuracy import DGM, head_crop
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "out" / "qsm_accuracy"
-DGM = {1: "caudate", 2: "pallidum", 3: "putamen", 7: "thalamus"}
 
 
 def dgm_errors(chi: np.ndarray, truth: np.ndarray, mask: np.ndarray, seg: np.ndarray) -> dict:
@@ -47,9 +47,7 @@ def main() -> None:
     truth = nib.load(tp["chi"]).get_fdata(dtype=np.float32)
     tmask = nib.load(tp["gre_mask"]).get_fdata() > 0
     seg = np.asarray(nib.load(tp["dseg"]).dataobj).astype(int)
-    idx = np.argwhere(tmask)  # the crop qsm_accuracy.py gave qsm-forward
-    lo, hi = np.maximum(idx.min(0) - 16, 0), np.minimum(idx.max(0) + 17, tmask.shape)
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    sl = head_crop(tmask)  # the grid qsm_accuracy.py gave qsm-forward
     truth, tmask, seg = truth[sl], tmask[sl], seg[sl]
     g = load_megre(WORK / "qsm_forward" / "bids", "sub-1")
     vs = voxel_sizes(g.affine)

@@ -26,7 +26,7 @@ DEFAULTS: dict = {
     "combination": "complex_fit",
     "unwrapping": "laplacian",
     "background": "vsharp",
-    "vsharp": {"max_radius_mm": 12.0, "tsvd": 0.05},
+    "vsharp": {"max_radius_mm": 12.0, "tsvd": 0.02},
     "pdf": {"max_iter": 50, "tol": 1e-3},
     "inversion": "star",
     "star": {"lam_strong": 5e-3, "lam_weak": 1e-4, "max_iter": 60, "tol": 1e-3},
