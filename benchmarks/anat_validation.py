@@ -31,10 +31,17 @@ from qsmvbm.simulate.subject import load_true_transform
 from qsmvbm.templates import TEMPLATE_SPACE
 from qsmvbm.transforms import sample, world_coords
 
-REGIONS = {"Thalamus": ["Thalamus"], "Precentral_L": ["Precentral_L"], "Precentral_R": ["Precentral_R"]}
+REGIONS = {"Thalamus": ["Thalamus"], "Precentral_L": ["Precentral_L"], "Precentral_R": ["Precentral_R"],
+           "Caudate": ["Caudate_L", "Caudate_R"], "Putamen": ["Putamen_L", "Putamen_R"],
+           "Pallidum": ["Pallidum_L", "Pallidum_R"]}
+#: transform files of each normalization (anat.normalization): affine, inverse warp
+XFM = {
+    "t1": ("desc-affine_xfm.mat", "desc-warp_xfm.nii.gz"),
+    "multichannel": ("desc-multichannelaffine_xfm.mat", "desc-multichannelwarp_xfm.nii.gz"),
+}
 
 
-def region_dice(anat: Path, truth: Path, pid: str) -> dict:
+def region_dice(anat: Path, truth: Path, pid: str, normalization: str = "t1") -> dict:
     import ants
 
     t1 = nib.load(anat / f"{pid}_space-T1w_desc-preproc_T1w.nii.gz")
@@ -45,8 +52,8 @@ def region_dice(anat: Path, truth: Path, pid: str) -> dict:
     est_lab = ants.apply_transforms(
         fixed=to_ants(t1.get_fdata(dtype=np.float32), t1.affine),
         moving=to_ants(labels.astype(np.float32), laff),
-        transformlist=[str(anat / f"{pid}_from-T1w_to-{TEMPLATE_SPACE}_mode-image_desc-affine_xfm.mat"),
-                       str(anat / f"{pid}_from-{TEMPLATE_SPACE}_to-T1w_mode-image_desc-warp_xfm.nii.gz")],
+        transformlist=[str(anat / f"{pid}_from-T1w_to-{TEMPLATE_SPACE}_mode-image_{XFM[normalization][0]}"),
+                       str(anat / f"{pid}_from-{TEMPLATE_SPACE}_to-T1w_mode-image_{XFM[normalization][1]}")],
         whichtoinvert=[True, False], interpolator="genericLabel").numpy().astype(np.int16)
     return {name: dice(atlas.region_mask(est_lab, regs), atlas.region_mask(true_lab, regs))
             for name, regs in REGIONS.items()}
@@ -56,6 +63,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", default="results")
     ap.add_argument("--out", default="benchmarks/results/anat_validation.json")
+    ap.add_argument("--normalization", choices=sorted(XFM), default="t1",
+                    help="whose transforms to score for Dice (the template-space maps are whatever the run made)")
     args = ap.parse_args(argv)
     res = Path(args.results)
     deriv = res / "derivatives" / "qsmvbm"
@@ -73,7 +82,7 @@ def main(argv=None) -> None:
         tru = json.loads((truth / pid / "anat" / f"{pid}_desc-truth.json").read_text())
         row = {"participant_id": pid, "group": parts.set_index("participant_id").loc[pid, "group"],
                "GM_est": est["GM_ml"], "GM_true": tru["GM_ml"], "TIV_est": est["TIV_ml"], "TIV_true": tru["TIV_ml"]}
-        row.update({f"dice_{k}": v for k, v in region_dice(anat, truth, pid).items()})
+        row.update({f"dice_{k}": v for k, v in region_dice(anat, truth, pid, args.normalization).items()})
         mgm_f = next(anat.glob(f"{pid}_space-{TEMPLATE_SPACE}_res-*_label-GM_desc-modulated_probseg.nii.gz"))
         mgm = nib.load(mgm_f)
         vox_t = float(np.prod(mgm.header.get_zooms()[:3])) / 1000
@@ -89,7 +98,13 @@ def main(argv=None) -> None:
             row[f"gm_ml_true_{e['name']}"] = float(gm_true.get_fdata()[in_region].sum() * vox_s)
         rows.append(row)
     df = pd.DataFrame(rows).merge(mult.drop(columns="group"), on="participant_id")
-    out = {"n_subjects": len(df)}
+    out = {"n_subjects": len(df), "normalization": args.normalization}
+    qc_f = res / "group" / "qc" / "normalization_qc.tsv"
+    if qc_f.exists():
+        qc = pd.read_csv(qc_f, sep="\t")
+        col = next((c for c in qc.columns if c.startswith("qsm_dgm_corr")), None)
+        if col:
+            out["qsm_dgm_corr_with_cohort_median"] = {"median": float(qc[col].median()), "min": float(qc[col].min())}
     for k in ("GM", "TIV"):
         e, t = df[f"{k}_est"], df[f"{k}_true"]
         out[k] = {"pearson_r": float(stats.pearsonr(e, t)[0]), "mean_bias_ml": float((e - t).mean()),

@@ -49,12 +49,11 @@ rule anat_t1:
         "subject"
     conda:
         ENV
-    threads: itk_threads()
+    threads: ants_threads()
     resources:
         mem_mb=config["resources"]["anat_mem_mb"],
         runtime=60,
     params:
         anat=config["anat"],
-        itk_threads=itk_threads(),
     script:
         "../scripts/anat_t1.py"

@@ -62,11 +62,43 @@ except (ConfigError, BidsInputError) as err:
 SUBJECTS = [s for s in SUBJECTS if s not in set(PCFG["exclude"])]
 
 
-def itk_threads():
-    """ITK threads of the ANTs rules: 1 when ``anat.deterministic`` (reproducible), else the rule's threads."""
+def ants_threads():
+    """Threads of the ANTs rules (they reach ITK): 1 when ``anat.deterministic`` (reproducible results),
+    else ``resources.anat_threads``."""
     if config["anat"]["deterministic"]:
         return 1
     return config["resources"]["anat_threads"]
+
+
+MULTICHANNEL = config["anat"]["normalization"] == "multichannel"
+COHORT_QSM_TEMPLATE = (
+    DERIV / "templates" / f"tpl-{TPL}_res-{RES}_desc-cohortmedian_Chimap.nii.gz"
+)
+
+
+def normalization_xfm(kind):
+    """Path pattern of the subject->template transform used for the template-space maps
+    (``kind``: 'affine' or 'warp'): the multichannel SyN's or the T1-only SyN's."""
+    if MULTICHANNEL:
+        ext = "mat" if kind == "affine" else "nii.gz"
+        return str(
+            ANAT
+            / f"{{subject}}_from-T1w_to-{TPL}_mode-image_desc-multichannel{kind}_xfm.{ext}"
+        )
+    return str(
+        ANAT
+        / (
+            f"{{subject}}_from-T1w_to-{TPL}_mode-image_desc-affine_xfm.mat"
+            if kind == "affine"
+            else f"{{subject}}_from-T1w_to-{TPL}_mode-image_desc-warp_xfm.nii.gz"
+        )
+    )
+
+
+def template_maps_group():
+    """Cluster job group of the template-space maps: with multichannel normalization they wait for
+    the cohort QSM template, so they form a second per-subject group after it."""
+    return "subject_multichannel" if MULTICHANNEL else "subject"
 
 
 def missing_inputs(subject):
@@ -177,6 +209,21 @@ def template_chi_files(wildcards):
         str(ANAT / f"{{subject}}_space-{TPL}_res-{RES}_Chimap.nii.gz"),
         subject=t1_ok_subjects(),
     )
+
+
+def t1reg_qsm_files(wildcards):
+    """Every T1-normalized template-space QSM (and its mask): the cohort QSM template's inputs."""
+    subjects = t1_ok_subjects()
+    return {
+        "chi": expand(
+            str(ANAT / f"{{subject}}_space-{TPL}_res-{RES}_desc-t1reg_Chimap.nii.gz"),
+            subject=subjects,
+        ),
+        "mask": expand(
+            str(ANAT / f"{{subject}}_space-{TPL}_res-{RES}_desc-t1regqsm_mask.nii.gz"),
+            subject=subjects,
+        ),
+    }
 
 
 def volume_files(wildcards):

@@ -91,7 +91,7 @@ def run(t1w_path: Path, params: dict, out: dict, log) -> dict:
 
 
 def main(smk) -> None:
-    set_threads(smk.threads, itk_threads=smk.params.itk_threads)
+    set_threads(smk.threads)
     with logged(smk.log[0]) as log:
         run(Path(smk.input.t1w), dict(smk.params.anat), dict(smk.output.items()), log)
 

@@ -55,7 +55,7 @@ def run(bids_dir: Path, subject: str, inp: dict, seed: int, out: dict, log) -> d
 
 
 def main(smk) -> None:
-    set_threads(smk.threads, itk_threads=smk.params.itk_threads)
+    set_threads(smk.threads)
     with logged(smk.log[0]) as log:
         bids_dir = Path(smk.input.megre[0]).parents[2]
         run(bids_dir, smk.wildcards.subject, dict(smk.input.items()), smk.params.seed,

@@ -9,20 +9,14 @@ try:
 except NameError:  # imported by a test
     pass
 
-import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
 from qsmvbm.anat import normalize  # noqa: E402
-from qsmvbm.anat.antsio import to_ants  # noqa: E402
+from qsmvbm.anat.antsio import load_ants, to_ants  # noqa: E402
 from qsmvbm.anat.figures import normalization_overlay  # noqa: E402
 from qsmvbm.io import save_json, save_nifti  # noqa: E402
 from qsmvbm.smk import logged, set_threads  # noqa: E402
 from qsmvbm.templates import TEMPLATE_SPACE, load_template  # noqa: E402
-
-
-def _img(path):
-    img = nib.load(path)
-    return to_ants(img.get_fdata(dtype=np.float32), img.affine)
 
 
 def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
@@ -31,19 +25,18 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
     vs = np.full(3, float(params["template_resolution"]))
     fwd_t1 = [inp["warp"], inp["affine"]]
     fwd_gre = fwd_t1 + [inp["gre_xfm"]]
-    chi = normalize.warp(T, _img(inp["chi"]), fwd_gre).numpy()
-    qmask = normalize.warp(T, _img(inp["qsm_mask"]), fwd_gre).numpy() > 0.5
-    chi = np.where(qmask, chi, 0).astype(np.float32)
+    chi, qmask = normalize.qsm_to_template(T, load_ants(inp["chi"]), load_ants(inp["qsm_mask"]), fwd_gre)
     save_nifti(chi, tpl.affine, out["chi"])
     save_nifti(qmask, tpl.affine, out["qsm_mask"], dtype=np.uint8)
     save_nifti(normalize.smooth(chi, params["qsm_fwhm_mm"], vs, qmask), tpl.affine, out["chi_smooth"])
-    gm = normalize.warp(T, _img(inp["gm"]), fwd_t1).numpy()
+    gm = normalize.warp(T, load_ants(inp["gm"]), fwd_t1).numpy()
     jac = normalize.jacobian(T, fwd_t1, params["modulation"])
     mgm = (np.clip(gm, 0, 1) * jac).astype(np.float32)
     save_nifti(mgm, tpl.affine, out["gm_mod"])
     save_nifti(normalize.smooth(mgm, params["gm_fwhm_mm"], vs), tpl.affine, out["gm_mod_smooth"])
-    t1w = nib.load(inp["template_t1"]).get_fdata(dtype=np.float32)
-    wmask = nib.load(inp["template_mask"]).get_fdata() > 0
+    # the T1w and its brain mask through the same transforms (T1-only or multichannel) for the QC metrics
+    t1w = normalize.warp(T, load_ants(inp["t1"]), fwd_t1).numpy()
+    wmask = normalize.warp(T, load_ants(inp["t1_mask"]), fwd_t1).numpy() > 0.5
     qc = {
         "participant_id": subject,
         "dice_brain": normalize.dice(wmask, tpl.mask),
@@ -52,6 +45,7 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
         "gm_ml_modulated": float(mgm.sum() * np.prod(vs) / 1000),
         "jacobian_mean": float(jac[tpl.mask].mean()),
         "modulation": params["modulation"],
+        "normalization": params["normalization"],
         "TemplateSpace": TEMPLATE_SPACE,
     }
     save_json(qc, out["qc"])
@@ -62,7 +56,7 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
 
 
 def main(smk) -> None:
-    set_threads(smk.threads, itk_threads=smk.params.itk_threads)
+    set_threads(smk.threads)
     with logged(smk.log[0]) as log:
         run(dict(smk.input.items()), dict(smk.params.anat), dict(smk.output.items()), smk.wildcards.subject, log)
 

@@ -11,18 +11,17 @@ from pathlib import Path
 from typing import Iterator
 
 
-def set_threads(n: int, itk_threads: int | None = None) -> None:
-    """Make ``n`` threads reach scipy.fft workers and BLAS, and ``itk_threads`` (default ``n``) ITK.
+def set_threads(n: int) -> None:
+    """Make ``n`` threads reach scipy.fft workers, ITK (ANTs) and BLAS.
 
-    ANTs results depend on the ITK thread count (and multi-threaded registration with random
-    sampling differs between runs even with a fixed seed), so the workflow passes an explicit
-    ``itk_threads`` (1 when ``anat.deterministic``) rather than what the executor grants.
-    scipy.fft and BLAS results do not depend on their thread count.
+    ANTs results depend on the ITK thread count, and multi-threaded registration with random
+    sampling differs between runs even with a fixed seed: the ANTs rules get one thread when
+    ``anat.deterministic`` (the workflow's ``ants_threads()``).
     """
     n = max(1, int(n))
-    for var in ("QSMVBM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("QSMVBM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, int(itk_threads or n)))
 
 
 @contextlib.contextmanager

@@ -27,3 +27,11 @@ def from_ants(img) -> tuple[np.ndarray, np.ndarray]:
     aff[:3, :3] = LPS @ direction @ np.diag(spacing)
     aff[:3, 3] = LPS @ np.asarray(img.origin)
     return img.numpy(), aff
+
+
+def load_ants(path):
+    """A NIfTI file as a float32 ANTsImage (world geometry from its affine)."""
+    import nibabel as nib
+
+    img = nib.load(path)
+    return to_ants(img.get_fdata(dtype=np.float32), img.affine)

@@ -17,6 +17,17 @@ def warp(template_img, moving_img, transformlist: list, interpolator: str = "lin
                                  interpolator=interpolator)
 
 
+def qsm_to_template(template_img, chi_img, qsm_mask_img, transformlist: list) -> tuple[np.ndarray, np.ndarray]:
+    """QSM (ppm, GRE grid) and its mask pulled into the template grid in one interpolation.
+
+    ``transformlist``: template->T1 warp and affine, then the T1->GRE rigid (ANTs order).
+    Returns (chi float32, 0 outside the warped mask; mask bool), template-grid arrays.
+    """
+    chi = warp(template_img, chi_img, transformlist).numpy()
+    mask = warp(template_img, qsm_mask_img, transformlist).numpy() > 0.5
+    return np.where(mask, chi, 0).astype(np.float32), mask
+
+
 def affine_determinant(affine_file: str) -> float:
     """|det| of the linear part of an ANTs affine (.mat) transform."""
     import ants
@@ -71,3 +82,21 @@ def masked_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     if x.size < 3 or x.std() == 0 or y.std() == 0:
         return float("nan")
     return float(np.corrcoef(x, y)[0, 1])
+
+
+def cohort_template(maps: list[np.ndarray], masks: list[np.ndarray], min_fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Voxelwise median of subjects' template-space maps (e.g. QSM in ppm), each within its mask.
+
+    maps, masks : lists of (X, Y, Z) arrays on one grid (float, bool). A voxel is defined where at
+    least ``min_fraction`` of the subjects are valid; the median (robust to a misregistered
+    subject) is over those subjects. Returns (template float32, 0 where undefined; defined bool).
+    """
+    if not maps or len(maps) != len(masks):
+        raise ValueError(f"cohort_template needs one mask per map, got {len(maps)} maps, {len(masks)} masks")
+    stack = np.stack([np.where(m, x, np.nan) for x, m in zip(maps, masks)]).astype(np.float32)
+    n_valid = np.isfinite(stack).sum(0)
+    defined = n_valid >= max(1, int(np.ceil(min_fraction * len(maps))))
+    out = np.zeros(stack.shape[1:], np.float32)
+    if defined.any():
+        out[defined] = np.nanmedian(stack[:, defined], axis=0)
+    return out, defined

@@ -60,19 +60,19 @@ def check_t1(data: np.ndarray, affine: np.ndarray, min_brain_ml: float = 600.0, 
 
 
 def register(fixed, moving, transform: str, outprefix: str, seed: int, fixed_mask=None,
-             multivariate_extras=None) -> dict:
+             multivariate_extras=None, initial_transform=None) -> dict:
     """``ants.registration`` with a fixed seed and outputs under ``outprefix``.
 
     ``transform``: 'Rigid', 'Affine', 'SyN', 'antsRegistrationSyNQuick[s]', ...
     Returns the ANTsPy dict (``fwdtransforms``, ``invtransforms``, ``warpedmovout``...).
     """
-    import ants
-
-    import ants.config
+    import ants.config  # binds ``ants`` too
 
     kw = {}
     if multivariate_extras:
         kw["multivariate_extras"] = multivariate_extras
+    if initial_transform is not None:
+        kw["initial_transform"] = initial_transform
     # ANTsPy >= 0.5 takes the seed from ants.config (a ``random_seed=`` keyword is silently swallowed by
     # **kwargs): without it the random metric sampling is seeded from the clock and repeated runs differ.
     previous = ants.config._random_seed
@@ -82,6 +82,23 @@ def register(fixed, moving, transform: str, outprefix: str, seed: int, fixed_mas
                                  outprefix=outprefix, mask=fixed_mask, **kw)
     finally:
         ants.config._random_seed = previous
+
+
+def register_multichannel(template_t1, t1_brain, qsm_template, qsm_in_t1, initial_affine: str, outprefix: str,
+                          seed: int, qsm_weight: float = 1.0, metric: str = "CC", metric_param: float = 2) -> dict:
+    """Two-channel SyN of a subject to the template: T1 (mutual information, weight 1) plus QSM.
+
+    The QSM channel pairs a cohort QSM template (``qsm_template``, template grid, ppm) with the
+    subject's QSM resampled to its T1 grid (``qsm_in_t1``, ppm, 0 outside the brain); ``metric``
+    ('CC' with ``metric_param`` = radius in voxels, 'MeanSquares', or 'Mattes' with bins) and
+    ``qsm_weight`` set its share. The deep grey nuclei, nearly invisible on T1, are the QSM
+    channel's contrast. The affine is not re-estimated: SyN starts from ``initial_affine`` (the
+    T1-only registration's .mat), so the two registrations differ only in their warps.
+    Returns the ANTsPy dict (``fwdtransforms`` = [warp, affine], ``invtransforms``).
+    """
+    return register(template_t1, t1_brain, "SyNOnly", outprefix, seed,
+                    multivariate_extras=[(metric, qsm_template, qsm_in_t1, float(qsm_weight), metric_param)],
+                    initial_transform=initial_affine)
 
 
 def back_project(template_img, subject_img, invtransforms, interpolator="linear"):
@@ -131,13 +148,11 @@ def segment(t1_n4, mask: np.ndarray, priors: list, prior_weight: float = 0.25, m
 
     m = t1_n4.new_image_like(mask.astype(np.float32))
     pri = [p * m for p in priors]
-    total = pri[0] + pri[1] + pri[2]
     # r=0: Atropos' internal random generator gets a constant seed (its default seeds from the clock,
     # and the posteriors then differ slightly from run to run)
     seg = ants.atropos(a=t1_n4, x=m, i=pri, m=f"[{mrf},1x1x1]", c=f"[{iterations},0]",
                        priorweight=prior_weight, r=0)
     probs = [p.numpy() * mask for p in seg["probabilityimages"]]
-    del total
     return {"csf": probs[0], "gm": probs[1], "wm": probs[2], "labels": seg["segmentation"].numpy().astype(np.uint8)}
 
 

@@ -134,10 +134,19 @@ def _qsm(q: dict, cite) -> str:
 def _anat(a: dict, qc: dict, cite, space: str) -> str:
     mod = ("affine and nonlinear components (as CAT12's mwp1; TIV as a covariate)"
            if a["modulation"] == "affine+nonlinear" else "the nonlinear component only")
-    det = ("; ANTs single-threaded, so that results are reproducible" if a.get("deterministic", True)
+    det = ("; ANTs single-threaded, so that results are reproducible" if a["deterministic"]
            else "; ANTs multi-threaded")
     qsm_s = (f"smoothed with a {_g(a['qsm_fwhm_mm'])} mm FWHM Gaussian kernel" if a["qsm_fwhm_mm"] > 0
              else "not smoothed")
+    mc = ""
+    if a["normalization"] == "multichannel":
+        m = a["multichannel"]
+        mc = (" A cohort QSM template was then built as the voxelwise median of the T1-normalized QSM maps "
+              f"(defined where at least {_g(100 * m['template_min_fraction'])}% of subjects had QSM; smoothed "
+              f"{_g(m['qsm_fwhm_mm'])} mm FWHM), and each subject was registered again with a two-channel SyN "
+              f"started from its T1 affine: T1w to the template T1 (mutual information, weight 1) and its QSM "
+              f"({_g(m['qsm_fwhm_mm'])} mm FWHM) to the cohort QSM template ({m['metric']}, parameter "
+              f"{_g(m['metric_param'])}, weight {_g(m['qsm_weight'])}); these warps were used for QSM and GM.")
     return (f"T1-weighted images were processed with ANTsPy: N4 bias correction {cite('tustison2010')} "
             f"(shrink factor {a['n4_shrink_factor']}), template-based brain extraction "
             f"({a['brain_extraction_registration']} registration of the template and back-projection of its brain "
@@ -146,7 +155,7 @@ def _anat(a: dict, qc: dict, cite, space: str) -> str:
             f"{_g(a['atropos']['mrf'])}, {a['atropos']['iterations']} iterations); TIV was the sum of the three "
             f"tissue volumes. The T1w image was normalized to the {space} template {cite('fonov2011')} at "
             f"{a['template_resolution']} mm with {a['registration']} {cite('avants2008')} (random seed "
-            f"{a['random_seed']}{det}). The first-echo GRE magnitude was registered rigidly to the T1w image (mutual "
+            f"{a['random_seed']}{det}).{mc} The first-echo GRE magnitude was registered rigidly to the T1w image (mutual "
             f"information), and QSM was brought to the template by composing the GRE-to-T1w and T1w-to-template "
             f"transforms in a single interpolation; template-space QSM was {qsm_s}. Grey matter was "
             f"Jacobian-modulated with {mod} {cite('ashburner2000')} and smoothed with a {_g(a['gm_fwhm_mm'])} mm "
