@@ -77,22 +77,11 @@ COHORT_QSM_TEMPLATE = (
 
 
 def normalization_xfm(kind):
-    """Path pattern of the subject->template transform used for the template-space maps
-    (``kind``: 'affine' or 'warp'): the multichannel SyN's or the T1-only SyN's."""
-    if MULTICHANNEL:
-        ext = "mat" if kind == "affine" else "nii.gz"
-        return str(
-            ANAT
-            / f"{{subject}}_from-T1w_to-{TPL}_mode-image_desc-multichannel{kind}_xfm.{ext}"
-        )
-    return str(
-        ANAT
-        / (
-            f"{{subject}}_from-T1w_to-{TPL}_mode-image_desc-affine_xfm.mat"
-            if kind == "affine"
-            else f"{{subject}}_from-T1w_to-{TPL}_mode-image_desc-warp_xfm.nii.gz"
-        )
-    )
+    """The subject->template transform used for the template-space maps (``kind``: 'affine' or
+    'warp'): the multichannel SyN's or the T1-only SyN's output (call after both rules are defined).
+    """
+    producer = rules.register_multichannel if MULTICHANNEL else rules.anat_t1
+    return producer.output[kind]
 
 
 def template_maps_group():
@@ -213,16 +202,11 @@ def template_chi_files(wildcards):
 
 def t1reg_qsm_files(wildcards):
     """Every T1-normalized template-space QSM (and its mask): the cohort QSM template's inputs."""
+    out = rules.qsm_t1reg_template_space.output
     subjects = t1_ok_subjects()
     return {
-        "chi": expand(
-            str(ANAT / f"{{subject}}_space-{TPL}_res-{RES}_desc-t1reg_Chimap.nii.gz"),
-            subject=subjects,
-        ),
-        "mask": expand(
-            str(ANAT / f"{{subject}}_space-{TPL}_res-{RES}_desc-t1regqsm_mask.nii.gz"),
-            subject=subjects,
-        ),
+        "chi": expand(out.chi, subject=subjects),
+        "mask": expand(out.qsm_mask, subject=subjects),
     }
 
 

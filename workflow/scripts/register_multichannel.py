@@ -12,7 +12,6 @@ try:
 except NameError:  # imported by a test
     pass
 
-import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
 import qsmvbm  # noqa: E402
@@ -30,11 +29,10 @@ def run(inp: dict, params: dict, out: dict, log) -> dict:
     T = to_ants(tpl.t1, tpl.affine)
     watch = Stopwatch(digits=2)
     t1_img = load_ants(inp["t1"])
-    brain = t1_img.new_image_like((nib.load(inp["t1_mask"]).get_fdata() > 0).astype(np.float32))
+    brain = t1_img.new_image_like((load_ants(inp["t1_mask"]).numpy() > 0).astype(np.float32))
     # the subject's QSM on its T1 grid (GRE->T1 rigid), 0 outside its mask, smoothed like the template
-    chi_t1 = normalize.warp(t1_img, load_ants(inp["chi"]), [inp["gre_xfm"]]).numpy()
-    qmask_t1 = normalize.warp(t1_img, load_ants(inp["qsm_mask"]), [inp["gre_xfm"]]).numpy() > 0.5
-    chi_t1 = normalize.smooth(np.where(qmask_t1, chi_t1, 0), mc["qsm_fwhm_mm"], np.asarray(t1_img.spacing), qmask_t1)
+    chi_t1, qmask_t1 = normalize.warp_qsm(t1_img, load_ants(inp["chi"]), load_ants(inp["qsm_mask"]), [inp["gre_xfm"]])
+    chi_t1 = normalize.smooth(chi_t1, mc["qsm_fwhm_mm"], np.asarray(t1_img.spacing), qmask_t1)
     qtpl = load_ants(inp["qsm_template"])
     watch.tick("prepare")
     xfm_dir = Path(out["affine"]).parent
@@ -46,10 +44,10 @@ def run(inp: dict, params: dict, out: dict, log) -> dict:
         shutil.copy(next(f for f in reg["fwdtransforms"] if f.endswith(".mat")), out["affine"])
         shutil.copy(next(f for f in reg["fwdtransforms"] if f.endswith(".nii.gz")), out["warp"])
         shutil.copy(next(f for f in reg["invtransforms"] if f.endswith(".nii.gz")), out["inverse_warp"])
-    # how well each channel matches after the registration, against the T1-only start
+    # how well the QSM channel matches the cohort template after the registration
     fwd = [out["warp"], out["affine"]]
     warped_chi = normalize.warp(T, t1_img.new_image_like(chi_t1), fwd).numpy()
-    defined = nib.load(inp["qsm_template"]).get_fdata() != 0
+    defined = qtpl.numpy() != 0
     info = {
         "TemplateSpace": TEMPLATE_SPACE,
         "Method": "ANTs SyNOnly from the T1-only affine; channels: T1w (MI, weight 1) and QSM "

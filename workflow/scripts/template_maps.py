@@ -25,7 +25,7 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
     vs = np.full(3, float(params["template_resolution"]))
     fwd_t1 = [inp["warp"], inp["affine"]]
     fwd_gre = fwd_t1 + [inp["gre_xfm"]]
-    chi, qmask = normalize.qsm_to_template(T, load_ants(inp["chi"]), load_ants(inp["qsm_mask"]), fwd_gre)
+    chi, qmask = normalize.warp_qsm(T, load_ants(inp["chi"]), load_ants(inp["qsm_mask"]), fwd_gre)
     save_nifti(chi, tpl.affine, out["chi"])
     save_nifti(qmask, tpl.affine, out["qsm_mask"], dtype=np.uint8)
     save_nifti(normalize.smooth(chi, params["qsm_fwhm_mm"], vs, qmask), tpl.affine, out["chi_smooth"])

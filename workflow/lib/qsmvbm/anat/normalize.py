@@ -17,14 +17,15 @@ def warp(template_img, moving_img, transformlist: list, interpolator: str = "lin
                                  interpolator=interpolator)
 
 
-def qsm_to_template(template_img, chi_img, qsm_mask_img, transformlist: list) -> tuple[np.ndarray, np.ndarray]:
-    """QSM (ppm, GRE grid) and its mask pulled into the template grid in one interpolation.
+def warp_qsm(fixed_img, chi_img, qsm_mask_img, transformlist: list) -> tuple[np.ndarray, np.ndarray]:
+    """QSM (ppm, GRE grid) and its mask pulled into ``fixed_img``'s grid in one interpolation.
 
-    ``transformlist``: template->T1 warp and affine, then the T1->GRE rigid (ANTs order).
-    Returns (chi float32, 0 outside the warped mask; mask bool), template-grid arrays.
+    ``transformlist`` (ANTs order) ends with the T1->GRE rigid: alone for the T1 grid, after the
+    template->T1 warp and affine for the template grid.
+    Returns (chi float32, 0 outside the warped mask; mask bool), arrays of the fixed grid.
     """
-    chi = warp(template_img, chi_img, transformlist).numpy()
-    mask = warp(template_img, qsm_mask_img, transformlist).numpy() > 0.5
+    chi = warp(fixed_img, chi_img, transformlist).numpy()
+    mask = warp(fixed_img, qsm_mask_img, transformlist).numpy() > 0.5
     return np.where(mask, chi, 0).astype(np.float32), mask
 
 
