@@ -11,12 +11,22 @@ the run's, so only the group stage is computed. Then run e.g.::
 
     snakemake --cores 2 --rerun-triggers mtime --config bids_dir=NEW/bids output_dir=NEW/out
     python benchmarks/group_end_to_end.py evaluate NEW/out --truth RUN/sim_bids
+
+``subset RUN NEW --per-group N``: the first N subjects of each group (participants.tsv order) whose
+QSM and T1 processing is done, as a new run folder: raw data and the simulation truth linked, the per-subject
+derivatives *copied* (modification times kept), so a run in ``NEW`` with other options (e.g.
+``anat.normalization: multichannel``) rewrites only its own files. Used to compare normalizations on the same
+subjects (``benchmarks/anat_validation.py --results NEW``)::
+
+    snakemake --cores 2 --rerun-triggers mtime --until normalization_qc \
+        --config bids_dir=NEW/sim_bids output_dir=NEW "anat={normalization: multichannel}"
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +114,37 @@ def make_null(run: Path, new: Path, seed: int = 0) -> None:
           f"-> {new}")
 
 
+def make_subset(run: Path, new: Path, per_group: int) -> None:
+    """First ``per_group`` finished subjects of each group of ``run``: raw linked, derivatives copied."""
+    parts = pd.read_csv(run / "sim_bids" / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
+    deriv = run / "derivatives" / "qsmvbm"
+
+    def finished(pid: str) -> bool:
+        """QSM and T1 processing done (the anat_t1 benchmark is written when the job has ended)."""
+        anat = deriv / pid / "anat"
+        return ((run / "benchmarks" / "anat_t1" / f"{pid}.tsv").exists() and (anat / f"{pid}_desc-volumes.json").exists()
+                and (anat / f"{pid}_space-MEGRE_Chimap.nii.gz").exists())
+
+    chosen = {grp: g[g.participant_id.map(finished)].head(per_group) for grp, g in parts.groupby("group", sort=False)}
+    short = {grp: len(g) for grp, g in chosen.items() if len(g) < per_group}
+    if short:
+        raise SystemExit(f"{run}: fewer than {per_group} finished subjects in {short}")
+    keep = pd.concat(chosen.values())
+    bids, out = new / "sim_bids", new / "derivatives" / "qsmvbm"
+    (bids / "derivatives").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in ("dataset_description.json", "README", "participants.json", "derivatives/simulation"):
+        if (run / "sim_bids" / f).exists() and not (bids / f).exists():
+            (bids / f).symlink_to((run / "sim_bids" / f).resolve())
+    for pid in keep.participant_id:
+        if not (bids / pid).exists():
+            (bids / pid).symlink_to((run / "sim_bids" / pid).resolve())
+        if not (out / pid).exists():
+            shutil.copytree(deriv / pid, out / pid, copy_function=shutil.copy2)
+    keep.to_csv(bids / "participants.tsv", sep="\t", index=False)
+    print(f"subset: { {k: int(v) for k, v in keep.group.value_counts().items()} } of {run} -> {new}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
@@ -115,11 +156,17 @@ def main() -> None:
     n.add_argument("run", type=Path)
     n.add_argument("new", type=Path)
     n.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("subset")
+    s.add_argument("run", type=Path)
+    s.add_argument("new", type=Path)
+    s.add_argument("--per-group", type=int, default=12)
     a = ap.parse_args()
     if a.what == "evaluate":
         evaluate(a.run, a.truth, a.name)
-    else:
+    elif a.what == "null":
         make_null(a.run, a.new, a.seed)
+    else:
+        make_subset(a.run, a.new, a.per_group)
 
 
 if __name__ == "__main__":
