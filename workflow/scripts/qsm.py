@@ -34,13 +34,11 @@ METHOD_NAMES = {
 def t1_mask_in_gre(t1_mask: Path, gre_xfm: Path, gre_shape, gre_affine) -> np.ndarray:
     """The T1w brain mask pulled into the GRE grid through the inverse of the GRE->T1w rigid."""
     import ants
-    import nibabel as nib
 
-    from qsmvbm.anat.antsio import to_ants
+    from qsmvbm.anat.antsio import load_ants, to_ants
 
-    m = nib.load(t1_mask)
     fixed = to_ants(np.zeros(gre_shape, np.float32), gre_affine)
-    moved = ants.apply_transforms(fixed=fixed, moving=to_ants(m.get_fdata(dtype=np.float32), m.affine),
+    moved = ants.apply_transforms(fixed=fixed, moving=load_ants(t1_mask),
                                   transformlist=[str(gre_xfm)], whichtoinvert=[True], interpolator="linear")
     return moved.numpy() > 0.5
 

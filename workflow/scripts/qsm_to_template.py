@@ -22,7 +22,7 @@ def run(inp: dict, resolution: int, out: dict, log) -> None:
     tpl = load_template(resolution)
     T = to_ants(tpl.t1, tpl.affine)
     chi, mask = normalize.warp_qsm(T, load_ants(inp["chi"]), load_ants(inp["qsm_mask"]),
-                                          [inp["warp"], inp["affine"], inp["gre_xfm"]])
+                                   [inp["warp"], inp["affine"], inp["gre_xfm"]])
     save_nifti(chi, tpl.affine, out["chi"])
     save_nifti(mask, tpl.affine, out["qsm_mask"], dtype=np.uint8)
     log.info("QSM in template space (T1-only registration): %d voxels", int(mask.sum()))
