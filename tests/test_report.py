@@ -81,6 +81,8 @@ def test_methods_text_follows_config():
     assert "Bilgic B" in tv and "Wei H" not in tv
     thr = text({"group": {"cluster_forming_p": 0.001, "n_perm": 10000, "svc_volume": "roi"}})
     assert "p < 0.001 uncorrected" in thr and "10000 permutations" in thr and "the whole region" in thr
+    assert "Each region was corrected on its own" in base
+    assert "all regions of both modalities" in text({"group": {"fwe_family": "analysis"}})
     assert "cohort QSM template" not in base
     mc = text({"anat": {"normalization": "multichannel", "multichannel": {"qsm_weight": 0.5}}})
     assert "cohort QSM template" in mc and "weight 0.5" in mc and "two-channel SyN" in mc

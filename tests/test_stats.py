@@ -221,6 +221,22 @@ def test_voxelwise_svc_finds_planted_effect_only():
     assert np.linalg.norm(peak - [-10, 0, 0]) <= 6
     assert sig[0]["p_fwe_perm"] < 0.05 and sig[0]["p_fwe_rft"] < 0.05
     assert 1.5 < res.info["fwhm_vox"][0] < 4
+    # wider FWE families: RFT Bonferroni over the 2 ROIs (x 2 modalities), permutation max over their union
+    by = {}
+    for fam in ("modality", "analysis"):
+        r = voxelwise_svc(lambda i: (data[i], np.ones(shape, bool)), design_matrix(x), 1.0, np.ones(shape, bool),
+                          {"L": roi_l, "R": roi_r}, aff,
+                          SvcParams(n_perm=500, min_cluster_mm3=40, fwe_family=fam, n_modalities=2), None)
+        by[fam] = r.clusters
+        assert r.info["fwe_family"] == fam
+    for c0, cm, ca in zip(res.clusters, by["modality"], by["analysis"]):
+        assert cm["p_fwe_rft"] == pytest.approx(min(1, 2 * c0["p_fwe_rft"]))
+        assert ca["p_fwe_rft"] == pytest.approx(min(1, 4 * c0["p_fwe_rft"]))
+        assert cm["p_fwe_perm"] >= c0["p_fwe_perm"]
+        assert ca["p_fwe_perm"] == pytest.approx(min(1, 2 * cm["p_fwe_perm"]))
+    with pytest.raises(ValueError, match="fwe_family"):
+        voxelwise_svc(lambda i: (data[i], np.ones(shape, bool)), design_matrix(x), 1.0, np.ones(shape, bool),
+                      {"L": roi_l, "R": roi_r}, aff, SvcParams(n_perm=10, fwe_family="brain"), None)
 
 
 # --- the study's numbers -----------------------------------------------------------------------------

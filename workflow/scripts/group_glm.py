@@ -36,7 +36,8 @@ def svc_params(group: dict) -> SvcParams:
     return SvcParams(cluster_p=group["cluster_forming_p"], min_cluster_mm3=group["min_cluster_mm3"],
                      alpha=group["fwe_alpha"], svc_volume=group["svc_volume"],
                      sphere_radius_mm=group["sphere_radius_mm"], significance=group["significance"],
-                     n_perm=group["n_perm"], seed=group["seed"], connectivity=group["connectivity"])
+                     n_perm=group["n_perm"], seed=group["seed"], connectivity=group["connectivity"],
+                     fwe_family=group["fwe_family"], n_modalities=len(group["modalities"]))
 
 
 def run(design_tsv, maps, valid_maps, modality: str, group: dict, patient: str, control: str,

@@ -179,6 +179,12 @@ def _group(g: dict, glm: dict, patient: str, control: str, cite) -> str:
            else f"a {_g(g['sphere_radius_mm'])} mm sphere around each peak intersected with the region")
     rule = {"rft": "its random-field FWE p", "perm": "its permutation FWE p",
             "both": "both its random-field and permutation FWE p", "either": "either FWE p"}[g["significance"]]
+    family = {"roi": "Each region was corrected on its own.",
+              "modality": ("The FWE family was all regions of a modality: the permutation maximum was taken over "
+                           "their union and the RFT p was multiplied by the number of regions (Bonferroni)."),
+              "analysis": ("The FWE family was all regions of both modalities: the permutation maximum was taken "
+                           "over the union of the regions and the RFT p multiplied by the number of regions, then "
+                           "both p-values by the number of modalities (Bonferroni).")}[g["fwe_family"]]
     smooth = "; ".join(f"{m.upper()} FWHM {', '.join(f'{v:.1f}' for v in info['fwhm_mm'])} mm (df {info['df']})"
                        for m, info in glm.items() if info)
     gm_thr = g["modalities"]["gm"]["absolute_threshold"]
@@ -193,8 +199,8 @@ def _group(g: dict, glm: dict, patient: str, control: str, cite) -> str:
             f"({smooth}), resel counts of the search volume ({svc}), EC densities of the t field, and the minimum of "
             f"the RFT and Bonferroni p; and (b) by Freedman-Lane permutation {cite('freedman1983')}, "
             f"{cite('winkler2014')} with {g['n_perm']} permutations (seed {g['seed']}) and the maximum t over the "
-            f"region. A cluster was significant when {rule} was below {_g(g['fwe_alpha'])} and it covered at "
-            f"least {_g(g['min_cluster_mm3'])} mm3 at the cluster-forming threshold.")
+            f"region. {family} A cluster was significant when {rule} was below {_g(g['fwe_alpha'])} and it "
+            f"covered at least {_g(g['min_cluster_mm3'])} mm3 at the cluster-forming threshold.")
 
 
 def _roi(g: dict, patient: str, control: str, cite) -> str:

@@ -27,6 +27,7 @@ from .permutation import p_fwe_from_null, permutation_maxt
 from .rft import SmoothnessAccumulator, p_fwe_peak, resel_counts, t_threshold
 
 SIGNIFICANCE = ("rft", "perm", "both", "either")
+FWE_FAMILIES = ("roi", "modality", "analysis")
 
 
 @dataclass
@@ -42,6 +43,8 @@ class SvcParams:
     n_perm: int = 5000
     seed: int = 0
     connectivity: int = 18
+    fwe_family: str = "roi"
+    n_modalities: int = 1
 
 
 @dataclass
@@ -145,13 +148,20 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
         _, max_null = permutation_maxt(Yroi, X[:, 0], Z, subsets, n_perm=params.n_perm, seed=params.seed)
     else:
         max_null = np.zeros((0, len(names)))
+    if params.fwe_family not in FWE_FAMILIES:
+        raise ValueError(f"fwe_family must be one of {FWE_FAMILIES}, not {params.fwe_family!r}")
+    # wider families: permutation max-T over the union of the ROIs (the maximum of the ROI maxima of each
+    # permutation, exact); RFT Bonferroni over the ROIs; and over the modalities, Bonferroni for both
+    joint = params.fwe_family != "roi"
+    k_rft = len(rois) if joint else 1
+    k_mod = params.n_modalities if params.fwe_family == "analysis" else 1
     labels = np.zeros(base_mask.shape, np.int32)
     rows = []
     for k, (name, c, sv) in enumerate(found, start=1):
         resels = resel_counts(sv, fwhm_vox)
-        p_rft = float(p_fwe_peak(c.peak_t, df, resels, int(sv.sum()))[0])
-        p_perm = (float(p_fwe_from_null(c.peak_t, max_null[:, names.index(name)])[0])
-                  if len(max_null) else np.nan)
+        p_rft = min(1.0, float(p_fwe_peak(c.peak_t, df, resels, int(sv.sum()))[0]) * k_rft * k_mod)
+        null = max_null.max(axis=1) if joint else max_null[:, names.index(name)]
+        p_perm = min(1.0, float(p_fwe_from_null(c.peak_t, null)[0]) * k_mod) if len(null) else np.nan
         rows.append({"roi": name, "cluster_id": k, "peak_x": c.peak_mm[0], "peak_y": c.peak_mm[1],
                      "peak_z": c.peak_mm[2], "peak_t": c.peak_t, "p_unc": float(stats.t.sf(c.peak_t, df)),
                      "p_fwe_rft": p_rft, "p_fwe_perm": p_perm, "n_voxels": c.n_voxels,
@@ -162,5 +172,6 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
     info = {"n": n, "df": int(df), "n_regressors": int(X.shape[1]), "mask_voxels": int(mask.sum()),
             "fwhm_vox": [float(v) for v in fwhm_vox], "fwhm_mm": [float(v) for v in fwhm_vox * vsize],
             "resels_per_voxel": smooth["resels_per_voxel"], "cluster_forming_t": thr,
-            "n_perm": int(params.n_perm), "roi_voxels": {k: int((v & mask).sum()) for k, v in rois.items()}}
+            "n_perm": int(params.n_perm), "fwe_family": params.fwe_family,
+            "fwe_bonferroni_factor": {"rft": k_rft * k_mod, "perm": k_mod}, "roi_voxels": {k: int((v & mask).sum()) for k, v in rois.items()}}
     return VoxelwiseResult(tmap=tmap, effect=effect, mask=mask, cluster_labels=labels, clusters=rows, info=info)
