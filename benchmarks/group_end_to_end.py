@@ -12,6 +12,13 @@ the run's, so only the group stage is computed. Then run e.g.::
     snakemake --cores 2 --rerun-triggers mtime --config bids_dir=NEW/bids output_dir=NEW/out
     python benchmarks/group_end_to_end.py evaluate NEW/out --truth RUN/sim_bids
 
+``nulls RUN BASE --seeds K``: K such null cohorts (seeds 0..K-1), each run through the group stage with the
+study's sphere search volume and with the whole ROI (``group.svc_volume``), and the false-positive rates per
+search (modality x ROI) and per cohort (any search) by RFT and by permutation, each with the 100 mm3 extent
+rule. The relabellings reuse the same controls, so the rates are permutation estimates for this one sample,
+not for new cohorts. Writes ``benchmarks/results/group_null_relabellings.{json,tsv}``; with ``--family
+modality|analysis`` (``group.fwe_family``) ``group_null_relabellings_family-<family>.{json,tsv}``.
+
 ``subset RUN NEW --per-group N``: the first N subjects of each group (participants.tsv order) whose
 QSM and T1 processing is done, as a new run folder: raw data and the simulation truth linked, the per-subject
 derivatives *copied* (modification times kept), so a run in ``NEW`` with other options (e.g.
@@ -27,6 +34,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -85,22 +94,27 @@ def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None)
     return res
 
 
-def make_null(run: Path, new: Path, seed: int = 0) -> None:
-    """Controls of ``run`` relabelled at random into two halves, linked (not copied) into ``new``."""
+def make_null(run: Path, new: Path, seed: int = 0, outs: tuple[str, ...] = ("out",)) -> None:
+    """Controls of ``run`` relabelled at random into two halves, linked (not copied) into ``new``; the
+    derivatives are linked into each ``new/<out>``."""
     parts = pd.read_csv(run / "sim_bids" / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
     nc = parts[parts.group == "NC"].copy()
     rng = np.random.default_rng(seed)
     labels = np.array(["ALS"] * (len(nc) // 2) + ["NC"] * (len(nc) - len(nc) // 2))
     rng.shuffle(labels)
     nc["group"] = labels
-    bids, out = new / "bids", new / "out" / "derivatives" / "qsmvbm"
+    bids = new / "bids"
     bids.mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
     for f in ("dataset_description.json", "README"):
         if (run / "sim_bids" / f).exists() and not (bids / f).exists():
             (bids / f).symlink_to((run / "sim_bids" / f).resolve())
     for pid in nc.participant_id:
-        for src, dst in ((run / "sim_bids" / pid, bids / pid), (run / "derivatives" / "qsmvbm" / pid, out / pid)):
+        links = [(run / "sim_bids" / pid, bids / pid)]
+        for o in outs:
+            out = new / o / "derivatives" / "qsmvbm"
+            out.mkdir(parents=True, exist_ok=True)
+            links.append((run / "derivatives" / "qsmvbm" / pid, out / pid))
+        for src, dst in links:
             if not dst.exists():
                 dst.symlink_to(src.resolve())
     nc.to_csv(bids / "participants.tsv", sep="\t", index=False)
@@ -112,6 +126,53 @@ def make_null(run: Path, new: Path, seed: int = 0) -> None:
                                                                              index=False)
     print(f"null cohort: {len(nc)} controls relabelled {dict(zip(*np.unique(labels, return_counts=True)))} "
           f"-> {new}")
+
+
+def null_relabellings(run: Path, base: Path, seeds: int, cores: int = 2, alpha: float = 0.05,
+                      min_mm3: float = 100.0, family: str = "roi",
+                      volumes: tuple[str, ...] = ("sphere", "roi")) -> pd.DataFrame:
+    """Group stage on ``seeds`` random relabellings of the controls, with each SVC search volume and the FWE
+    family ``family``; one row per (seed, svc_volume, modality, roi): the smallest FWE p of the clusters of at
+    least ``min_mm3``."""
+    repo = Path(__file__).resolve().parents[1]
+    snakemake = Path(sys.executable).parent / "snakemake"
+    rows = []
+    for seed in range(seeds):
+        new = base / f"seed-{seed}"
+        tag = {v: v if family == "roi" else f"{v}-{family}" for v in volumes}
+        make_null(run, new, seed, outs=tuple(tag.values()))
+        for vol in volumes:
+            out = new / tag[vol]
+            if not (out / "group" / "clusters.tsv").exists():
+                with open(new / f"{tag[vol]}.log", "w") as log:
+                    subprocess.run([str(snakemake), "--cores", str(cores), "--rerun-triggers", "mtime",
+                                    "--until", "cluster_table", "--config", f"bids_dir={new / 'bids'}",
+                                    f"output_dir={out}", f"group={{svc_volume: {vol}, fwe_family: {family}}}"],
+                                   cwd=repo, stdout=log, stderr=subprocess.STDOUT, check=True)
+            cl = pd.read_csv(out / "group" / "clusters.tsv", sep="\t")
+            for mod in ("qsm", "gm"):
+                for roi in ("Precentral_L", "Precentral_R", "Thalamus_L", "Thalamus_R"):
+                    c = cl[(cl.modality == mod) & (cl.roi == roi) & (cl.volume_mm3 >= min_mm3)]
+                    rows.append({"seed": seed, "svc_volume": vol, "modality": mod, "roi": roi,
+                                 "min_p_fwe_rft": c.p_fwe_rft.min() if len(c) else 1.0,
+                                 "min_p_fwe_perm": c.p_fwe_perm.min() if len(c) else 1.0})
+        print(f"seed {seed} done", flush=True)
+    df = pd.DataFrame(rows)
+    df["fp_rft"] = df.min_p_fwe_rft < alpha
+    df["fp_perm"] = df.min_p_fwe_perm < alpha
+    per_search = df.groupby(["svc_volume", "modality", "roi"])[["fp_rft", "fp_perm"]].mean().reset_index()
+    per_cohort = df.groupby(["svc_volume", "seed"])[["fp_rft", "fp_perm"]].any().groupby("svc_volume").mean()
+    OUT.mkdir(parents=True, exist_ok=True)
+    name = "group_null_relabellings" + ("" if family == "roi" else f"_family-{family}")
+    df.to_csv(OUT / f"{name}.tsv", sep="\t", index=False)
+    summary = {"run": str(run), "n_cohorts": seeds, "alpha": alpha, "min_cluster_mm3": min_mm3,
+               "fwe_family": family,
+               "note": "controls relabelled at random 17 v 17 (QC exclusions applied by the workflow)",
+               "per_search_rate": per_search.to_dict("records"),
+               "any_search_rate": per_cohort.reset_index().to_dict("records")}
+    (OUT / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    return df
 
 
 def make_subset(run: Path, new: Path, per_group: int) -> None:
@@ -156,6 +217,13 @@ def main() -> None:
     n.add_argument("run", type=Path)
     n.add_argument("new", type=Path)
     n.add_argument("--seed", type=int, default=0)
+    m = sub.add_parser("nulls")
+    m.add_argument("run", type=Path)
+    m.add_argument("base", type=Path)
+    m.add_argument("--seeds", type=int, default=20)
+    m.add_argument("--cores", type=int, default=2)
+    m.add_argument("--family", default="roi", choices=["roi", "modality", "analysis"], help="group.fwe_family")
+    m.add_argument("--volumes", nargs="+", default=["sphere", "roi"], help="group.svc_volume values")
     s = sub.add_parser("subset")
     s.add_argument("run", type=Path)
     s.add_argument("new", type=Path)
@@ -165,6 +233,8 @@ def main() -> None:
         evaluate(a.run, a.truth, a.name)
     elif a.what == "null":
         make_null(a.run, a.new, a.seed)
+    elif a.what == "nulls":
+        null_relabellings(a.run, a.base, a.seeds, a.cores, family=a.family, volumes=tuple(a.volumes))
     else:
         make_subset(a.run, a.new, a.per_group)
 
