@@ -80,6 +80,8 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
     rois : name -> (X, Y, Z) bool ROI masks (AAL3 regions on the grid).
     affine : 4x4 voxel -> MNI mm.
     """
+    if params.fwe_family not in FWE_FAMILIES:
+        raise ValueError(f"fwe_family must be one of {FWE_FAMILIES}, not {params.fwe_family!r}")
     say = log.info if log else (lambda *a: None)
     n = X.shape[0]
     base_mask = np.asarray(base_mask, bool)
@@ -148,8 +150,6 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
         _, max_null = permutation_maxt(Yroi, X[:, 0], Z, subsets, n_perm=params.n_perm, seed=params.seed)
     else:
         max_null = np.zeros((0, len(names)))
-    if params.fwe_family not in FWE_FAMILIES:
-        raise ValueError(f"fwe_family must be one of {FWE_FAMILIES}, not {params.fwe_family!r}")
     # wider families: permutation max-T over the union of the ROIs (the maximum of the ROI maxima of each
     # permutation, exact); RFT Bonferroni over the ROIs; and over the modalities, Bonferroni for both
     joint = params.fwe_family != "roi"
@@ -173,5 +173,6 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
             "fwhm_vox": [float(v) for v in fwhm_vox], "fwhm_mm": [float(v) for v in fwhm_vox * vsize],
             "resels_per_voxel": smooth["resels_per_voxel"], "cluster_forming_t": thr,
             "n_perm": int(params.n_perm), "fwe_family": params.fwe_family,
-            "fwe_bonferroni_factor": {"rft": k_rft * k_mod, "perm": k_mod}, "roi_voxels": {k: int((v & mask).sum()) for k, v in rois.items()}}
+            "fwe_bonferroni_factor": {"rft": k_rft * k_mod, "perm": k_mod},
+            "roi_voxels": {k: int((v & mask).sum()) for k, v in rois.items()}}
     return VoxelwiseResult(tmap=tmap, effect=effect, mask=mask, cluster_labels=labels, clusters=rows, info=info)
