@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qsmvbm.config import workflow_defaults
 from qsmvbm.stats.tables import fisher_ci
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -128,30 +129,30 @@ def make_null(run: Path, new: Path, seed: int = 0, outs: tuple[str, ...] = ("out
           f"-> {new}")
 
 
-def null_relabellings(run: Path, base: Path, seeds: int, cores: int = 2, alpha: float = 0.05,
-                      min_mm3: float = 100.0, family: str = "roi",
+def null_relabellings(run: Path, base: Path, seeds: int, cores: int = 2, family: str = "roi",
                       volumes: tuple[str, ...] = ("sphere", "roi")) -> pd.DataFrame:
     """Group stage on ``seeds`` random relabellings of the controls, with each SVC search volume and the FWE
-    family ``family``; one row per (seed, svc_volume, modality, roi): the smallest FWE p of the clusters of at
-    least ``min_mm3``."""
+    family ``family`` (the other group settings: the workflow defaults); one row per (seed, svc_volume,
+    modality, roi): the smallest FWE p of the clusters of at least ``group.min_cluster_mm3``."""
     repo = Path(__file__).resolve().parents[1]
-    snakemake = Path(sys.executable).parent / "snakemake"
+    group = workflow_defaults()["group"]
+    alpha, min_mm3 = group["fwe_alpha"], group["min_cluster_mm3"]
+    tag = {v: v if family == "roi" else f"{v}-{family}" for v in volumes}
     rows = []
     for seed in range(seeds):
         new = base / f"seed-{seed}"
-        tag = {v: v if family == "roi" else f"{v}-{family}" for v in volumes}
         make_null(run, new, seed, outs=tuple(tag.values()))
         for vol in volumes:
             out = new / tag[vol]
             if not (out / "group" / "clusters.tsv").exists():
                 with open(new / f"{tag[vol]}.log", "w") as log:
-                    subprocess.run([str(snakemake), "--cores", str(cores), "--rerun-triggers", "mtime",
+                    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "--rerun-triggers", "mtime",
                                     "--until", "cluster_table", "--config", f"bids_dir={new / 'bids'}",
                                     f"output_dir={out}", f"group={{svc_volume: {vol}, fwe_family: {family}}}"],
                                    cwd=repo, stdout=log, stderr=subprocess.STDOUT, check=True)
             cl = pd.read_csv(out / "group" / "clusters.tsv", sep="\t")
-            for mod in ("qsm", "gm"):
-                for roi in ("Precentral_L", "Precentral_R", "Thalamus_L", "Thalamus_R"):
+            for mod in group["modalities"]:
+                for roi in group["rois"]:
                     c = cl[(cl.modality == mod) & (cl.roi == roi) & (cl.volume_mm3 >= min_mm3)]
                     rows.append({"seed": seed, "svc_volume": vol, "modality": mod, "roi": roi,
                                  "min_p_fwe_rft": c.p_fwe_rft.min() if len(c) else 1.0,

@@ -155,13 +155,15 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
     joint = params.fwe_family != "roi"
     k_rft = len(rois) if joint else 1
     k_mod = params.n_modalities if params.fwe_family == "analysis" else 1
+    union_null = max_null.max(axis=1)
+    nulls = {nm: union_null if joint else max_null[:, j] for j, nm in enumerate(names)}
     labels = np.zeros(base_mask.shape, np.int32)
     rows = []
     for k, (name, c, sv) in enumerate(found, start=1):
         resels = resel_counts(sv, fwhm_vox)
         p_rft = min(1.0, float(p_fwe_peak(c.peak_t, df, resels, int(sv.sum()))[0]) * k_rft * k_mod)
-        null = max_null.max(axis=1) if joint else max_null[:, names.index(name)]
-        p_perm = min(1.0, float(p_fwe_from_null(c.peak_t, null)[0]) * k_mod) if len(null) else np.nan
+        p_perm = (min(1.0, float(p_fwe_from_null(c.peak_t, nulls[name])[0]) * k_mod) if len(max_null)
+                  else np.nan)
         rows.append({"roi": name, "cluster_id": k, "peak_x": c.peak_mm[0], "peak_y": c.peak_mm[1],
                      "peak_z": c.peak_mm[2], "peak_t": c.peak_t, "p_unc": float(stats.t.sf(c.peak_t, df)),
                      "p_fwe_rft": p_rft, "p_fwe_perm": p_perm, "n_voxels": c.n_voxels,
