@@ -26,3 +26,17 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+# Steps that only read and write small tables or text run in the main Snakemake process when the
+# jobs go to a cluster (--profile profiles/slurm): a queue wait and a Python start for each would
+# cost more than the step itself.
+localrules:
+    all,
+    derivatives_description,
+    group_design,
+    cluster_table,
+    roi_statistics,
+    demographics,
+    report_tables,
+    methods_text,

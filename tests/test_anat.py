@@ -12,7 +12,7 @@ from qsmvbm.anat.antsio import from_ants, to_ants
 from qsmvbm.anat.qc import cohort_qc
 from qsmvbm.simulate.cohort_io import truth_dir
 from qsmvbm.simulate.subject import truth_paths
-from qsmvbm.templates import load_template
+from qsmvbm.templates import TEMPLATE_SPACE, load_template
 from qsmvbm.transforms import rotation_matrix
 
 
@@ -39,25 +39,24 @@ def test_smoothing_fwhm():
 
 
 @pytest.fixture(scope="module")
-def anat_run(tiny_cohort, tmp_path_factory):
-    """The T1 pipeline on one tiny (3 mm) simulated subject, against a 2 mm template."""
+def anat_run(tiny_cohort, tiny_run):
+    """The T1 pipeline's outputs (rule anat_t1: N4, brain extraction, SyN to the 2 mm template, Atropos)
+    for one tiny (3 mm) simulated subject of the workflow run."""
     import ants
 
     pid = "sub-NC002"
-    out = tmp_path_factory.mktemp("anat")
-    img = nib.load(tiny_cohort / pid / "anat" / f"{pid}_T1w.nii.gz")
-    raw = to_ants(img.get_fdata(dtype=np.float32), img.affine)
+    anat = tiny_run / "derivatives" / "qsmvbm" / pid / "anat"
+    aff = str(anat / f"{pid}_from-T1w_to-{TEMPLATE_SPACE}_mode-image_desc-affine_xfm.mat")
+    reg = {"fwdtransforms": [str(anat / f"{pid}_from-T1w_to-{TEMPLATE_SPACE}_mode-image_desc-warp_xfm.nii.gz"), aff],
+           "invtransforms": [aff, str(anat / f"{pid}_from-{TEMPLATE_SPACE}_to-T1w_mode-image_desc-warp_xfm.nii.gz")]}
+    seg = {k: nib.load(anat / f"{pid}_space-T1w_label-{k.upper()}_probseg.nii.gz").get_fdata(dtype=np.float32)
+           for k in ("gm", "wm", "csf")}
+    img = nib.load(anat / f"{pid}_space-T1w_desc-preproc_T1w.nii.gz")
+    mask = nib.load(anat / f"{pid}_space-T1w_desc-brain_mask.nii.gz").get_fdata() > 0
+    vols = json.loads((anat / f"{pid}_desc-volumes.json").read_text())
     tpl = load_template(2)
-    T = to_ants(tpl.t1, tpl.affine)
-    n4 = t1.n4(raw, shrink_factor=2)
-    mask, _ = t1.brain_extraction(n4, T, to_ants(tpl.mask.astype(np.float32), tpl.affine), str(out / "x_"), 1)
-    reg = t1.register(T, n4 * n4.new_image_like(mask.astype(np.float32)), "SyN", str(out / "s_"), 1)
-    inv = reg["invtransforms"]
-    priors = [t1.back_project(to_ants(p, tpl.affine), n4, inv) for p in (tpl.csf, tpl.gm, tpl.wm)]
-    seg = t1.segment(n4, mask, priors)
-    vols = t1.tissue_volumes_ml(seg, raw.spacing)
-    return {"pid": pid, "mask": mask, "seg": seg, "vols": vols, "reg": reg, "img": img, "T": T, "tpl": tpl,
-            "truth": tiny_cohort, "ants": ants}
+    return {"pid": pid, "mask": mask, "seg": seg, "vols": vols, "reg": reg, "img": img,
+            "T": to_ants(tpl.t1, tpl.affine), "tpl": tpl, "truth": tiny_cohort, "ants": ants}
 
 
 def test_brain_mask_and_volumes_match_truth(anat_run):
@@ -114,7 +113,7 @@ from qsmvbm.smk import set_threads
 set_threads(1)
 from qsmvbm.anat import t1
 from qsmvbm.anat.antsio import to_ants
-from qsmvbm.templates import load_template
+from qsmvbm.templates import TEMPLATE_SPACE, load_template
 tpl = load_template(2)
 img = nib.load({t1w!r})
 raw = to_ants(img.get_fdata(dtype=np.float32), img.affine)
@@ -132,13 +131,17 @@ def test_registration_is_reproducible_with_the_seed(tiny_cohort, tmp_path):
 
     lib = str(Path(t1.__file__).resolve().parents[2])
     t1w = str(tiny_cohort / "sub-ALS001" / "anat" / "sub-ALS001_T1w.nii.gz")
-    outs = []
-    for i in range(2):
-        out = tmp_path / f"warped{i}.npy"
-        code = _REGISTER_TWICE.format(lib=lib, t1w=t1w, prefix=str(tmp_path / f"r{i}_"), out=str(out))
-        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-        outs.append(np.load(out))
-    np.testing.assert_array_equal(outs[0], outs[1])
+    outs = [tmp_path / f"warped{i}.npy" for i in range(2)]
+    # the two single-threaded processes run side by side
+    procs = [subprocess.Popen([sys.executable, "-c", _REGISTER_TWICE.format(lib=lib, t1w=t1w,
+                                                                           prefix=str(tmp_path / f"r{i}_"),
+                                                                           out=str(out))],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i, out in enumerate(outs)]
+    for p in procs:
+        log = p.communicate()[0]
+        assert p.returncode == 0, log[-3000:]
+    np.testing.assert_array_equal(np.load(outs[0]), np.load(outs[1]))
 
 
 def test_atropos_is_reproducible(anat_run):

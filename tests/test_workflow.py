@@ -76,7 +76,9 @@ def test_multichannel_normalization_after_the_t1_pass(tiny_run, tmp_path):
     # QC relaxed: with 4 subjects the robust z of the deep-grey correlation has a meaningless MAD, and the
     # multichannel warps trade some T1w match (r about 0.88 -> 0.80-0.84 here) for deep-grey QSM match
     extra.write_text("anat:\n  normalization: multichannel\nqc:\n  t1_corr_min: 0.6\n  qsm_dgm_robust_z_max: 100\n")
-    args = ["--configfile", "config/config.yaml", str(extra), "--config", f"simulation={TINY}", f"output_dir={out}"]
+    # the report's figures (about 25 s here) are checked in test_report, not redone here
+    args = ["--configfile", "config/config.yaml", str(extra), "--config", f"simulation={TINY}", f"output_dir={out}",
+            "--omit-from", "report_figures"]
     # the copy has no Snakemake metadata, so the changed inputs/params of template_maps (which rerun it in the
     # original folder) are invisible here: ask for the rerun explicitly
     r = run_smk(*args, "--forcerun", "template_maps")
