@@ -144,8 +144,12 @@ def test_registration_is_reproducible_with_the_seed(tiny_cohort, tmp_path):
     np.testing.assert_array_equal(np.load(outs[0]), np.load(outs[1]))
 
 
-def test_atropos_is_reproducible(anat_run):
-    """Atropos with a constant internal seed (``-r 0``) repeats itself exactly."""
+def test_atropos_is_reproducible(anat_run, tmp_path, monkeypatch):
+    """Atropos with a constant internal seed (``-r 0``) repeats itself exactly, and leaves nothing in
+    the system temp folder (ANTsPy writes the priors there)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     tpl = anat_run["tpl"]
     img = anat_run["img"]
     n4 = to_ants(img.get_fdata(dtype=np.float32), img.affine)
@@ -155,6 +159,7 @@ def test_atropos_is_reproducible(anat_run):
     b = t1.segment(n4, anat_run["mask"], priors)
     for k in ("csf", "gm", "wm", "labels"):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert list(tmp_path.iterdir()) == [] and tempfile.tempdir == str(tmp_path)
 
 
 def test_cohort_template_is_the_masked_median():

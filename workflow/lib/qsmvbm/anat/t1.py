@@ -2,10 +2,12 @@
 
 Images are ANTsImages in and out (see :mod:`.antsio` for numpy/affine conversion).
 Registration outputs go to ``outprefix`` (inside the rule's output folder), never
-to the system temp folder.
+to the system temp folder; Atropos' temporary files go to a folder removed after the call.
 """
 
 from __future__ import annotations
+
+import tempfile
 
 import numpy as np
 from scipy import ndimage
@@ -148,11 +150,19 @@ def segment(t1_n4, mask: np.ndarray, priors: list, prior_weight: float = 0.25, m
 
     m = t1_n4.new_image_like(mask.astype(np.float32))
     pri = [p * m for p in priors]
-    # r=0: Atropos' internal random generator gets a constant seed (its default seeds from the clock,
-    # and the posteriors then differ slightly from run to run)
-    seg = ants.atropos(a=t1_n4, x=m, i=pri, m=f"[{mrf},1x1x1]", c=f"[{iterations},0]",
-                       priorweight=prior_weight, r=0)
-    probs = [p.numpy() * mask for p in seg["probabilityimages"]]
+    # ANTsPy writes the prior images to tempfile's folder (mktemp) and leaves them there: point it at
+    # a folder of our own for the call
+    previous = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="qsmvbm_atropos_") as tmp:
+        tempfile.tempdir = tmp
+        try:
+            # r=0: Atropos' internal random generator gets a constant seed (its default seeds from the
+            # clock, and the posteriors then differ slightly from run to run)
+            seg = ants.atropos(a=t1_n4, x=m, i=pri, m=f"[{mrf},1x1x1]", c=f"[{iterations},0]",
+                               priorweight=prior_weight, r=0)
+            probs = [p.numpy() * mask for p in seg["probabilityimages"]]
+        finally:
+            tempfile.tempdir = previous
     return {"csf": probs[0], "gm": probs[1], "wm": probs[2], "labels": seg["segmentation"].numpy().astype(np.uint8)}
 
 
