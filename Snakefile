@@ -28,8 +28,8 @@ rule all:
         all_targets(),
 
 
-# Steps that only read and write small tables or text run in the main Snakemake process when the
-# jobs go to a cluster (--profile profiles/slurm): a queue wait and a Python start for each would
+# Steps that only read and write small tables or text run on the machine that runs Snakemake when
+# the jobs go to a cluster (--profile profiles/slurm): a queue wait and a job start for each would
 # cost more than the step itself.
 localrules:
     all,
