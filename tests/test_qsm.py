@@ -1,7 +1,5 @@
 """QSM reconstruction: unit tests of each stage and accuracy against ground truth."""
 
-import json
-
 import nibabel as nib
 import numpy as np
 import pytest

@@ -13,7 +13,6 @@ import yaml
 
 from qsmvbm.bids import load_megre, megre_metadata, read_participants
 from qsmvbm.config import ConfigError
-from qsmvbm.dipole import forward_field
 from qsmvbm.simulate.cohort import draw_participants, effect_multipliers
 from qsmvbm.simulate.cohort_io import effect_mask_path, simulate_one, truth_dir, write_cohort_tables
 from qsmvbm.simulate.settings import load_simulation_config

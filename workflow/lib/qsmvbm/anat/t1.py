@@ -124,8 +124,6 @@ def brain_extraction(t1_n4, template_t1, template_mask, outprefix: str, seed: in
 
     Returns the mask (bool, T1 grid) and the registration used.
     """
-    import ants
-
     vs = np.asarray(t1_n4.spacing)
     rough = rough_head_brain(t1_n4)
     if rough.sum() * np.prod(vs) < 200_000:  # < 200 mL: no brain found in the field of view
