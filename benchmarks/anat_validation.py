@@ -59,6 +59,17 @@ def region_dice(anat: Path, truth: Path, pid: str, normalization: str = "t1") ->
             for name, regs in REGIONS.items()}
 
 
+def true_region_masks(truth: Path, pid: str, effects: pd.DataFrame, grid_img) -> dict:
+    """Each planted effect's region (its template-space mask in the truth folder) on the subject's grid
+    of ``grid_img`` (a T1w-space image), through the TRUE subject->MNI map: name -> bool array."""
+    mni = load_true_transform(truth, pid).to_mni("T1w", world_coords(grid_img.shape, grid_img.affine))
+    out = {}
+    for _, e in effects.iterrows():
+        m = nib.load(truth / e["mask"])
+        out[e["name"]] = sample((m.get_fdata() > 0).astype(np.float32), m.affine, mni, order=0) > 0
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", default="results")
@@ -87,15 +98,14 @@ def main(argv=None) -> None:
         mgm = nib.load(mgm_f)
         vox_t = float(np.prod(mgm.header.get_zooms()[:3])) / 1000
         gm_true = nib.load(truth / pid / "anat" / f"{pid}_space-T1w_label-GM_probseg.nii.gz")
-        mni = load_true_transform(truth, pid).to_mni("T1w", world_coords(gm_true.shape, gm_true.affine))
         vox_s = float(np.prod(gm_true.header.get_zooms()[:3])) / 1000
+        in_region = true_region_masks(truth, pid, effects, gm_true)
         for _, e in effects.iterrows():
             m = nib.load(truth / e["mask"])
             lab = atlas.resample_labels((m.get_fdata() > 0).astype(np.int16), m.affine, mgm.shape, mgm.affine) > 0
             row[f"gm_{e['name']}"] = float(mgm.get_fdata()[lab].mean())
             row[f"gm_ml_{e['name']}"] = float(mgm.get_fdata()[lab].sum() * vox_t)
-            in_region = sample((m.get_fdata() > 0).astype(np.float32), m.affine, mni, order=0) > 0
-            row[f"gm_ml_true_{e['name']}"] = float(gm_true.get_fdata()[in_region].sum() * vox_s)
+            row[f"gm_ml_true_{e['name']}"] = float(gm_true.get_fdata()[in_region[e["name"]]].sum() * vox_s)
         rows.append(row)
     df = pd.DataFrame(rows).merge(mult.drop(columns="group"), on="participant_id")
     out = {"n_subjects": len(df), "normalization": args.normalization}

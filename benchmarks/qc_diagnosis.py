@@ -35,15 +35,11 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from qsmvbm.anat.qc import deep_grey_roi
+from qsmvbm.anat.antsio import LPS
+from qsmvbm.anat.qc import deep_grey_roi, robust_z_below
 from qsmvbm.templates import TEMPLATE_SPACE
 
 TISSUES = ("cortical_gm", "wm", "caudate", "putamen", "pallidum", "thalamus", "substantia_nigra", "red_nucleus")
-
-
-def ras_to_lps(points: np.ndarray) -> np.ndarray:
-    """(N, 3) RAS mm <-> LPS mm (ITK's physical space); the map is its own inverse."""
-    return points * np.array([-1.0, -1.0, 1.0])
 
 
 def rigid_error_mm(ants_mat: Path, true_gre_to_t1: np.ndarray, t1_points: np.ndarray) -> np.ndarray:
@@ -53,7 +49,8 @@ def rigid_error_mm(ants_mat: Path, true_gre_to_t1: np.ndarray, t1_points: np.nda
     import ants
 
     tx = ants.read_transform(str(ants_mat))
-    est = ras_to_lps(np.array([tx.apply_to_point(tuple(p)) for p in ras_to_lps(t1_points)]))
+    # RAS <-> LPS (ITK's physical space): the map is its own inverse
+    est = np.array([tx.apply_to_point(tuple(p)) for p in t1_points @ LPS]) @ LPS
     inv = np.linalg.inv(true_gre_to_t1)
     true = t1_points @ inv[:3, :3].T + inv[:3, 3]
     return np.linalg.norm(est - true, axis=1)
@@ -71,12 +68,6 @@ def local_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray, window: in
     cov, va, vb = box(a * b) - ma * mb, box(a * a) - ma ** 2, box(b * b) - mb ** 2
     ok = mask & (va > 1e-12) & (vb > 1e-12)
     return float(np.mean(cov[ok] / np.sqrt(va[ok] * vb[ok])))
-
-
-def robust_z_below(v: np.ndarray) -> np.ndarray:
-    """How many MADs (x 1.4826) each value lies below the median."""
-    med = np.median(v)
-    return (med - v) / (1.4826 * np.median(np.abs(v - med)))
 
 
 def main(argv=None) -> None:

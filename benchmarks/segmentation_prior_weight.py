@@ -25,11 +25,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from anat_validation import true_region_masks  # benchmarks/ (this script's folder) is on sys.path
 from qsmvbm.anat import t1
 from qsmvbm.anat.antsio import to_ants
-from qsmvbm.simulate.subject import load_true_transform
 from qsmvbm.templates import load_template
-from qsmvbm.transforms import sample, world_coords
 
 
 def measure(res: Path, n: int, settings: list, outf: str) -> None:
@@ -48,14 +47,10 @@ def measure(res: Path, n: int, settings: list, outf: str) -> None:
         mask = nib.load(a / f"{pid}_space-T1w_desc-brain_mask.nii.gz").get_fdata() > 0
         aff = next(a.glob(f"{pid}_from-T1w_to-*_desc-affine_xfm.mat"))
         iw = next(a.glob(f"{pid}_from-MNI*_to-T1w_mode-image_desc-warp_xfm.nii.gz"))
-        priors = [t1.back_project(to_ants(p, tpl.affine), n4, [str(aff), str(iw)]) for p in (tpl.csf, tpl.gm, tpl.wm)]
+        priors = t1.template_priors(tpl, n4, [str(aff), str(iw)])
         gt = nib.load(truth / pid / "anat" / f"{pid}_space-T1w_label-GM_probseg.nii.gz")
-        mni = load_true_transform(truth, pid).to_mni("T1w", world_coords(gt.shape, gt.affine))
         vox = float(np.prod(gt.header.get_zooms()[:3])) / 1000
-        regions = {}
-        for _, e in effects.iterrows():
-            m = nib.load(truth / e["mask"])
-            regions[e["name"]] = sample((m.get_fdata() > 0).astype(np.float32), m.affine, mni, order=0) > 0
+        regions = true_region_masks(truth, pid, effects, gt)
         row = {"participant_id": pid,
                "GM_true": json.loads((truth / pid / "anat" / f"{pid}_desc-truth.json").read_text())["GM_ml"]}
         for k, r in regions.items():

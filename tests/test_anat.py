@@ -113,7 +113,7 @@ from qsmvbm.smk import set_threads
 set_threads(1)
 from qsmvbm.anat import t1
 from qsmvbm.anat.antsio import to_ants
-from qsmvbm.templates import TEMPLATE_SPACE, load_template
+from qsmvbm.templates import load_template
 tpl = load_template(2)
 img = nib.load({t1w!r})
 raw = to_ants(img.get_fdata(dtype=np.float32), img.affine)
@@ -153,8 +153,7 @@ def test_atropos_is_reproducible(anat_run, tmp_path, monkeypatch):
     tpl = anat_run["tpl"]
     img = anat_run["img"]
     n4 = to_ants(img.get_fdata(dtype=np.float32), img.affine)
-    priors = [t1.back_project(to_ants(p, tpl.affine), n4, anat_run["reg"]["invtransforms"])
-              for p in (tpl.csf, tpl.gm, tpl.wm)]
+    priors = t1.template_priors(tpl, n4, anat_run["reg"]["invtransforms"])
     a = t1.segment(n4, anat_run["mask"], priors)
     b = t1.segment(n4, anat_run["mask"], priors)
     for k in ("csf", "gm", "wm", "labels"):

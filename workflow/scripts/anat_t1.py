@@ -55,7 +55,7 @@ def run(t1w_path: Path, params: dict, out: dict, log) -> dict:
         shutil.copy(next(f for f in reg["invtransforms"] if f.endswith(".nii.gz")), out["inverse_warp"])
     fwd = [out["warp"], out["affine"]]
     inv = [out["affine"], out["inverse_warp"]]
-    priors = [t1.back_project(to_ants(p, tpl.affine), n4, inv) for p in (tpl.csf, tpl.gm, tpl.wm)]
+    priors = t1.template_priors(tpl, n4, inv)
     a = params["atropos"]
     seg = t1.segment(n4, mask, priors, a["prior_weight"], a["mrf"], a["iterations"])
     vols = t1.tissue_volumes_ml(seg, vs)

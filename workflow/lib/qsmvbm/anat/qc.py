@@ -29,6 +29,15 @@ def deep_grey_roi(shape, affine) -> np.ndarray:
     return ndimage.binary_dilation(atlas.region_mask(labels, list(DGM_REGIONS)))
 
 
+def robust_z_below(values: np.ndarray) -> np.ndarray:
+    """How many MADs (scaled by 1.4826, an SD for normal data) each value lies below the median of
+    ``values`` (NaNs ignored)."""
+    values = np.asarray(values, dtype=float)
+    med = np.nanmedian(values)
+    mad = 1.4826 * np.nanmedian(np.abs(values - med)) or 1e-6
+    return (med - values) / mad
+
+
 def cohort_qc(metrics: pd.DataFrame, chi_maps: list[np.ndarray], roi: np.ndarray, thresholds: dict) -> pd.DataFrame:
     """Add QSM agreement columns and the verdict to per-subject ``metrics``.
 
@@ -47,10 +56,8 @@ def cohort_qc(metrics: pd.DataFrame, chi_maps: list[np.ndarray], roi: np.ndarray
     stack = np.stack([c[roi] for c in chi_maps])
     median = np.median(stack, axis=0)
     corr = np.array([masked_correlation(s, median, np.ones_like(s, bool)) for s in stack])
-    med = np.nanmedian(corr)
-    mad = 1.4826 * np.nanmedian(np.abs(corr - med)) or 1e-6
     out["qsm_dgm_corr"] = corr
-    out["qsm_dgm_robust_z"] = (med - corr) / mad
+    out["qsm_dgm_robust_z"] = robust_z_below(corr)
     reasons = []
     for _, r in out.iterrows():
         why = []

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..qsm.mask import ball, brain_mask_from_magnitude, largest_component
+from .antsio import to_ants
 
 
 def n4(t1, mask=None, shrink_factor: int = 4):
@@ -111,6 +112,13 @@ def back_project(template_img, subject_img, invtransforms, interpolator="linear"
     which = [True] + [False] * (len(invtransforms) - 1) if invtransforms[0].endswith(".mat") else None
     return ants.apply_transforms(fixed=subject_img, moving=template_img, transformlist=invtransforms,
                                  whichtoinvert=which, interpolator=interpolator)
+
+
+def template_priors(tpl, subject_img, invtransforms) -> list:
+    """The template's CSF, GM and WM probability maps (``tpl``: :class:`qsmvbm.templates.Template`)
+    pulled into the subject grid of ``subject_img`` through the inverse of its subject->template
+    registration (``invtransforms``: affine .mat, inverse warp), in the order :func:`segment` takes."""
+    return [back_project(to_ants(p, tpl.affine), subject_img, invtransforms) for p in (tpl.csf, tpl.gm, tpl.wm)]
 
 
 def brain_extraction(t1_n4, template_t1, template_mask, outprefix: str, seed: int,
