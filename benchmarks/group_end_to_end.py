@@ -3,7 +3,11 @@
 ``evaluate RUN``: for a finished run on a simulated cohort (``<RUN>/sim_bids`` + ``<RUN>/group``), compare the
 significant clusters with the planted effects (peak within 6 mm of the planted sphere centre, in the planted
 ROI; none where nothing was planted) and the correlations with the planted clinical links (is the planted r
-inside the 95% CI of the measured one?). Writes ``benchmarks/results/group_end_to_end_<name>.json``.
+inside the 95% CI of the measured one?). Writes ``benchmarks/results/group_end_to_end_<name>.json``. On a
+simulated cohort without planted effects every significant cluster is a false positive::
+
+    snakemake --cores 2 --config simulation=config/simulation/study_null_2mm.yaml output_dir=RUN
+    python benchmarks/group_end_to_end.py evaluate RUN --name studynull2mm
 
 ``null RUN NEW``: a cohort with no planted effect from a finished run: its controls only, split at random
 into two pseudo-groups, as a new BIDS folder whose subject folders (and derivatives) are symbolic links to
@@ -89,6 +93,19 @@ def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None)
     for _, c in sig.iterrows():
         if (c.modality, c.roi) not in planted_rois:
             res["false_positive_rois"].append(f"{c.modality}:{c.roi}")
+    # every search (modality x ROI of the run's GLM) with its strongest cluster, significant or not
+    res["searches"] = []
+    for mod in ("qsm", "gm"):
+        glm = json.loads((run / "group" / f"{mod}_glm.json").read_text())
+        for roi in glm["roi_voxels"]:
+            c = clusters[(clusters.modality == mod) & (clusters.roi == roi)]
+            row = {"modality": mod, "roi": roi, "n_clusters": len(c)}
+            if len(c):
+                best = c.sort_values("peak_t", ascending=False).iloc[0]
+                row.update({k: best[k].item() if hasattr(best[k], "item") else best[k] for k in
+                            ("peak_x", "peak_y", "peak_z", "peak_t", "p_fwe_rft", "p_fwe_perm", "volume_mm3",
+                             "significant")})
+            res["searches"].append(row)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"group_end_to_end_{name or run.parent.name}.json").write_text(json.dumps(res, indent=2, default=str))
     print(json.dumps(res, indent=2, default=str))

@@ -82,6 +82,9 @@ def test_methods_text_follows_config():
     thr = text({"group": {"cluster_forming_p": 0.001, "n_perm": 10000, "svc_volume": "roi"}})
     assert "p < 0.001 uncorrected" in thr and "10000 permutations" in thr and "the whole region" in thr
     assert "Each region was corrected on its own" in base
+    assert "across the 8 searches (4 regions x 2 modalities)" in base and "(34% if the searches" in base
+    two = text({"group": {"rois": ["Thalamus_L", "Thalamus_R"]}})
+    assert "across the 4 searches (2 regions x 2 modalities)" in two and "(19% if the searches" in two
     assert "all regions of both modalities" in text({"group": {"fwe_family": "analysis"}})
     assert "cohort QSM template" not in base
     mc = text({"anat": {"normalization": "multichannel", "multichannel": {"qsm_weight": 0.5}}})

@@ -179,7 +179,12 @@ def _group(g: dict, glm: dict, patient: str, control: str, cite) -> str:
            else f"a {_g(g['sphere_radius_mm'])} mm sphere around each peak intersected with the region")
     rule = {"rft": "its random-field FWE p", "perm": "its permutation FWE p",
             "both": "both its random-field and permutation FWE p", "either": "either FWE p"}[g["significance"]]
-    family = {"roi": "Each region was corrected on its own.",
+    k = len(g["rois"]) * len(g["modalities"])
+    family = {"roi": (f"Each region was corrected on its own, as in SPM's small-volume correction; across the {k} "
+                      f"searches ({len(g['rois'])} regions x {len(g['modalities'])} modalities) the chance of at "
+                      f"least one false-positive cluster in a study without any effect is therefore higher than "
+                      f"{_g(g['fwe_alpha'])} ({100 * (1 - (1 - g['fwe_alpha']) ** k):.0f}% if the searches were "
+                      f"independent)."),
               "modality": ("The FWE family was all regions of a modality: the permutation maximum was taken over "
                            "their union and the RFT p was multiplied by the number of regions (Bonferroni)."),
               "analysis": ("The FWE family was all regions of both modalities: the permutation maximum was taken "
