@@ -52,6 +52,13 @@ OUT = Path(__file__).resolve().parent / "results"
 ROI_OF_EFFECT = {"precentralL": "Precentral_L", "thalamusR": "Thalamus_R", "thalamusL": "Thalamus_L"}
 
 
+def _strongest(clusters: pd.DataFrame) -> dict:
+    """The highest-t cluster of a clusters.tsv subset: peak (MNI mm), t, FWE p's, volume, as plain numbers."""
+    best = clusters.sort_values("peak_t", ascending=False).iloc[0]
+    keys = ["peak_x", "peak_y", "peak_z", "peak_t", "p_fwe_rft", "p_fwe_perm", "volume_mm3", "significant"]
+    return json.loads(best[keys].to_json())
+
+
 def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None) -> dict:
     truth_bids = truth_bids or run / "sim_bids"
     effects = pd.read_csv(truth_bids / "derivatives" / "simulation" / "effects.tsv", sep="\t")
@@ -71,12 +78,11 @@ def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None)
             planted_rois.add((mod, roi))
             c = sig[(sig.modality == mod) & (sig.roi == roi)]
             if len(c):
-                best = c.sort_values("peak_t", ascending=False).iloc[0]
-                d = float(np.linalg.norm(best[["peak_x", "peak_y", "peak_z"]].to_numpy(float) - centre))
-                row[mod] = {"found": True, "peak": best[["peak_x", "peak_y", "peak_z"]].tolist(),
-                            "distance_mm": round(d, 1), "within_6mm": d <= 6.0, "peak_t": best.peak_t,
-                            "p_fwe_rft": best.p_fwe_rft, "p_fwe_perm": best.p_fwe_perm,
-                            "volume_mm3": best.volume_mm3}
+                best = _strongest(c)
+                peak = [best.pop(k) for k in ("peak_x", "peak_y", "peak_z")]
+                d = float(np.linalg.norm(np.array(peak, float) - centre))
+                row[mod] = {"found": True, "peak": peak, "distance_mm": round(d, 1), "within_6mm": d <= 6.0,
+                            **{k: best[k] for k in ("peak_t", "p_fwe_rft", "p_fwe_perm", "volume_mm3")}}
             else:
                 row[mod] = {"found": False}
         score = e.get("clinical_score")
@@ -101,10 +107,7 @@ def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None)
             c = clusters[(clusters.modality == mod) & (clusters.roi == roi)]
             row = {"modality": mod, "roi": roi, "n_clusters": len(c)}
             if len(c):
-                best = c.sort_values("peak_t", ascending=False).iloc[0]
-                row.update({k: best[k].item() if hasattr(best[k], "item") else best[k] for k in
-                            ("peak_x", "peak_y", "peak_z", "peak_t", "p_fwe_rft", "p_fwe_perm", "volume_mm3",
-                             "significant")})
+                row.update(_strongest(c))
             res["searches"].append(row)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"group_end_to_end_{name or run.parent.name}.json").write_text(json.dumps(res, indent=2, default=str))
