@@ -59,15 +59,21 @@ def region_dice(anat: Path, truth: Path, pid: str, normalization: str = "t1") ->
             for name, regs in REGIONS.items()}
 
 
-def true_region_masks(truth: Path, pid: str, effects: pd.DataFrame, grid_img) -> dict:
-    """Each planted effect's region (its template-space mask in the truth folder) on the subject's grid
-    of ``grid_img`` (a T1w-space image), through the TRUE subject->MNI map: name -> bool array."""
-    mni = load_true_transform(truth, pid).to_mni("T1w", world_coords(grid_img.shape, grid_img.affine))
+def effect_masks(truth: Path, effects: pd.DataFrame) -> dict:
+    """Each planted effect's template-space mask from the truth folder: name -> (bool array, affine).
+    The same for every subject, so read once per run."""
     out = {}
     for _, e in effects.iterrows():
         m = nib.load(truth / e["mask"])
-        out[e["name"]] = sample((m.get_fdata() > 0).astype(np.float32), m.affine, mni, order=0) > 0
+        out[e["name"]] = (m.get_fdata() > 0, m.affine)
     return out
+
+
+def true_region_masks(truth: Path, pid: str, masks: dict, grid_img) -> dict:
+    """Each planted effect's region (``masks`` from :func:`effect_masks`) on the subject's grid of
+    ``grid_img`` (a T1w-space image), through the TRUE subject->MNI map: name -> bool array."""
+    mni = load_true_transform(truth, pid).to_mni("T1w", world_coords(grid_img.shape, grid_img.affine))
+    return {name: sample(m.astype(np.float32), aff, mni, order=0) > 0 for name, (m, aff) in masks.items()}
 
 
 def main(argv=None) -> None:
@@ -83,6 +89,7 @@ def main(argv=None) -> None:
     parts = pd.read_csv(res / "sim_bids" / "participants.tsv", sep="\t", na_values="n/a")
     mult = pd.read_csv(truth / "subjects.tsv", sep="\t")
     effects = pd.read_csv(truth / "effects.tsv", sep="\t")
+    masks = effect_masks(truth, effects)
     rows = []
     for pid in parts.participant_id:
         anat = deriv / pid / "anat"
@@ -99,13 +106,12 @@ def main(argv=None) -> None:
         vox_t = float(np.prod(mgm.header.get_zooms()[:3])) / 1000
         gm_true = nib.load(truth / pid / "anat" / f"{pid}_space-T1w_label-GM_probseg.nii.gz")
         vox_s = float(np.prod(gm_true.header.get_zooms()[:3])) / 1000
-        in_region = true_region_masks(truth, pid, effects, gm_true)
-        for _, e in effects.iterrows():
-            m = nib.load(truth / e["mask"])
-            lab = atlas.resample_labels((m.get_fdata() > 0).astype(np.int16), m.affine, mgm.shape, mgm.affine) > 0
-            row[f"gm_{e['name']}"] = float(mgm.get_fdata()[lab].mean())
-            row[f"gm_ml_{e['name']}"] = float(mgm.get_fdata()[lab].sum() * vox_t)
-            row[f"gm_ml_true_{e['name']}"] = float(gm_true.get_fdata()[in_region[e["name"]]].sum() * vox_s)
+        in_region = true_region_masks(truth, pid, masks, gm_true)
+        for name, (m, aff) in masks.items():
+            lab = atlas.resample_labels(m.astype(np.int16), aff, mgm.shape, mgm.affine) > 0
+            row[f"gm_{name}"] = float(mgm.get_fdata()[lab].mean())
+            row[f"gm_ml_{name}"] = float(mgm.get_fdata()[lab].sum() * vox_t)
+            row[f"gm_ml_true_{name}"] = float(gm_true.get_fdata()[in_region[name]].sum() * vox_s)
         rows.append(row)
     df = pd.DataFrame(rows).merge(mult.drop(columns="group"), on="participant_id")
     out = {"n_subjects": len(df), "normalization": args.normalization}

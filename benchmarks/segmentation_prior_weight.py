@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from anat_validation import true_region_masks  # benchmarks/ (this script's folder) is on sys.path
+from anat_validation import effect_masks, true_region_masks  # benchmarks/ (this script's folder) is on sys.path
 from qsmvbm.anat import t1
 from qsmvbm.anat.antsio import to_ants
 from qsmvbm.templates import load_template
@@ -35,7 +35,7 @@ def measure(res: Path, n: int, settings: list, outf: str) -> None:
     deriv = res / "derivatives/qsmvbm"
     truth = res / "sim_bids/derivatives/simulation"
     parts = pd.read_csv(res / "sim_bids/participants.tsv", sep="\t")
-    effects = pd.read_csv(truth / "effects.tsv", sep="\t")
+    masks = effect_masks(truth, pd.read_csv(truth / "effects.tsv", sep="\t"))
     tpl = load_template(2)
     pids = (list(parts.participant_id[parts.group == "ALS"][: n // 2])
             + list(parts.participant_id[parts.group == "NC"][: n // 2]))
@@ -50,7 +50,7 @@ def measure(res: Path, n: int, settings: list, outf: str) -> None:
         priors = t1.template_priors(tpl, n4, [str(aff), str(iw)])
         gt = nib.load(truth / pid / "anat" / f"{pid}_space-T1w_label-GM_probseg.nii.gz")
         vox = float(np.prod(gt.header.get_zooms()[:3])) / 1000
-        regions = true_region_masks(truth, pid, effects, gt)
+        regions = true_region_masks(truth, pid, masks, gt)
         row = {"participant_id": pid,
                "GM_true": json.loads((truth / pid / "anat" / f"{pid}_desc-truth.json").read_text())["GM_ml"]}
         for k, r in regions.items():
