@@ -21,7 +21,8 @@ import numpy as np
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is untouched.
+    On an exception the temporary file is removed and ``path`` is untouched. The file gets the mode a
+    plain ``open`` would give (0666 less the umask), so colleagues in the group can read the results.
     ``suffix`` keeps the file ending (e.g. ``.nii.gz``) for writers that use it.
     """
     path = Path(path)
@@ -31,10 +32,17 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask like any file
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def nifti_suffix(path: str | os.PathLike) -> str:
