@@ -289,3 +289,25 @@ def test_group_tests_and_tables():
                               {"patients": ["ALS"], "controls": ["NC"], "all": ["ALS", "NC"]})
     assert list(table.group) == ["ALS", "NC", "ALS+NC"] and list(table.n) == [n, n, 2 * n]
     assert table.method.iloc[2].startswith("point-biserial")
+
+
+def test_rft_is_not_applied_with_too_few_degrees_of_freedom():
+    """A 2+2 design (df 2): no RFT p-values, a note in the info; permutation p-values still given."""
+    rng = np.random.default_rng(3)
+    shape = (16, 16, 10)
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    data = smooth_noise(rng, 4, shape, 2.0)
+    data[:2, 4:9, 4:9, 3:7] += 3.0
+    roi = np.zeros(shape, bool)
+    roi[2:12, 2:12, 1:9] = True
+    x = two_groups(2, 2)
+    res = voxelwise_svc(lambda i: (data[i], np.ones(shape, bool)), design_matrix(x), 1.0, np.ones(shape, bool),
+                        {"A": roi}, aff, SvcParams(n_perm=10, min_cluster_mm3=0, significance="rft"), None)
+    assert res.info["df"] == 2 and res.info["rft_applied"] is False
+    assert "2 residual degrees of freedom < rft_min_df 10" in res.info["rft_note"]
+    assert res.clusters and all(np.isnan(c["p_fwe_rft"]) for c in res.clusters)
+    assert not any(c["significant"] for c in res.clusters)
+    assert all(np.isfinite(c["p_fwe_perm"]) for c in res.clusters)
+    ok = voxelwise_svc(lambda i: (data[i], np.ones(shape, bool)), design_matrix(x), 1.0, np.ones(shape, bool),
+                       {"A": roi}, aff, SvcParams(n_perm=10, min_cluster_mm3=0, rft_min_df=2), None)
+    assert ok.info["rft_applied"] and all(np.isfinite(c["p_fwe_rft"]) for c in ok.clusters)

@@ -37,7 +37,8 @@ def svc_params(group: dict) -> SvcParams:
                      alpha=group["fwe_alpha"], svc_volume=group["svc_volume"],
                      sphere_radius_mm=group["sphere_radius_mm"], significance=group["significance"],
                      n_perm=group["n_perm"], seed=group["seed"], connectivity=group["connectivity"],
-                     fwe_family=group["fwe_family"], n_modalities=len(group["modalities"]))
+                     fwe_family=group["fwe_family"], n_modalities=len(group["modalities"]),
+                     rft_min_df=group["rft_min_df"])
 
 
 def run(design_tsv, maps, valid_maps, modality: str, group: dict, patient: str, control: str,

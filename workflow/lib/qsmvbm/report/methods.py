@@ -193,6 +193,10 @@ def _group(g: dict, glm: dict, patient: str, control: str, cite) -> str:
     smooth = "; ".join(f"{m.upper()} FWHM {', '.join(f'{v:.1f}' for v in info['fwhm_mm'])} mm (df {info['df']})"
                        for m, info in glm.items() if info)
     gm_thr = g["modalities"]["gm"]["absolute_threshold"]
+    no_rft = [f"{m.upper()} (df {info['df']})" for m, info in glm.items() if info and not info.get("rft_applied", True)]
+    caveat = (f" Random field theory was not applied to {' and '.join(no_rft)}: with fewer than {g['rft_min_df']} "
+              "residual degrees of freedom the smoothness estimate is unreliable, so only the permutation p-values "
+              "are reported there." if no_rft else "")
     return (f"Voxelwise two-sample general linear models compared {patient} and {control} in template space: QSM "
             f"({direction('qsm')}, one-sided){covs('qsm')}, within voxels covered by every included subject's QSM "
             f"mask, and modulated GM ({direction('gm')}, one-sided){covs('gm')}, within voxels where every subject's "
@@ -205,7 +209,7 @@ def _group(g: dict, glm: dict, patient: str, control: str, cite) -> str:
             f"the RFT and Bonferroni p; and (b) by Freedman-Lane permutation {cite('freedman1983')}, "
             f"{cite('winkler2014')} with {g['n_perm']} permutations (seed {g['seed']}) and the maximum t over the "
             f"region. {family} A cluster was significant when {rule} was below {_g(g['fwe_alpha'])} and it "
-            f"covered at least {_g(g['min_cluster_mm3'])} mm3 at the cluster-forming threshold.")
+            f"covered at least {_g(g['min_cluster_mm3'])} mm3 at the cluster-forming threshold.{caveat}")
 
 
 def _roi(g: dict, patient: str, control: str, cite) -> str:

@@ -45,6 +45,7 @@ class SvcParams:
     connectivity: int = 18
     fwe_family: str = "roi"
     n_modalities: int = 1
+    rft_min_df: int = 10
 
 
 @dataclass
@@ -129,6 +130,15 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
     vsize = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
     fwhm_vox = smooth["fwhm_vox"]
     say(f"smoothness FWHM {np.round(fwhm_vox * vsize, 2)} mm")
+    # with few residual degrees of freedom the smoothness estimate (and so the resel count) is too
+    # unreliable for random field theory: no RFT p-values then, loudly (SPM only warns)
+    rft_ok = df >= params.rft_min_df
+    rft_note = "" if rft_ok else (
+        f"random field theory not applied: {int(df)} residual degrees of freedom < rft_min_df "
+        f"{params.rft_min_df} (the smoothness estimate, FWHM {np.round(fwhm_vox * vsize, 1).tolist()} mm, is "
+        "unreliable with so few subjects); only permutation p-values are given")
+    if not rft_ok:
+        (log.warning if log else say)(f"WARNING: {rft_note}")
 
     # clusters in each ROI
     thr = t_threshold(params.cluster_p, df)
@@ -161,7 +171,8 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
     rows = []
     for k, (name, c, sv) in enumerate(found, start=1):
         resels = resel_counts(sv, fwhm_vox)
-        p_rft = min(1.0, float(p_fwe_peak(c.peak_t, df, resels, int(sv.sum()))[0]) * k_rft * k_mod)
+        p_rft = (min(1.0, float(p_fwe_peak(c.peak_t, df, resels, int(sv.sum()))[0]) * k_rft * k_mod)
+                 if rft_ok else np.nan)
         p_perm = (min(1.0, float(p_fwe_from_null(c.peak_t, nulls[name])[0]) * k_mod) if len(max_null)
                   else np.nan)
         rows.append({"roi": name, "cluster_id": k, "peak_x": c.peak_mm[0], "peak_y": c.peak_mm[1],
@@ -176,5 +187,6 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
             "resels_per_voxel": smooth["resels_per_voxel"], "cluster_forming_t": thr,
             "n_perm": int(params.n_perm), "fwe_family": params.fwe_family,
             "fwe_bonferroni_factor": {"rft": k_rft * k_mod, "perm": k_mod},
+            "rft_applied": bool(rft_ok), "rft_min_df": int(params.rft_min_df), "rft_note": rft_note,
             "roi_voxels": {k: int((v & mask).sum()) for k, v in rois.items()}}
     return VoxelwiseResult(tmap=tmap, effect=effect, mask=mask, cluster_labels=labels, clusters=rows, info=info)
