@@ -96,7 +96,8 @@ def test_echo_time_in_ms(one_subject):
 
 def test_non_increasing_echo_times(one_subject):
     bids, pid, anat = one_subject
-    _edit_json(anat / f"{pid}_echo-4_part-phase_MEGRE.json", EchoTime=0.001)
+    for part in ("mag", "phase"):
+        _edit_json(anat / f"{pid}_echo-4_part-{part}_MEGRE.json", EchoTime=0.001)
     with pytest.raises(BidsInputError, match="do not increase"):
         megre_metadata(bids, pid)
 
@@ -130,8 +131,12 @@ def test_phase_units_detection_and_scaling():
     assert np.abs(np.angle(np.exp(1j * (back - rad)))).max() < 2 * np.pi / 4096
     s13 = np.rint(rad / np.pi * 4096).clip(-4096, 4095)
     assert detect_phase_units(s13) == "scanner_pm4096"
-    with pytest.raises(BidsInputError, match="neither radians nor a scanner range"):
-        detect_phase_units(rad * 1000)
+    # any other scale: a cycle that the values fill evenly is taken as the stored range
+    assert detect_phase_units(rad * 1000) == "rescaled"
+    with pytest.raises(BidsInputError, match="scaling is ambiguous"):
+        detect_phase_units(rng.rayleigh(300.0, 1000))  # magnitude-like values
+    deg = np.rint(np.degrees(rad)).astype(np.int16)
+    assert detect_phase_units(deg) == "degrees"
 
 
 @pytest.mark.parametrize("bad_id", ["sub-01_x", "sub-../etc", "01", "sub-a b"])
@@ -154,4 +159,186 @@ def test_missing_participants_and_columns(tmp_path):
         read_participants(tmp_path)
     pd.DataFrame({"participant_id": ["sub-01"]}).to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
     with pytest.raises(BidsInputError, match="no column 'group'"):
+        read_participants(tmp_path)
+
+
+# ---- a corpus of bad or unusual GRE inputs, each made from the simulator's output by a small function ----
+
+
+def _rewrite(path, fn):
+    """Replace a NIfTI file's data by ``fn(data)`` (header affine kept)."""
+    img = nib.load(path)
+    data = fn(np.asarray(img.dataobj, dtype=np.float32))
+    nib.save(nib.Nifti1Image(data, img.affine), path)
+
+
+def _phase_files(anat, pid):
+    return sorted(anat.glob(f"{pid}_echo-*_part-phase_MEGRE.nii.gz"))
+
+
+def _wrapped_diff(a, b):
+    return np.abs(np.angle(np.exp(1j * (a.astype(np.float64) - b))))
+
+
+def test_echo_time_as_text(one_subject):
+    bids, pid, anat = one_subject
+    _edit_json(anat / f"{pid}_echo-2_part-phase_MEGRE.json", EchoTime="8ms")
+    with pytest.raises(BidsInputError, match=r"echo-2_part-phase_MEGRE.nii.gz: EchoTime '8ms' is not a number"):
+        megre_metadata(bids, pid)
+
+
+def test_field_strength_differs_between_echoes(one_subject):
+    bids, pid, anat = one_subject
+    for part in ("mag", "phase"):
+        _edit_json(anat / f"{pid}_echo-3_part-{part}_MEGRE.json", MagneticFieldStrength=7.0)
+    with pytest.raises(BidsInputError, match=r"MagneticFieldStrength differs.*3 T in .*7 T in .*echo-3"):
+        megre_metadata(bids, pid)
+
+
+def test_echo_time_differs_between_magnitude_and_phase(one_subject):
+    bids, pid, anat = one_subject
+    _edit_json(anat / f"{pid}_echo-2_part-mag_MEGRE.json", EchoTime=0.0081)
+    with pytest.raises(BidsInputError, match="echo-2_part-phase_MEGRE.nii.gz: EchoTime 0.008 s differs from its magnitude"):
+        megre_metadata(bids, pid)
+
+
+def test_phase_in_int16_degrees_is_read_as_degrees(one_subject):
+    bids, pid, anat = one_subject
+    ref = load_megre(bids, pid).phase
+    for f in _phase_files(anat, pid):
+        img = nib.load(f)
+        rad = phase_to_radians(np.asarray(img.dataobj), "scanner_pm4096")
+        nib.save(nib.Nifti1Image(np.rint(np.degrees(rad)).astype(np.int16), img.affine), f)
+    gre = load_megre(bids, pid)
+    assert gre.phase_units == "degrees"
+    assert np.percentile(_wrapped_diff(gre.phase, ref), 99.9) <= np.radians(0.5) + 1e-3
+
+
+def test_phase_at_an_arbitrary_scale_is_rescaled_by_its_wraps(one_subject):
+    """As a public 7 T crop stores it (radians x 0.00117): the cycle is found from the wrapped values."""
+    bids, pid, anat = one_subject
+    ref = load_megre(bids, pid).phase
+    for f in _phase_files(anat, pid):
+        _rewrite(f, lambda d: phase_to_radians(d, "scanner_pm4096") * np.float32(0.00367 / np.pi))
+    gre = load_megre(bids, pid)
+    assert gre.phase_units == "rescaled" and gre.phase_period == pytest.approx(0.00734, rel=2e-3)
+    assert np.percentile(_wrapped_diff(gre.phase, ref), 99) < 0.01
+
+
+def test_phase_scale_override(one_subject):
+    bids, pid, anat = one_subject
+    ref = load_megre(bids, pid).phase
+    for f in _phase_files(anat, pid):
+        _rewrite(f, lambda d: phase_to_radians(d, "scanner_pm4096") * np.float32(1000.0))
+    gre = load_megre(bids, pid, phase_scale=2000 * np.pi)
+    assert gre.phase_units == "scale" and np.percentile(_wrapped_diff(gre.phase, ref), 99.9) < 1e-3
+
+
+def test_phase_units_in_config_that_do_not_fit_the_values(one_subject):
+    bids, pid, _ = one_subject
+    with pytest.raises(BidsInputError, match=r"outside radians .* as qsm.phase_units says"):
+        load_megre(bids, pid, phase_units="radians")
+
+
+def test_magnitude_and_phase_swapped(one_subject):
+    bids, pid, anat = one_subject
+    for n in range(1, 5):
+        mag = anat / f"{pid}_echo-{n}_part-mag_MEGRE.nii.gz"
+        ph = anat / f"{pid}_echo-{n}_part-phase_MEGRE.nii.gz"
+        tmp = anat / "swap.nii.gz"
+        mag.rename(tmp)
+        ph.rename(mag)
+        tmp.rename(ph)
+    with pytest.raises(BidsInputError, match=r"part-mag_MEGRE.nii.gz: magnitude image with negative values.*swapped"):
+        load_megre(bids, pid)
+
+
+def test_phase_image_without_wrap_structure(one_subject):
+    """A 'phase' file holding a smooth image (here: the magnitude, unsigned) is ambiguous, not a map."""
+    bids, pid, anat = one_subject
+    for n in range(1, 5):
+        shutil.copy(anat / f"{pid}_echo-{n}_part-mag_MEGRE.nii.gz", anat / f"{pid}_echo-{n}_part-phase_MEGRE.nii.gz")
+    with pytest.raises(BidsInputError, match=r"echo-1_part-phase_MEGRE.nii.gz .*scaling is ambiguous"):
+        load_megre(bids, pid)
+
+
+def test_truncated_gzip_names_the_file(one_subject):
+    bids, pid, anat = one_subject
+    f = anat / f"{pid}_echo-3_part-phase_MEGRE.nii.gz"
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BidsInputError, match=r"echo-3_part-phase_MEGRE.nii.gz: cannot read the image data.*truncated"):
+        load_megre(bids, pid)
+
+
+def test_single_echo(one_subject):
+    bids, pid, anat = one_subject
+    for n in (2, 3, 4):
+        for f in anat.glob(f"{pid}_echo-{n}_*"):
+            f.unlink()
+    with pytest.raises(BidsInputError, match="only one echo"):
+        megre_metadata(bids, pid)
+
+
+def test_two_echoes_load(one_subject):
+    bids, pid, anat = one_subject
+    for n in (3, 4):
+        for f in anat.glob(f"{pid}_echo-{n}_*"):
+            f.unlink()
+    assert load_megre(bids, pid).mag.shape[-1] == 2
+
+
+def test_two_gre_runs_need_a_choice(one_subject):
+    bids, pid, anat = one_subject
+    for f in list(anat.glob(f"{pid}_echo-*_MEGRE.*")):
+        for run in (1, 2):
+            shutil.copy(f, anat / f.name.replace(f"{pid}_", f"{pid}_run-{run}_"))
+        f.unlink()
+    _rewrite(anat / f"{pid}_run-2_echo-1_part-mag_MEGRE.nii.gz", lambda d: d * 2)
+    with pytest.raises(BidsInputError, match=r"2 MEGRE series \(run-1, run-2\); choose one with bids_filters.megre"):
+        megre_metadata(bids, pid)
+    meta = megre_metadata(bids, pid, {"run": "2"})
+    assert all("_run-2_" in f["mag"] for f in meta["files"]) and len(meta["files"]) == 4
+    with pytest.raises(BidsInputError, match=r"no MEGRE series matches bids_filters.megre \{'run': '3'\}"):
+        megre_metadata(bids, pid, {"run": "3"})
+
+
+def test_acq_entity_is_found(one_subject):
+    bids, pid, anat = one_subject
+    for f in list(anat.glob(f"{pid}_echo-*_MEGRE.*")):
+        f.rename(anat / f.name.replace(f"{pid}_", f"{pid}_acq-qsm_"))
+    assert len(load_megre(bids, pid).files) == 4
+
+
+def test_same_echo_as_nii_and_nii_gz(one_subject):
+    bids, pid, anat = one_subject
+    f = anat / f"{pid}_echo-2_part-phase_MEGRE.nii.gz"
+    nib.save(nib.load(f), anat / f"{pid}_echo-2_part-phase_MEGRE.nii")
+    with pytest.raises(BidsInputError, match=r"echo 2 part-phase is also stored as"):
+        megre_metadata(bids, pid)
+
+
+def test_4d_multi_echo_file(one_subject):
+    bids, pid, anat = one_subject
+    f = anat / f"{pid}_echo-1_part-mag_MEGRE.nii.gz"
+    img = nib.load(f)
+    nib.save(nib.Nifti1Image(np.stack([np.asarray(img.dataobj)] * 3, -1), img.affine), f)
+    with pytest.raises(BidsInputError, match=r"echo-1_part-mag_MEGRE.nii.gz: expected a 3D image per echo.*4D multi-echo"):
+        megre_metadata(bids, pid)
+
+
+def test_two_t1w_images_need_a_choice(one_subject):
+    from qsmvbm.bids import t1w_file
+
+    bids, pid, anat = one_subject
+    shutil.copy(anat / f"{pid}_T1w.nii.gz", anat / f"{pid}_run-2_T1w.nii.gz")
+    with pytest.raises(BidsInputError, match=r"2 T1w images .*choose one with bids_filters.t1w"):
+        t1w_file(bids, pid)
+    assert t1w_file(bids, pid, {"run": "2"}).name == f"{pid}_run-2_T1w.nii.gz"
+    assert t1w_file(bids, pid, {"run": None}).name == f"{pid}_T1w.nii.gz"
+
+
+def test_header_only_participants(tmp_path):
+    (tmp_path / "participants.tsv").write_text("participant_id\tgroup\n")
+    with pytest.raises(BidsInputError, match="participants.tsv: no participants"):
         read_participants(tmp_path)

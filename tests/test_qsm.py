@@ -233,6 +233,6 @@ def test_config_schema_defaults_equal_library_defaults():
     from qsmvbm.qsm.pipeline import DEFAULTS
 
     cfg = validate({}, ROOT / "workflow" / "schemas" / "config.schema.yaml")
-    schema_qsm = {k: v for k, v in cfg["qsm"].items() if k != "phase_units"}
+    schema_qsm = {k: v for k, v in cfg["qsm"].items() if k not in ("phase_units", "phase_scale")}
     schema_qsm["mask"] = {k: v for k, v in schema_qsm["mask"].items() if k != "source"}
     assert schema_qsm == DEFAULTS

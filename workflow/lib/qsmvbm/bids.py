@@ -20,9 +20,24 @@ from .dipole import b0_direction_from_affine
 
 SUBJECT_ID = re.compile(r"^sub-[A-Za-z0-9]+$")
 SUBJECT_IN_NAME = re.compile(r"(sub-[A-Za-z0-9]+)_")
-ECHO_FILE = re.compile(r"_echo-(\d+)_part-(mag|phase)_MEGRE\.nii(\.gz)?$")
-#: phase encodings: name -> (min, max) of the stored values
-PHASE_RANGES = {"scanner_0_4095": (0, 4095), "scanner_pm4096": (-4096, 4095)}
+_ENTITIES = r"(?:[a-zA-Z]+-[a-zA-Z0-9]+_)*"
+#: a MEGRE echo file: sub-X_[ses-/acq-/run-..._]echo-N_[..._]part-mag|phase_MEGRE.nii[.gz]
+ECHO_FILE = re.compile(
+    rf"^(?P<pid>sub-[A-Za-z0-9]+)_(?P<pre>{_ENTITIES})echo-(?P<echo>\d+)_(?P<post>{_ENTITIES})"
+    r"part-(?P<part>mag|phase)_MEGRE\.(?P<ext>nii(?:\.gz)?)$"
+)
+T1W_FILE = re.compile(rf"^(?P<pid>sub-[A-Za-z0-9]+)_(?P<pre>{_ENTITIES})T1w\.(?P<ext>nii(?:\.gz)?)$")
+#: how phase may be stored: name -> (stored values per 2 pi, (lowest, highest) value allowed, integer-valued)
+PHASE_STORAGE = {
+    "radians": (2 * np.pi, (-np.pi - 1e-3, 2 * np.pi + 1e-3), False),
+    "degrees": (360.0, (-180.5, 360.5), False),
+    "scanner_0_4095": (4096.0, (0, 4095), True),
+    "scanner_pm4096": (8192.0, (-4096, 4095), True),
+}
+#: a stored phase must fill at least this fraction of its convention's cycle to be recognised as it
+PHASE_FILL_MIN = 0.9
+#: :func:`histogram_evenness` above which an image of unknown scale is taken as a wrapped phase
+PHASE_EVENNESS_MIN = 0.9
 
 
 class BidsInputError(ValueError):
@@ -51,6 +66,8 @@ def read_participants(bids_dir: str | Path, group_column: str = "group", groups=
     for col in ("participant_id", group_column):
         if col not in df.columns:
             raise BidsInputError(f"{path}: no column {col!r} (columns: {', '.join(df.columns)})")
+    if df.empty:
+        raise BidsInputError(f"{path}: no participants (the file has a header and no rows)")
     for pid in df["participant_id"]:
         check_subject_id(pid, str(path))
     dup = df["participant_id"][df["participant_id"].duplicated()].tolist()
@@ -75,29 +92,83 @@ def sidecar(nifti: Path) -> dict:
         raise BidsInputError(f"{js}: not valid JSON ({e})") from None
 
 
-def megre_files(bids_dir: str | Path, pid: str) -> list[dict]:
-    """Echo files of a subject's multi-echo GRE: ``[{echo, mag, phase}, ...]`` by echo number.
+def _entities(text: str) -> dict[str, str]:
+    """``'acq-fast_run-2_'`` -> ``{'acq': 'fast', 'run': '2'}``."""
+    return dict(kv.split("-", 1) for kv in text.strip("_").split("_") if kv)
 
-    Raises if the folder or any echo is missing, or mag and phase echoes differ.
+
+def _matches(entities: dict, filters: dict | None) -> bool:
+    """True if every ``filters`` entity has that value in ``entities`` (values compared as strings;
+    a filter value of None asks for the entity to be absent)."""
+    for k, v in (filters or {}).items():
+        if v is None:
+            if k in entities:
+                return False
+        elif entities.get(k) != str(v):
+            return False
+    return True
+
+
+def _series_name(entities: dict) -> str:
+    return "_".join(f"{k}-{v}" for k, v in entities.items()) or "(no acq/run entities)"
+
+
+def megre_series(bids_dir: str | Path, pid: str) -> dict[str, dict]:
+    """Every multi-echo GRE series in a subject's ``anat`` folder, by the entities other than echo/part.
+
+    Returns ``{series name: {"entities": {...}, "echoes": {n: {"mag": Path, "phase": Path}}}}``;
+    the name is e.g. ``"acq-fast_run-2"``. A file present as both ``.nii`` and ``.nii.gz`` is an error.
     """
     check_subject_id(pid, "subject")
     anat = Path(bids_dir) / pid / "anat"
     if not anat.is_dir():
         raise BidsInputError(f"{anat}: subject folder missing")
-    found: dict[int, dict] = {}
+    series: dict[str, dict] = {}
     for f in sorted(anat.iterdir()):
-        m = ECHO_FILE.search(f.name)
-        if m and f.name.startswith(pid + "_"):
-            found.setdefault(int(m.group(1)), {})[m.group(2)] = f
+        m = ECHO_FILE.match(f.name)
+        if not m or m.group("pid") != pid:
+            continue
+        ents = _entities(m.group("pre") + m.group("post"))
+        s = series.setdefault(_series_name(ents), {"entities": ents, "echoes": {}})
+        echo = s["echoes"].setdefault(int(m.group("echo")), {})
+        part = m.group("part")
+        if part in echo:
+            raise BidsInputError(
+                f"{f}: echo {m.group('echo')} part-{part} is also stored as {echo[part].name}; keep one of the two"
+            )
+        echo[part] = f
+    return series
+
+
+def megre_files(bids_dir: str | Path, pid: str, filters: dict | None = None) -> list[dict]:
+    """Echo files of a subject's multi-echo GRE: ``[{echo, mag, phase}, ...]`` by echo number.
+
+    ``filters``: BIDS entities that choose one series when the folder holds several (config
+    ``bids_filters.megre``, e.g. ``{"run": "2"}``). Raises if no series or several remain, if any echo is
+    missing, or if mag and phase echoes differ.
+    """
+    anat = Path(bids_dir) / pid / "anat"
+    found = megre_series(bids_dir, pid)
     if not found:
         raise BidsInputError(f"{anat}: no *_echo-N_part-mag/phase_MEGRE.nii[.gz] files")
-    echoes = sorted(found)
-    missing = [n for n in range(1, max(echoes) + 1) if n not in found]
+    chosen = {k: v for k, v in found.items() if _matches(v["entities"], filters)}
+    if not chosen:
+        raise BidsInputError(
+            f"{anat}: no MEGRE series matches bids_filters.megre {filters} (found: {', '.join(found)})"
+        )
+    if len(chosen) > 1:
+        raise BidsInputError(
+            f"{anat}: {len(chosen)} MEGRE series ({', '.join(chosen)}); choose one with bids_filters.megre "
+            "in the config (e.g. {run: '2'})"
+        )
+    by_echo = next(iter(chosen.values()))["echoes"]
+    echoes = sorted(by_echo)
+    missing = [n for n in range(1, max(echoes) + 1) if n not in by_echo]
     if missing:
         raise BidsInputError(f"{anat}: missing echo(es) {missing} of {pid}'s MEGRE series (found {echoes})")
     out = []
     for n in echoes:
-        parts = found[n]
+        parts = by_echo[n]
         for part in ("mag", "phase"):
             if part not in parts:
                 other = parts.get("mag") or parts.get("phase")
@@ -106,47 +177,148 @@ def megre_files(bids_dir: str | Path, pid: str) -> list[dict]:
     return out
 
 
-def t1w_file(bids_dir: str | Path, pid: str) -> Path:
-    """The subject's T1w image (the first run if there are several)."""
+def t1w_file(bids_dir: str | Path, pid: str, filters: dict | None = None) -> Path:
+    """The subject's T1w image; ``filters`` (config ``bids_filters.t1w``) choose one of several."""
     anat = Path(bids_dir) / pid / "anat"
-    cands = sorted(anat.glob(f"{pid}*_T1w.nii.gz")) + sorted(anat.glob(f"{pid}*_T1w.nii"))
+    cands = []
+    if anat.is_dir():
+        for f in sorted(anat.iterdir()):
+            m = T1W_FILE.match(f.name)
+            if m and m.group("pid") == pid and _matches(_entities(m.group("pre")), filters):
+                cands.append((m, f))
     if not cands:
-        raise BidsInputError(f"{anat}: no T1w image for {pid}")
-    return cands[0]
+        extra = f" matching bids_filters.t1w {filters}" if filters else ""
+        raise BidsInputError(f"{anat}: no T1w image for {pid}{extra}")
+    stems = {}
+    for m, f in cands:
+        stem = f.name[: -len(m.group("ext")) - 1]
+        if stem in stems:
+            raise BidsInputError(f"{f}: also stored as {stems[stem].name}; keep one of the two")
+        stems[stem] = f
+    if len(cands) > 1:
+        raise BidsInputError(
+            f"{anat}: {len(cands)} T1w images ({', '.join(f.name for _, f in cands)}); choose one with "
+            "bids_filters.t1w in the config (e.g. {run: '1'})"
+        )
+    return cands[0][1]
 
 
-def detect_phase_units(raw: np.ndarray, path: Path | str = "phase") -> str:
-    """Guess how a phase image is stored: ``radians`` or a scanner integer range.
+def histogram_evenness(img: np.ndarray, bins: int = 20) -> float:
+    """How evenly an image's non-zero values fill their range: the entropy of a ``bins``-bin histogram
+    over [min, max], divided by log(bins) (1 = uniform).
 
-    Radians: all values within [-pi, 2 pi] (a few 1e-3 tolerance). Integers
-    within 0..4095 -> ``scanner_0_4095``; within -4096..4095 -> ``scanner_pm4096``.
+    A wrapped phase image fills its cycle nearly evenly (wraps and noise): 0.97-1.0 at the later echoes
+    of the simulator's and of real 7 T crops, 0.87 at a real first echo with few wraps. A magnitude image
+    does not (background near 0, a tissue peak, a bright tail): 0.3-0.76 on the same data. Exact zeros
+    (a masked background) are left out. ``img``: any shape, any units.
     """
-    finite = raw[np.isfinite(raw)]
+    a = np.asarray(img)
+    v = a[np.isfinite(a) & (a != 0)]
+    if v.size < 2 or v.max() <= v.min():
+        return 0.0
+    h, _ = np.histogram(v, bins=bins, range=(float(v.min()), float(v.max())))
+    p = h[h > 0] / h.sum()
+    return float(-(p * np.log(p)).sum() / np.log(bins))
+
+
+@dataclass
+class PhaseStorage:
+    """How a phase series is stored: ``units`` (a :data:`PHASE_STORAGE` name, ``'rescaled'`` or
+    ``'scale'``) and ``period``, the stored value difference that is one full cycle (2 pi rad)."""
+
+    units: str
+    period: float
+
+    def describe(self) -> str:
+        if self.units in PHASE_STORAGE:
+            return self.units
+        return f"{self.units} ({self.period:.6g} stored units per 2 pi)"
+
+
+def _lattice_period(values: np.ndarray, lo: float, hi: float) -> float:
+    """The cycle of wrapped phase stored on a lattice of ``n`` levels spanning [lo, hi]: (hi-lo)*n/(n-1)
+    (e.g. 12-bit integers rescaled to floats); for values not on a lattice, hi - lo."""
+    span = hi - lo
+    u = np.unique(values)
+    if 16 <= u.size <= 65536:
+        step = span / (u.size - 1)
+        k = (u - lo) / step
+        if np.allclose(k, np.round(k), atol=0.02):
+            return span + step
+    return span
+
+
+def detect_phase_storage(raw: np.ndarray, path: Path | str = "phase") -> PhaseStorage:
+    """How a wrapped phase image (or a stack of echoes) is stored, from its values and wrap structure.
+
+    A known convention (:data:`PHASE_STORAGE`) is recognised when every value lies within its range and
+    the values fill at least :data:`PHASE_FILL_MIN` of its cycle (a wrapped phase with noise fills it).
+    Any other scale (e.g. radians multiplied by a constant) is accepted only if the values fill their
+    range as a wrapped phase does (:func:`histogram_evenness` of some echo >= :data:`PHASE_EVENNESS_MIN`);
+    its cycle is then the observed range (``'rescaled'``; one lattice step more for quantized values).
+    Anything else is ambiguous and raises :class:`BidsInputError` naming ``path``.
+    """
+    arr = np.asarray(raw)
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0:
+        raise BidsInputError(f"{path}: no finite phase values")
     lo, hi = float(finite.min()), float(finite.max())
-    if lo >= -np.pi - 1e-3 and hi <= 2 * np.pi + 1e-3:
-        return "radians"
-    if np.allclose(finite[:: max(1, finite.size // 100000)], np.round(finite[:: max(1, finite.size // 100000)])):
-        for name, (a, b) in PHASE_RANGES.items():
-            if lo >= a and hi <= b:
-                return name
+    sample = finite[:: max(1, finite.size // 200000)]
+    integer = bool(np.allclose(sample, np.round(sample)))
+    for name, (period, (a, b), needs_int) in PHASE_STORAGE.items():
+        if needs_int and not integer:
+            continue
+        if lo >= a and hi <= b and hi - lo >= PHASE_FILL_MIN * period:
+            return PhaseStorage(name, period)
+    vols = arr.reshape(arr.shape[:3] + (-1,)) if arr.ndim >= 3 else arr.reshape(-1, 1)
+    even = max(histogram_evenness(vols[..., i]) for i in range(vols.shape[-1]))
+    if hi > lo and even >= PHASE_EVENNESS_MIN:
+        return PhaseStorage("rescaled", _lattice_period(sample if sample.size < finite.size else finite, lo, hi))
     raise BidsInputError(
-        f"{path}: phase values span [{lo:g}, {hi:g}]: neither radians nor a scanner range "
-        "(0..4095 or -4096..4095); set qsm.phase_units in the config"
+        f"{path}: phase values span [{lo:g}, {hi:g}] and do not fill that range as a wrapped phase does "
+        f"(histogram evenness {even:.2f} < {PHASE_EVENNESS_MIN}): the scaling is ambiguous (not radians, degrees, "
+        "0..4095 or -4096..4095 filling a cycle); is this a phase image? Set qsm.phase_units or qsm.phase_scale"
     )
 
 
-def phase_to_radians(raw: np.ndarray, units: str) -> np.ndarray:
-    """Stored phase -> radians in [-pi, pi). ``units`` as from :func:`detect_phase_units`."""
+def detect_phase_units(raw: np.ndarray, path: Path | str = "phase") -> str:
+    """The name of :func:`detect_phase_storage`'s convention (``'radians'``, ``'scanner_pm4096'``...)."""
+    return detect_phase_storage(raw, path).units
+
+
+def check_phase_storage(raw: np.ndarray, storage: PhaseStorage, path: Path | str = "phase") -> None:
+    """Raise if stored values cannot be in the convention the config names (e.g. 0..4095 read as radians)."""
+    if storage.units not in PHASE_STORAGE:
+        return
+    _, (a, b), _ = PHASE_STORAGE[storage.units]
+    finite = np.asarray(raw)[np.isfinite(raw)]
+    lo, hi = float(finite.min()), float(finite.max())
+    if lo < a or hi > b:
+        raise BidsInputError(
+            f"{path}: phase values span [{lo:g}, {hi:g}], outside {storage.units} ({a:g}..{b:g}) as "
+            "qsm.phase_units says"
+        )
+
+
+def phase_to_radians(raw: np.ndarray, units: str | PhaseStorage) -> np.ndarray:
+    """Stored phase -> radians in [-pi, pi). ``units``: a convention name or a :class:`PhaseStorage`."""
+    storage = units if isinstance(units, PhaseStorage) else PhaseStorage(units, _period_of(units))
     raw = raw.astype(np.float32, copy=False)
-    if units == "radians":
+    if storage.units == "radians":
         rad = raw
-    elif units == "scanner_0_4095":
+    elif storage.units == "scanner_0_4095":
         rad = raw / np.float32(4096.0) * np.float32(2 * np.pi) - np.float32(np.pi)
-    elif units == "scanner_pm4096":
+    elif storage.units == "scanner_pm4096":
         rad = raw / np.float32(4096.0) * np.float32(np.pi)
     else:
-        raise ValueError(f"unknown phase units {units!r}")
+        rad = raw * np.float32(2 * np.pi / storage.period)
     return (np.mod(rad + np.float32(np.pi), np.float32(2 * np.pi)) - np.float32(np.pi)).astype(np.float32)
+
+
+def _period_of(units: str) -> float:
+    if units not in PHASE_STORAGE:
+        raise ValueError(f"unknown phase units {units!r}")
+    return PHASE_STORAGE[units][0]
 
 
 @dataclass
@@ -160,6 +332,7 @@ class MultiEchoGRE:
     field_strength_t: float
     phase_units: str
     files: list = field(default_factory=list)
+    phase_period: float | None = None
 
     @property
     def voxel_size(self) -> np.ndarray:
@@ -177,47 +350,91 @@ def _load(path: Path) -> nib.Nifti1Image:
         raise BidsInputError(f"{path}: cannot read NIfTI ({e})") from None
 
 
-def megre_metadata(bids_dir: str | Path, pid: str) -> dict:
+def read_data(path: Path | str, dtype=np.float32) -> np.ndarray:
+    """A NIfTI file's voxel data; any read failure (truncated or corrupt file) names the file."""
+    img = _load(Path(path))
+    try:
+        return np.asarray(img.dataobj, dtype=dtype)
+    except Exception as e:  # EOFError, zlib.error, OSError, ValueError...
+        raise BidsInputError(f"{path}: cannot read the image data ({type(e).__name__}: {e}); "
+                             "is the file truncated or corrupt?") from None
+
+
+def _number(meta: dict, key: str, path) -> float | None:
+    v = meta.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise BidsInputError(f"{path}: {key} {v!r} is not a number (BIDS: {key} in SI units, a JSON number)")
+    return float(v)
+
+
+def megre_metadata(bids_dir: str | Path, pid: str, filters: dict | None = None) -> dict:
     """Check a subject's MEGRE series from headers and sidecars only (no voxel data).
 
-    Returns echo times (s), field strength (T), shape, voxel size, affine, files.
+    Returns echo times (s), field strength (T), shape, voxel size, affine, files. Checks: at least two
+    echoes, one 3D image per echo and part with equal shapes and affines, EchoTime (s) in every echo's
+    sidecar, increasing and equal in its mag and phase sidecars, one MagneticFieldStrength (T) for all.
     """
-    files = megre_files(bids_dir, pid)
+    files = megre_files(bids_dir, pid, filters)
+    if len(files) < 2:
+        raise BidsInputError(
+            f"{files[0]['phase']}: only one echo; the QSM chain needs a multi-echo GRE (at least 2 echoes)"
+        )
     tes = []
-    field = None
+    fields: dict[float, str] = {}
     shape = affine = None
     for f in files:
         for part in ("mag", "phase"):
             img = _load(f[part])
             if len(img.shape) != 3:
-                raise BidsInputError(f"{f[part]}: expected a 3D image per echo, got shape {img.shape}")
+                raise BidsInputError(
+                    f"{f[part]}: expected a 3D image per echo, got shape {img.shape} (a 4D multi-echo file must "
+                    "be split into one *_echo-N_part-{mag,phase}_MEGRE file per echo, as BIDS asks)"
+                )
             if shape is None:
                 shape, affine, ref = img.shape, img.affine, f[part]
             elif img.shape != shape:
                 raise BidsInputError(f"{f[part]}: shape {img.shape} differs from {ref.name} {shape}")
             elif not np.allclose(img.affine, affine, atol=1e-3):
                 raise BidsInputError(f"{f[part]}: affine differs from {ref.name}")
-        meta = sidecar(f["phase"]) or sidecar(f["mag"])
-        te = meta.get("EchoTime")
+        te_by_part = {}
+        for part in ("phase", "mag"):
+            meta = sidecar(f[part])
+            te = _number(meta, "EchoTime", f[part])
+            if te is not None:
+                if not 0 < te < 1:
+                    raise BidsInputError(f"{f[part]}: EchoTime {te} is not in seconds (expected 0 < TE < 1 s)")
+                te_by_part[part] = te
+            b0 = _number(meta, "MagneticFieldStrength", f[part])
+            if b0 is not None:
+                fields.setdefault(round(b0, 3), str(f[part]))
+        te = te_by_part.get("phase", te_by_part.get("mag"))
         if te is None:
             raise BidsInputError(f"{f['phase']}: no EchoTime in its JSON sidecar")
-        te = float(te)
-        if not 0 < te < 1:
-            raise BidsInputError(f"{f['phase']}: EchoTime {te} is not in seconds (expected 0 < TE < 1 s)")
+        if len(te_by_part) == 2 and abs(te_by_part["phase"] - te_by_part["mag"]) > 1e-6:
+            raise BidsInputError(
+                f"{f['phase']}: EchoTime {te_by_part['phase']} s differs from its magnitude's {te_by_part['mag']} s"
+            )
         tes.append(te)
-        b0 = meta.get("MagneticFieldStrength")
-        if b0 is not None:
-            field = float(b0)
     if np.any(np.diff(tes) <= 0):
         raise BidsInputError(
             f"{files[0]['phase'].parent}: echo times {tes} (s) do not increase with the echo number"
         )
-    if field is None or field <= 0:
+    if not fields:
         raise BidsInputError(f"{files[0]['phase']}: no MagneticFieldStrength (T) in the sidecars")
+    if len(fields) > 1:
+        raise BidsInputError(
+            "MagneticFieldStrength differs between the echoes' sidecars: "
+            + "; ".join(f"{b0:g} T in {Path(src).name}" for b0, src in fields.items())
+        )
+    field_t = next(iter(fields))
+    if field_t <= 0:
+        raise BidsInputError(f"{files[0]['phase']}: MagneticFieldStrength {field_t} is not positive")
     vs = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
     return {
         "echo_times_s": tes,
-        "field_strength_t": field,
+        "field_strength_t": field_t,
         "shape": list(shape),
         "voxel_size_mm": vs.tolist(),
         "affine": np.asarray(affine).tolist(),
@@ -226,31 +443,62 @@ def megre_metadata(bids_dir: str | Path, pid: str) -> dict:
     }
 
 
-def load_megre(bids_dir: str | Path, pid: str, phase_units: str = "auto") -> MultiEchoGRE:
-    """Load and check a subject's multi-echo GRE (see :func:`megre_metadata`), phase in radians."""
-    meta = megre_metadata(bids_dir, pid)
+def check_magnitude(mag: np.ndarray, path) -> None:
+    """A magnitude image is non-negative; a signed one is most likely a phase image (parts swapped)."""
+    finite = mag[np.isfinite(mag)]
+    lo, hi = float(finite.min()), float(finite.max())
+    if lo < -0.01 * max(abs(hi), 1e-12):
+        raise BidsInputError(
+            f"{path}: magnitude image with negative values (range [{lo:g}, {hi:g}]): is it a phase image "
+            "(part-mag and part-phase swapped)?"
+        )
+
+
+def load_megre(bids_dir: str | Path, pid: str, phase_units: str = "auto", phase_scale: float | None = None,
+               filters: dict | None = None) -> MultiEchoGRE:
+    """Load and check a subject's multi-echo GRE (see :func:`megre_metadata`), phase in radians.
+
+    ``phase_units``: ``'auto'`` (:func:`detect_phase_storage` on all echoes together) or a convention
+    name, checked against the values. ``phase_scale``: stored units per 2 pi rad, overrides both.
+    Further checks: finite values, magnitudes non-negative, and the phase fills its range more evenly
+    than the magnitude (:func:`histogram_evenness`; swapped parts otherwise).
+    """
+    meta = megre_metadata(bids_dir, pid, filters)
     files = meta["files"]
     shape = tuple(meta["shape"]) + (len(files),)
     mag = np.empty(shape, np.float32)
-    phase = np.empty(shape, np.float32)
-    detected = None
+    raw = np.empty(shape, np.float32)
     for i, f in enumerate(files):
-        m = np.asarray(_load(Path(f["mag"])).dataobj, dtype=np.float32)
-        p = np.asarray(_load(Path(f["phase"])).dataobj, dtype=np.float32)
+        m = read_data(f["mag"])
+        p = read_data(f["phase"])
         for arr, path in ((m, f["mag"]), (p, f["phase"])):
             n_bad = int((~np.isfinite(arr)).sum())
             if n_bad:
                 raise BidsInputError(f"{path}: {n_bad} NaN or infinite voxel(s)")
-        units = phase_units if phase_units != "auto" else detect_phase_units(p, f["phase"])
-        if detected is None:
-            detected = units
-        elif units != detected:
-            raise BidsInputError(f"{f['phase']}: phase stored as {units}, echo 1 as {detected}")
-        mag[..., i] = np.abs(m)
-        phase[..., i] = phase_to_radians(p, units)
+        check_magnitude(m, f["mag"])
+        mag[..., i] = m
+        raw[..., i] = p
+    where = f"{files[0]['phase']} (and its other echoes)"
+    if phase_scale is not None:
+        storage = PhaseStorage("scale", float(phase_scale))
+    elif phase_units == "auto":
+        storage = detect_phase_storage(raw, where)
+    else:
+        storage = PhaseStorage(phase_units, _period_of(phase_units))
+        check_phase_storage(raw, storage, where)
+    last = len(files) - 1
+    ev_phase, ev_mag = histogram_evenness(raw[..., last]), histogram_evenness(mag[..., last])
+    if ev_phase < ev_mag:
+        raise BidsInputError(
+            f"{files[last]['phase']}: the phase image fills its range less evenly than its magnitude "
+            f"{Path(files[last]['mag']).name} does (histogram evenness {ev_phase:.2f} vs {ev_mag:.2f}): are "
+            "part-mag and part-phase swapped?"
+        )
+    phase = phase_to_radians(raw, storage)
+    del raw
     return MultiEchoGRE(
         mag, phase, np.asarray(meta["affine"]), np.asarray(meta["echo_times_s"]),
-        meta["field_strength_t"], detected, files,
+        meta["field_strength_t"], storage.units, files, storage.period,
     )
 
 
