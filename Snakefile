@@ -25,7 +25,8 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        all_targets(),
+        input_check_files,
+        all_targets,
 
 
 # Steps that only read and write small tables or text run on the machine that runs Snakemake when
@@ -40,3 +41,10 @@ localrules:
     demographics,
     report_tables,
     methods_text,
+
+
+onsuccess:
+    # the summary line a user reads last: who was left out of the group analyses, and why
+    _summary = exclusion_summary(GROUP / "qc" / "normalization_qc.tsv")
+    if _summary:
+        logger.warning(_summary)

@@ -8,6 +8,7 @@ that finished run. Where SLURM cannot be started, the cohort runs locally instea
 """
 
 import filecmp
+import json
 import re
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 
 from .conftest import ROOT, run_snakemake
 
-PER_SUBJECT = {"t1_check", "inputs_summary", "qsm", "anat_t1", "register_gre", "template_maps"}
+PER_SUBJECT = {"input_check", "inputs_summary", "qsm", "anat_t1", "register_gre", "template_maps"}
 GROUP_RULES = {"normalization_qc", "group_design", "group_glm", "cluster_table", "roi_values", "roi_statistics"}
 JOB = re.compile(r"^ *(?:local)?(?:rule|checkpoint) (\w+):\n(.*?)(?=^ *\[|^ *(?:local)?(?:rule|checkpoint) |\Z)",
                  re.M | re.S)
@@ -118,7 +119,7 @@ def test_rerun_after_changing_one_phase_file(bids_run):
         keep.unlink()
     subjects = {s for _, s in jobs if s}
     assert subjects == {"sub-ALS002"}, jobs
-    assert {r for r, s in jobs if s} == {"inputs_summary", "qsm", "register_gre", "template_maps"}, jobs
+    assert {r for r, s in jobs if s} == {"input_check", "inputs_summary", "qsm", "register_gre", "template_maps"}, jobs
     assert GROUP_RULES <= {r for r, s in jobs if s is None}, jobs
 
 
@@ -133,27 +134,45 @@ def test_rerun_after_changing_a_group_parameter(bids_run, tmp_path):
 
 
 def test_rerun_after_adding_a_subject(bids_run):
-    """Dry run: the new subject's jobs up to the input checkpoint (the rest of its chain is only known
-    once the checkpoint has run) and the group jobs. Then a real run executes exactly the new
-    subject's per-subject jobs and the group jobs."""
+    """Two subjects added: sub-NC003 (a copy of sub-NC002) and sub-NC004, whose echo-2 phase file is
+    truncated. Dry run: their jobs up to the input checkpoint (the rest of a chain is only known once
+    the checkpoint has run) and the group jobs. The real run executes exactly sub-NC003's per-subject
+    jobs, only the input check of sub-NC004, and the group jobs on the others: sub-NC004 is excluded
+    with the reason in the QC table, the design and the methods text, and nothing is written to BIDS."""
     bids, out, _ = bids_run
-    src, new = bids / "sub-NC002", bids / "sub-NC003"
-    (new / "anat").mkdir(parents=True)
-    for p in (src / "anat").iterdir():
-        shutil.copy2(p, new / "anat" / p.name.replace("sub-NC002", "sub-NC003"))
+    src = bids / "sub-NC002"
+    for pid in ("sub-NC003", "sub-NC004"):
+        (bids / pid / "anat").mkdir(parents=True)
+        for p in (src / "anat").iterdir():
+            shutil.copy2(p, bids / pid / "anat" / p.name.replace("sub-NC002", pid))
+    broken = bids / "sub-NC004" / "anat" / "sub-NC004_echo-2_part-phase_MEGRE.nii.gz"
+    broken.write_bytes(broken.read_bytes()[:20000])
     parts = pd.read_csv(bids / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
-    row = parts[parts.participant_id == "sub-NC002"].assign(participant_id="sub-NC003")
-    pd.concat([parts, row]).to_csv(bids / "participants.tsv", sep="\t", index=False)
+    rows = [parts[parts.participant_id == "sub-NC002"].assign(participant_id=pid) for pid in ("sub-NC003", "sub-NC004")]
+    pd.concat([parts, *rows]).to_csv(bids / "participants.tsv", sep="\t", index=False)
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in bids.rglob("*"))
     # the report's figures are left out (about 20 s; test_report covers them)
     args = ("--config", f"bids_dir={bids}", f"output_dir={out}", "--omit-from", "report_figures")
     jobs = planned(*args)
-    assert {s for _, s in jobs if s} == {"sub-NC003"}, jobs
-    assert {"t1_check", "inputs_summary", "qsm"} <= {r for r, s in jobs if s}, jobs
+    assert {s for _, s in jobs if s} == {"sub-NC003", "sub-NC004"}, jobs
+    assert {r for r, s in jobs if s} == {"input_check"}, jobs
     r = run_snakemake(*args)
-    ran = [(rule, re.search(r"subject=(sub-[A-Za-z0-9]+)", body)) for rule, body in JOB.findall(r.stdout + r.stderr)]
+    log = r.stdout + r.stderr
+    ran = [(rule, re.search(r"subject=(sub-[A-Za-z0-9]+)", body)) for rule, body in JOB.findall(log)]
     ran = [(rule, m.group(1) if m else None) for rule, m in ran if rule != "all"]
-    assert {s for _, s in ran if s} == {"sub-NC003"}, ran
-    assert {r for r, s in ran if s} == PER_SUBJECT, ran
+    assert {s for _, s in ran if s} == {"sub-NC003", "sub-NC004"}, ran
+    assert {r for r, s in ran if s == "sub-NC003"} == PER_SUBJECT, ran
+    assert {r for r, s in ran if s == "sub-NC004"} == {"input_check"}, ran
     assert GROUP_RULES <= {r for r, s in ran if s is None}, ran
-    design = pd.read_csv(out / "group" / "design.tsv", sep="\t")
-    assert "sub-NC003" in set(design.participant_id)
+    design = pd.read_csv(out / "group" / "design.tsv", sep="\t").set_index("participant_id")
+    assert design.loc["sub-NC003", "included"]
+    assert not design.loc["sub-NC004", "included"]
+    reason = design.loc["sub-NC004", "reason"]
+    assert "sub-NC004_echo-2_part-phase_MEGRE.nii.gz: cannot read the image data" in reason, reason
+    glm = json.loads((out / "group" / "qsm_glm.json").read_text())
+    assert "sub-NC003" in glm["included"] and "sub-NC004" not in glm["included"]
+    assert (out / "group" / "clusters.tsv").exists() and (out / "group" / "roi_values.tsv").exists()
+    methods = (out / "group" / "report" / "methods.html").read_text()
+    assert "sub-NC004 (input check failed: GRE input:" in methods
+    assert re.search(r"qsmvbm: \d of 6 subjects included; excluded: .*sub-NC004 \(input check failed", log), log[-2000:]
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in bids.rglob("*")) == before

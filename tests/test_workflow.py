@@ -200,3 +200,61 @@ def test_missing_or_cut_t1_is_excluded_and_the_run_finishes(tiny_cohort, tmp_pat
     assert not qc.loc["sub-ALS002", "included"] and "T1w check failed" in qc.loc["sub-ALS002", "reason"]
     assert qc.loc["sub-ALS001", "dice_brain"] > 0.9
     assert not (out / "derivatives" / "qsmvbm" / "sub-ALS002" / "anat" / "sub-ALS002_desc-volumes.json").exists()
+
+
+def _bids_copy(tiny_cohort, tmp_path):
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_cohort, bids, ignore=shutil.ignore_patterns("derivatives"))
+    return bids
+
+
+def _tree(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("group:\n  rois: [Precentral_L, Thalamus_X]\n", "group.rois: unknown AAL3 region 'Thalamus_X'"),
+        ("group:\n  clinical_scores: [alsfrs_r, fvc_percent]\n",
+         "group.clinical_scores: 'fvc_percent' is not a participants.tsv column"),
+        ("group:\n  modalities:\n    gm:\n      covariates: [tiv, education]\n",
+         "group.modalities.gm.covariates: covariate 'education' needs a participants.tsv column 'education'"),
+        ("group:\n  correlations:\n    - {x: qsm, y: handedness}\n",
+         "group.correlations[0].y: 'handedness' is neither one of"),
+        ("group:\n  combine: {Motor: [Precentral_L, Postcentral_L]}\n",
+         "group.combine.Motor: ['Postcentral_L'] not in group.rois"),
+    ],
+)
+def test_group_settings_are_checked_before_any_job(tiny_cohort, tmp_path, extra, message):
+    """A group-stage setting that cannot work on this dataset stops the run at once, naming the key."""
+    bids = _bids_copy(tiny_cohort, tmp_path)
+    cfg = tmp_path / "extra.yaml"
+    cfg.write_text(extra)
+    before = _tree(bids)
+    r = run_smk("-n", "--configfile", "config/config.yaml", str(cfg), "--config", f"bids_dir={bids}",
+                f"output_dir={tmp_path / 'out'}", check=False)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "nothing was computed" in out and message in out, out[-3000:]
+    assert _tree(bids) == before and not (tmp_path / "out").exists()
+
+
+def test_output_inside_the_bids_folder_is_refused(tiny_cohort, tmp_path):
+    bids = _bids_copy(tiny_cohort, tmp_path)
+    before = _tree(bids)
+    for out in (bids, bids / "derivatives" / "qsmvbm"):
+        r = run_smk("-n", "--config", f"bids_dir={bids}", f"output_dir={out}", check=False)
+        assert r.returncode != 0 and "is inside the BIDS dataset" in r.stdout + r.stderr
+    assert _tree(bids) == before
+
+
+def test_cohort_notes_for_exclude_typos_and_unlisted_folders(tiny_cohort, tmp_path):
+    bids = _bids_copy(tiny_cohort, tmp_path)
+    shutil.copytree(bids / "sub-NC002", bids / "sub-NC009")
+    cfg = tmp_path / "extra.yaml"
+    cfg.write_text("participants:\n  exclude: [sub-NC01]\n")
+    r = run_smk("-n", "--configfile", "config/config.yaml", str(cfg), "--config", f"bids_dir={bids}",
+                f"output_dir={tmp_path / 'out'}")
+    out = r.stdout + r.stderr
+    assert "participants.exclude names 'sub-NC01', which is not in participants.tsv" in out
+    assert "sub-NC009: subject folder not listed in participants.tsv: not processed" in out

@@ -1,32 +1,11 @@
-# Per-subject T1w processing: a field-of-view check (checkpoint), then N4, brain extraction,
-# SyN to the template, Atropos, TIV. Subjects failing the check are excluded, not fatal.
-
-
-checkpoint t1_check:
-    input:
-        t1w=raw_t1w,
-    output:
-        ANAT / "{subject}_desc-t1check.json",
-    log:
-        LOGS / "t1_check" / "{subject}.log",
-    benchmark:
-        BENCH / "t1_check" / "{subject}.tsv"
-    group:
-        "subject"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../scripts/t1_check.py"
+# Per-subject T1w processing: N4, brain extraction, SyN to the template, Atropos, TIV. Only subjects
+# that passed the input check (inputs.smk) are asked for; the check is not an input here, so a changed
+# GRE file (which reruns the check) does not rerun the anatomy.
 
 
 rule anat_t1:
     input:
         t1w=raw_t1w,
-        check=rules.t1_check.output[0],
     output:
         preproc=ANAT / "{subject}_space-T1w_desc-preproc_T1w.nii.gz",
         mask=ANAT / "{subject}_space-T1w_desc-brain_mask.nii.gz",

@@ -12,7 +12,13 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "lib"))
 
 from qsmvbm.bids import BidsInputError, read_participants, t1w_file  # noqa: E402
+from qsmvbm.preflight import (  # noqa: E402
+    cohort_notes,
+    group_setting_problems,
+    output_inside_input,
+)
 from qsmvbm.config import ConfigError, validate as validate_with_hints  # noqa: E402
+from qsmvbm.inputs import exclusion_summary  # noqa: E402
 from qsmvbm.simulate.cohort import participant_ids  # noqa: E402
 from qsmvbm.simulate.settings import load_simulation_config  # noqa: E402
 from qsmvbm.simulate.subject import bids_paths, truth_paths  # noqa: E402
@@ -59,6 +65,28 @@ try:
         SUBJECTS = list(PARTICIPANTS["participant_id"])
 except (ConfigError, BidsInputError) as err:
     raise WorkflowError(str(err)) from None
+
+# ---- pre-flight: every run-level problem stops the run here, before any per-subject job ----
+_problems = []
+if not SIMULATED:
+    _inside = output_inside_input(OUT, BIDS)
+    if _inside:
+        _problems.append(_inside)
+    _columns = set(PARTICIPANTS.columns)
+    for _note in cohort_notes(
+        SUBJECTS, [d for d in BIDS.glob("sub-*") if d.is_dir()], PCFG["exclude"]
+    ):
+        logger.warning(f"NOTE: {_note}")
+else:
+    _columns = {"participant_id", "group", "age", "sex", *SIM_CONFIG["clinical_scores"]}
+    for _note in cohort_notes(SUBJECTS, [], PCFG["exclude"]):
+        logger.warning(f"NOTE: {_note}")
+_problems += group_setting_problems(config["group"], _columns)
+if _problems:
+    raise WorkflowError(
+        "the configuration cannot run on this dataset (nothing was computed):\n  "
+        + "\n  ".join(_problems)
+    )
 SUBJECTS = [s for s in SUBJECTS if s not in set(PCFG["exclude"])]
 
 
@@ -90,14 +118,22 @@ def template_maps_group():
     return "subject_multichannel" if MULTICHANNEL else "subject"
 
 
+INPUT_CHECK = ANAT / "{subject}_desc-inputcheck.json"
+BIDS_FILTERS = config["bids_filters"]
+
+
 def missing_inputs(subject):
-    """Reason a subject of a real BIDS dataset cannot be processed, or None."""
+    """Reason a subject of a real BIDS dataset cannot be processed (no folder, no or several T1w
+    images, no GRE phase images), or None. Found from file names only; the input check reads them.
+    """
     anat = BIDS / subject / "anat"
     if not anat.is_dir():
         return f"no folder {anat}"
-    if not list(anat.glob(f"{subject}*_T1w.nii*")):
-        return f"no T1w image in {anat}"
-    if not list(anat.glob(f"{subject}_echo-*_part-phase_MEGRE.nii*")):
+    try:
+        t1w_file(BIDS, subject, BIDS_FILTERS["t1w"])
+    except BidsInputError as err:
+        return str(err)
+    if not list(anat.glob(f"{subject}_*echo-*_part-phase_MEGRE.nii*")):
         return f"no multi-echo GRE phase images in {anat}"
     return None
 
@@ -140,7 +176,7 @@ def raw_megre(wildcards):
             if "MEGRE" in str(p)
         ]
     anat = BIDS / wildcards.subject / "anat"
-    return sorted(str(p) for p in anat.glob(f"{wildcards.subject}_echo-*_MEGRE.*"))
+    return sorted(str(p) for p in anat.glob(f"{wildcards.subject}_*echo-*_MEGRE.*"))
 
 
 def raw_t1w(wildcards):
@@ -149,7 +185,7 @@ def raw_t1w(wildcards):
         return str(
             SIM_BIDS / wildcards.subject / "anat" / f"{wildcards.subject}_T1w.nii.gz"
         )
-    return str(t1w_file(BIDS, wildcards.subject))
+    return str(t1w_file(BIDS, wildcards.subject, BIDS_FILTERS["t1w"]))
 
 
 def qsm_mask_inputs(wildcards):
@@ -172,15 +208,15 @@ def subject_files(pattern):
     return expand(str(pattern), subject=SUBJECTS)
 
 
-def t1_check_files(wildcards):
-    return subject_files(ANAT / "{subject}_desc-t1check.json")
+def input_check_files(wildcards):
+    return subject_files(INPUT_CHECK)
 
 
-def t1_ok_subjects():
-    """Subjects whose T1w passed the field-of-view check (evaluates the checkpoint)."""
+def ok_subjects():
+    """Subjects whose raw inputs passed the input check (evaluates the checkpoint)."""
     ok = []
     for s in SUBJECTS:
-        with open(checkpoints.t1_check.get(subject=s).output[0]) as f:
+        with open(checkpoints.input_check.get(subject=s).output[0]) as f:
             if json.load(f)["ok"]:
                 ok.append(s)
     return ok
@@ -189,21 +225,21 @@ def t1_ok_subjects():
 def normalization_qc_files(wildcards):
     return expand(
         str(ANAT / f"{{subject}}_space-{TPL}_desc-normalization_qc.json"),
-        subject=t1_ok_subjects(),
+        subject=ok_subjects(),
     )
 
 
 def template_chi_files(wildcards):
     return expand(
         str(ANAT / f"{{subject}}_space-{TPL}_res-{RES}_Chimap.nii.gz"),
-        subject=t1_ok_subjects(),
+        subject=ok_subjects(),
     )
 
 
 def t1reg_qsm_files(wildcards):
     """Every T1-normalized template-space QSM (and its mask): the cohort QSM template's inputs."""
     out = rules.qsm_t1reg_template_space.output
-    subjects = t1_ok_subjects()
+    subjects = ok_subjects()
     return {
         "chi": expand(out.chi, subject=subjects),
         "mask": expand(out.qsm_mask, subject=subjects),
@@ -211,7 +247,7 @@ def t1reg_qsm_files(wildcards):
 
 
 def volume_files(wildcards):
-    return expand(str(ANAT / "{subject}_desc-volumes.json"), subject=t1_ok_subjects())
+    return expand(str(ANAT / "{subject}_desc-volumes.json"), subject=ok_subjects())
 
 
 GROUP_MAPS = {
@@ -223,7 +259,7 @@ GROUP_MAPS = {
 def glm_inputs(wildcards):
     """Template-space maps of every subject that reached normalization (QC filters in the design);
     for QSM also each subject's template-space QSM mask."""
-    subjects = t1_ok_subjects()
+    subjects = ok_subjects()
     files = {
         "maps": expand(str(ANAT / GROUP_MAPS[wildcards.modality]), subject=subjects)
     }
@@ -236,7 +272,7 @@ def glm_inputs(wildcards):
 
 
 def roi_value_inputs(wildcards):
-    subjects = t1_ok_subjects()
+    subjects = ok_subjects()
     return {
         "qsm_maps": expand(str(ANAT / GROUP_MAPS["qsm"]), subject=subjects),
         "gm_maps": expand(str(ANAT / GROUP_MAPS["gm"]), subject=subjects),
@@ -260,14 +296,12 @@ def group_targets():
     ]
 
 
-def all_targets():
+def all_targets(wildcards):
+    """The default targets; per-subject ones for the subjects that passed the input check."""
     targets = [str(DERIV / "dataset_description.json")]
-    targets += subject_files(
-        DERIV / "{subject}" / "anat" / "{subject}_desc-inputs_summary.json"
-    )
-    targets += subject_files(
-        DERIV / "{subject}" / "anat" / "{subject}_space-MEGRE_Chimap.nii.gz"
-    )
+    subjects = ok_subjects()
+    targets += expand(str(rules.inputs_summary.output[0]), subject=subjects)
+    targets += expand(str(rules.qsm.output.chi), subject=subjects)
     targets.append(str(GROUP / "qc" / "normalization_qc.tsv"))
     targets += group_targets()
     if SIMULATED:

@@ -1,14 +1,41 @@
 # Checking each subject's raw inputs before processing, and the derivatives' description.
-# inputs_summary waits for the T1w checkpoint (anat.smk) so that, on a cluster, everything after
-# the checkpoint (inputs summary, QSM, anatomy, registration, template maps) is ONE job per subject,
-# and a changed GRE file does not re-run the checkpoint (the dry run then shows the full chain).
+# input_check reads every voxel of the T1w and the GRE: a subject whose inputs fail is excluded with
+# the reason (QC table, report, methods text) and the rest of the study goes on. Everything after
+# the checkpoint (inputs summary, QSM, anatomy, registration, template maps) is ONE job per subject
+# on a cluster.
+
+
+checkpoint input_check:
+    input:
+        megre=raw_megre,
+        t1w=raw_t1w,
+    output:
+        INPUT_CHECK,
+    log:
+        LOGS / "input_check" / "{subject}.log",
+    benchmark:
+        BENCH / "input_check" / "{subject}.tsv"
+    group:
+        "subject"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["qsm_mem_mb"],
+        runtime=10,
+    params:
+        bids_dir=str(BIDS),
+        qsm=config["qsm"],
+        megre_filters=config["bids_filters"]["megre"],
+    script:
+        "../scripts/input_check.py"
 
 
 rule inputs_summary:
     input:
         megre=raw_megre,
         t1w=raw_t1w,
-        t1check=ANAT / "{subject}_desc-t1check.json",
+        check=INPUT_CHECK,
     output:
         DERIV / "{subject}" / "anat" / "{subject}_desc-inputs_summary.json",
     log:
@@ -25,6 +52,7 @@ rule inputs_summary:
         runtime=10,
     params:
         bids_dir=str(BIDS),
+        megre_filters=config["bids_filters"]["megre"],
     script:
         "../scripts/inputs_summary.py"
 

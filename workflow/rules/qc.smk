@@ -5,7 +5,7 @@ rule normalization_qc:
     input:
         qc=normalization_qc_files,
         chi=template_chi_files,
-        checks=t1_check_files,
+        checks=input_check_files,
         participants=participants_tsv(),
     output:
         table=GROUP / "qc" / "normalization_qc.tsv",

@@ -54,5 +54,6 @@ rule qsm:
         runtime=30,
     params:
         qsm=config["qsm"],
+        megre_filters=config["bids_filters"]["megre"],
     script:
         "../scripts/qsm.py"

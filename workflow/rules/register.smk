@@ -23,6 +23,7 @@ rule register_gre:
         runtime=20,
     params:
         seed=config["anat"]["random_seed"],
+        megre_filters=config["bids_filters"]["megre"],
     script:
         "../scripts/register_gre.py"
 

@@ -11,16 +11,17 @@ except NameError:  # imported by a test
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
-from qsmvbm.bids import BidsInputError, detect_phase_units, megre_metadata  # noqa: E402
-from qsmvbm.io import save_json  # noqa: E402
+from qsmvbm.bids import BidsInputError, megre_metadata  # noqa: E402
+from qsmvbm.io import load_json, save_json  # noqa: E402
 from qsmvbm.smk import logged  # noqa: E402
 
 
-def summarise(bids_dir: Path, subject: str, t1w: Path) -> dict:
-    """Header-level checks plus the detected phase storage of echo 1."""
-    meta = megre_metadata(bids_dir, subject)
-    first = meta["files"][0]["phase"]
-    meta["phase_units"] = detect_phase_units(np.asarray(nib.load(first).dataobj), first)
+def summarise(bids_dir: Path, subject: str, t1w: Path, check: dict | None = None, filters: dict | None = None) -> dict:
+    """Header-level facts of the inputs plus the phase storage that the input check found."""
+    meta = megre_metadata(bids_dir, subject, filters)
+    if check is not None:
+        meta["phase_units"] = check["gre"]["phase_units"]
+        meta["phase_period"] = check["gre"]["phase_period"]
     img = nib.load(t1w)
     if len(img.shape) != 3:
         raise BidsInputError(f"{t1w}: expected a 3D T1w image, got shape {img.shape}")
@@ -34,7 +35,9 @@ def summarise(bids_dir: Path, subject: str, t1w: Path) -> dict:
 
 def main(smk) -> None:
     with logged(smk.log[0]) as log:
-        meta = summarise(Path(smk.params.bids_dir), smk.wildcards.subject, Path(smk.input.t1w))
+        check = load_json(smk.input.check) if hasattr(smk.input, "check") else None
+        meta = summarise(Path(smk.params.bids_dir), smk.wildcards.subject, Path(smk.input.t1w), check,
+                         dict(getattr(smk.params, "megre_filters", {}) or {}))
         save_json(meta, smk.output[0])
         log.info("%s: %d echoes, B0 %.1f T", smk.wildcards.subject, len(meta["echo_times_s"]),
                  meta["field_strength_t"])

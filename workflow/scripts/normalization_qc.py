@@ -23,7 +23,7 @@ COLUMNS = ["participant_id", "group", "dice_brain", "t1_corr", "qsm_dgm_corr", "
 def run(qc_files, chi_files, check_files, input_exclusions: dict, participants: Path, params: dict,
         group_column: str, out: Path, log) -> pd.DataFrame:
     """QC table of every subject: processed ones with metrics and verdicts, plus those whose
-    inputs were missing or whose T1w failed the field-of-view check (excluded, with the reason)."""
+    inputs were missing or failed the input check (excluded, with the reason)."""
     metrics = pd.DataFrame([json.loads(Path(f).read_text()) for f in qc_files])
     if len(metrics):
         first = nib.load(chi_files[0])
@@ -38,7 +38,7 @@ def run(qc_files, chi_files, check_files, input_exclusions: dict, participants: 
         if not c["ok"]:
             pid = Path(f).name.split("_")[0]
             failed.append({"participant_id": pid, "passed_qc": False, "included": False,
-                           "reason": f"T1w check failed: {c['reason']}"})
+                           "reason": f"input check failed: {c['reason']}"})
     failed += [{"participant_id": pid, "passed_qc": False, "included": False, "reason": f"missing input: {why}"}
                for pid, why in input_exclusions.items()]
     if failed:

@@ -43,11 +43,12 @@ def t1_mask_in_gre(t1_mask: Path, gre_xfm: Path, gre_shape, gre_affine) -> np.nd
     return moved.numpy() > 0.5
 
 
-def run(bids_dir: Path, subject: str, params: dict, out: dict, log, t1_mask=None, gre_xfm=None) -> dict:
+def run(bids_dir: Path, subject: str, params: dict, out: dict, log, t1_mask=None, gre_xfm=None,
+        megre_filters: dict | None = None) -> dict:
     """Reconstruct and write every output; returns the sidecar dict."""
-    qsm_params = {k: v for k, v in params.items() if k != "phase_units"}
+    qsm_params = {k: v for k, v in params.items() if k not in ("phase_units", "phase_scale")}
     qsm_params["mask"] = {k: v for k, v in params["mask"].items() if k != "source"}
-    gre = load_megre(bids_dir, subject, params.get("phase_units", "auto"))
+    gre = load_megre(bids_dir, subject, params.get("phase_units", "auto"), params.get("phase_scale"), megre_filters)
     mask = None
     if t1_mask is not None:
         mask = t1_mask_in_gre(t1_mask, gre_xfm, gre.mag.shape[:3], gre.affine)
@@ -74,6 +75,7 @@ def run(bids_dir: Path, subject: str, params: dict, out: dict, log, t1_mask=None
         "Methods": {k: METHOD_NAMES.get(p[k], p[k]) for k in ("combination", "unwrapping", "background", "inversion")},
         "Parameters": p,
         "PhaseUnitsDetected": gre.phase_units,
+        "PhaseCycle_stored_units": gre.phase_period,
         "EchoTimes_s": gre.echo_times_s.tolist(),
         "MagneticFieldStrength_T": gre.field_strength_t,
         "B0DirectionVoxel": res.info["b0_direction_voxel"],
@@ -104,7 +106,7 @@ def main(smk) -> None:
         bids_dir = Path(smk.input.megre[0]).parents[2]
         inp = dict(smk.input.items())
         run(bids_dir, smk.wildcards.subject, dict(smk.params.qsm), dict(smk.output.items()), log,
-            inp.get("t1_mask"), inp.get("gre_xfm"))
+            inp.get("t1_mask"), inp.get("gre_xfm"), dict(smk.params.megre_filters))
 
 
 if __name__ == "__main__":

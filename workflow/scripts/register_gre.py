@@ -27,9 +27,9 @@ def _load(path):
     return img.get_fdata(dtype=np.float32), img.affine
 
 
-def run(bids_dir: Path, subject: str, inp: dict, seed: int, out: dict, log) -> dict:
+def run(bids_dir: Path, subject: str, inp: dict, seed: int, out: dict, log, megre_filters: dict | None = None) -> dict:
     """Rigid GRE echo-1 magnitude -> T1w; each image masked by its own dilated brain mask."""
-    mag, gaff = _load(megre_files(bids_dir, subject)[0]["mag"])
+    mag, gaff = _load(megre_files(bids_dir, subject, megre_filters)[0]["mag"])
     gvs0 = np.linalg.norm(gaff[:3, :3], axis=0)
     gmask = brain_mask_from_magnitude(mag, gvs0).astype(np.float32)
     t1d, taff = _load(inp["t1"])
@@ -59,7 +59,7 @@ def main(smk) -> None:
     with logged(smk.log[0]) as log:
         bids_dir = Path(smk.input.megre[0]).parents[2]
         run(bids_dir, smk.wildcards.subject, dict(smk.input.items()), smk.params.seed,
-            dict(smk.output.items()), log)
+            dict(smk.output.items()), log, dict(smk.params.megre_filters))
 
 
 if __name__ == "__main__":
