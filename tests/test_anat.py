@@ -206,3 +206,68 @@ def test_multichannel_syn_aligns_what_t1_cannot_see(tmp_path):
 
     r_t1, r_mc = residual(syn), residual(mc)
     assert r_mc < 0.6 * r_t1, (r_t1, r_mc)
+
+
+def test_plausibility_checks_name_each_problem():
+    from qsmvbm.anat.qc import plausibility_problems
+
+    thr = {"qsm_mask_dice_min": 0.8, "qsm_mask_outside_max": 0.15, "qsm_mask_tiv_max": 1.15,
+           "tiv_ml_range": [900, 2200], "gm_tiv_range": [0.25, 0.65]}
+    good = {"qsm_mask_dice_t1": 0.98, "qsm_mask_outside_t1": 0.01, "qsm_mask_tiv_ratio": 0.95, "tiv_ml": 1450.0,
+            "gm_tiv": 0.45}
+    assert plausibility_problems(pd.Series(good), thr) == []
+    # the real 3 T head of the issue: the mask took the whole head, the T1w extraction the neck
+    bad = {"qsm_mask_dice_t1": 0.55, "qsm_mask_outside_t1": 0.5, "qsm_mask_tiv_ratio": 1.27, "tiv_ml": 2290.0,
+           "gm_tiv": 0.65 + 0.01}
+    why = plausibility_problems(pd.Series(bad), thr)
+    assert len(why) == 5 and why[0].startswith("QSM mask Dice with the T1w brain 0.550 < 0.8")
+    assert "50% of the QSM mask outside the T1w brain" in why[1] and "TIV 2290 mL outside" in why[3]
+    assert plausibility_problems(pd.Series({"tiv_ml": np.nan}), thr) == []  # not measured: no verdict
+
+
+def test_old_magnitude_mask_fails_the_plausibility_check_and_the_default_passes(tiny_run):
+    """On the simulator's heads the Otsu magnitude mask (the old default) takes face and neck tissue for
+    one subject of four; the T1w brain mask in GRE space (the default) passes for all."""
+    from qsmvbm.anat.qc import plausibility_problems
+    from qsmvbm.bids import load_megre
+    from qsmvbm.qsm.mask import brain_mask_from_magnitude, mask_plausibility
+    from qsmvbm.config import validate
+
+    from .conftest import ROOT
+
+    thr = validate({}, ROOT / "workflow" / "schemas" / "config.schema.yaml")["qc"]
+    failing = []
+    for pid in ("sub-ALS001", "sub-ALS002", "sub-NC001", "sub-NC002"):
+        anat = tiny_run / "derivatives" / "qsmvbm" / pid / "anat"
+        sidecar = json.loads((anat / f"{pid}_space-MEGRE_Chimap.json").read_text())
+        m = sidecar["MaskPlausibility"]
+        row = pd.Series({"qsm_mask_dice_t1": m["dice_t1"], "qsm_mask_outside_t1": m["outside_t1_fraction"],
+                         "qsm_mask_tiv_ratio": m["mask_tiv_ratio"]})
+        assert sidecar["MaskSource"].startswith("T1w brain mask") and plausibility_problems(row, thr) == [], pid
+        gre = load_megre(tiny_run / "sim_bids", pid)
+        old = brain_mask_from_magnitude(gre.mag, gre.voxel_size, erode_mm=0.0)
+        t1_in_gre = normalize.t1_mask_in_gre(anat / f"{pid}_space-T1w_desc-brain_mask.nii.gz",
+                                             anat / f"{pid}_from-MEGRE_to-T1w_mode-image_xfm.mat",
+                                             gre.mag.shape[:3], gre.affine)
+        tiv = json.loads((anat / f"{pid}_desc-volumes.json").read_text())["TIV_ml"]
+        p = mask_plausibility(old, t1_in_gre, gre.voxel_size, tiv)
+        row = pd.Series({"qsm_mask_dice_t1": p["dice_t1"], "qsm_mask_outside_t1": p["outside_t1_fraction"],
+                         "qsm_mask_tiv_ratio": p["mask_tiv_ratio"]})
+        if plausibility_problems(row, thr):
+            failing.append(pid)
+    assert failing == ["sub-ALS001"], failing
+
+
+def test_robust_z_rule_needs_a_cohort():
+    """With 4 subjects a MAD is no yardstick: a subject 0.06 below the others is not an outlier there."""
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 1, (20, 20, 20)).astype(np.float32)
+    roi = np.ones(base.shape, bool)
+    maps = [base + rng.normal(0, s, base.shape).astype(np.float32) for s in (0.3, 0.31, 0.32, 0.6)]
+    metrics = pd.DataFrame({"participant_id": [f"sub-{i}" for i in range(4)], "dice_brain": [0.98] * 4,
+                            "t1_corr": [0.9] * 4})
+    thr = {"dice_min": 0.9, "t1_corr_min": 0.8, "qsm_dgm_corr_min": 0.5, "qsm_dgm_robust_z_max": 3.5}
+    z = cohort_qc(metrics, maps, roi, thr)
+    assert z.loc[3, "qsm_dgm_robust_z"] > 3.5 and not z.loc[3, "included"]
+    out = cohort_qc(metrics, maps, roi, {**thr, "robust_z_min_subjects": 10})
+    assert out["included"].all()

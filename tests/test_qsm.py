@@ -236,3 +236,35 @@ def test_config_schema_defaults_equal_library_defaults():
     schema_qsm = {k: v for k, v in cfg["qsm"].items() if k not in ("phase_units", "phase_scale")}
     schema_qsm["mask"] = {k: v for k, v in schema_qsm["mask"].items() if k != "source"}
     assert schema_qsm == DEFAULTS
+
+
+def test_mask_plausibility_of_two_spheres():
+    from qsmvbm.qsm.mask import mask_plausibility
+
+    g = np.indices((40, 40, 40)).astype(float) - 20
+    r = np.sqrt((g**2).sum(0))
+    t1 = r <= 10
+    big = r <= 12.6  # about twice the volume of t1
+    p = mask_plausibility(big, t1, (2, 2, 2), tiv_ml=t1.sum() * 8 / 1000)
+    assert p["t1_mask_ml"] == pytest.approx(t1.sum() * 8 / 1000)
+    assert p["dice_t1"] == pytest.approx(2 * t1.sum() / (t1.sum() + big.sum()))
+    assert p["outside_t1_fraction"] == pytest.approx(1 - t1.sum() / big.sum())
+    assert p["mask_tiv_ratio"] == pytest.approx(big.sum() / t1.sum())
+    assert mask_plausibility(t1, t1, (1, 1, 1))["dice_t1"] == 1.0
+
+
+def test_phase_quality_refines_a_given_mask_too():
+    """A given (T1w) mask keeps voxels of pure noise phase; the phase-quality refinement drops them."""
+    rng = np.random.default_rng(2)
+    shape = (32, 32, 24)
+    te = np.array([0.004, 0.008, 0.012, 0.016])
+    mask = np.zeros(shape, bool)
+    mask[4:28, 4:28, 4:20] = True
+    mag = np.ones(shape + (4,), np.float32) * 100
+    phase = np.zeros(shape + (4,), np.float32)
+    rim = mask & ~np.pad(np.ones((20, 20, 12), bool), ((6, 6), (6, 6), (6, 6)))
+    mag[rim] = 1.0
+    phase[rim] = rng.uniform(-np.pi, np.pi, (int(rim.sum()), 4))
+    r = reconstruct(mag, phase, np.eye(4), te, 3.0, {"inversion": "tkd"}, mask)
+    assert r.info["mask_voxels_before_quality"] == int(mask.sum())
+    assert r.info["mask_voxels"] < int(mask.sum()) and (r.mask & rim).sum() < 0.2 * rim.sum()

@@ -258,3 +258,39 @@ def test_cohort_notes_for_exclude_typos_and_unlisted_folders(tiny_cohort, tmp_pa
     out = r.stdout + r.stderr
     assert "participants.exclude names 'sub-NC01', which is not in participants.tsv" in out
     assert "sub-NC009: subject folder not listed in participants.tsv: not processed" in out
+
+
+def test_interrupted_run_resumes_to_identical_maps(tiny_cohort, tiny_run, tmp_path):
+    """Kill the whole run (SIGKILL to its process group, as a lost node) while a subject's QSM job runs,
+    resume with --rerun-incomplete: the map equals the uninterrupted run's, voxel for voxel."""
+    import os
+    import signal
+    import time
+
+    import nibabel as nib
+    import numpy as np
+
+    bids = _bids_copy(tiny_cohort, tmp_path)
+    out = tmp_path / "res"
+    pid = "sub-ALS001"
+    name = f"{pid}_space-MEGRE_Chimap.nii.gz"
+    target = out / "derivatives" / "qsmvbm" / pid / "anat" / name
+    args = [str(target), "--config", f"bids_dir={bids}", f"output_dir={out}"]
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    qsm_log = out / "logs" / "qsm" / f"{pid}.log"
+    deadline = time.time() + 600
+    while not qsm_log.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not target.exists()
+    run_smk("--unlock", *args)
+    r = run_smk(*args, "--rerun-incomplete")
+    assert "rule qsm:" in r.stdout + r.stderr
+    ref = nib.load(tiny_run / "derivatives" / "qsmvbm" / pid / "anat" / name)
+    new = nib.load(target)
+    assert np.array_equal(np.asarray(new.dataobj), np.asarray(ref.dataobj))
+    assert np.array_equal(new.affine, ref.affine)

@@ -189,14 +189,14 @@ def raw_t1w(wildcards):
 
 
 def qsm_mask_inputs(wildcards):
-    """With qsm.mask.source 't1': the T1w brain mask and the GRE->T1w rigid to bring it over."""
-    if config["qsm"]["mask"]["source"] != "t1":
-        return {}
-    anat = str(ANAT).format(subject=wildcards.subject)
-    return {
-        "t1_mask": f"{anat}/{wildcards.subject}_space-T1w_desc-brain_mask.nii.gz",
-        "gre_xfm": f"{anat}/{wildcards.subject}_from-MEGRE_to-T1w_mode-image_xfm.mat",
+    """The T1w brain mask, the GRE->T1w rigid that brings it over and the T1w volumes: the QSM mask
+    (``qsm.mask.source: t1``) or the reference its plausibility is checked against."""
+    out = {
+        "t1_mask": rules.anat_t1.output.mask,
+        "gre_xfm": rules.register_gre.output.xfm,
+        "volumes": rules.anat_t1.output.volumes,
     }
+    return {k: str(v).format(subject=wildcards.subject) for k, v in out.items()}
 
 
 def participants_tsv():
@@ -244,6 +244,10 @@ def t1reg_qsm_files(wildcards):
         "chi": expand(out.chi, subject=subjects),
         "mask": expand(out.qsm_mask, subject=subjects),
     }
+
+
+def qsm_sidecar_files(wildcards):
+    return expand(str(rules.qsm.output.chi_json), subject=ok_subjects())
 
 
 def volume_files(wildcards):

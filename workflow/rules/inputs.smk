@@ -25,7 +25,8 @@ checkpoint input_check:
         runtime=10,
     params:
         bids_dir=str(BIDS),
-        qsm=config["qsm"],
+        phase_units=config["qsm"]["phase_units"],
+        phase_scale=config["qsm"]["phase_scale"],
         megre_filters=config["bids_filters"]["megre"],
     script:
         "../scripts/input_check.py"

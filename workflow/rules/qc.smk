@@ -6,6 +6,8 @@ rule normalization_qc:
         qc=normalization_qc_files,
         chi=template_chi_files,
         checks=input_check_files,
+        qsm_json=qsm_sidecar_files,
+        volumes=volume_files,
         participants=participants_tsv(),
     output:
         table=GROUP / "qc" / "normalization_qc.tsv",

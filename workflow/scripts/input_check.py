@@ -16,9 +16,8 @@ from qsmvbm.smk import logged  # noqa: E402
 
 def main(smk) -> None:
     with logged(smk.log[0]) as log:
-        q = smk.params.qsm
         result = check_subject_inputs(Path(smk.params.bids_dir), smk.wildcards.subject, smk.input.t1w,
-                                      q["phase_units"], q["phase_scale"], dict(smk.params.megre_filters))
+                                      smk.params.phase_units, smk.params.phase_scale, dict(smk.params.megre_filters))
         save_json(result, smk.output[0])
         (log.info if result["ok"] else log.warning)("%s input check: %s", smk.wildcards.subject, result["reason"])
 

@@ -13,18 +13,39 @@ import nibabel as nib  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from qsmvbm.anat.qc import cohort_qc, deep_grey_roi  # noqa: E402
+from qsmvbm.bids import subject_of  # noqa: E402
 from qsmvbm.io import save_tsv  # noqa: E402
 from qsmvbm.smk import logged  # noqa: E402
 
 COLUMNS = ["participant_id", "group", "dice_brain", "t1_corr", "qsm_dgm_corr", "qsm_dgm_robust_z",
-           "qsm_mask_in_template", "passed_qc", "included", "reason"]
+           "qsm_mask_in_template", "qsm_mask_dice_t1", "qsm_mask_outside_t1", "qsm_mask_tiv_ratio", "tiv_ml",
+           "gm_tiv", "passed_qc", "included", "reason"]
+
+
+def plausibility_metrics(qsm_jsons, volume_jsons) -> pd.DataFrame:
+    """participant_id, the QSM mask checks from each QSM sidecar (MaskPlausibility) and TIV, GM/TIV."""
+    rows = {}
+    for f in volume_jsons:
+        v = json.loads(Path(f).read_text())
+        rows.setdefault(subject_of(f), {})
+        rows[subject_of(f)].update(tiv_ml=v["TIV_ml"], gm_tiv=v["GM_ml"] / v["TIV_ml"])
+    for f in qsm_jsons:
+        m = json.loads(Path(f).read_text()).get("MaskPlausibility")
+        if m:
+            rows.setdefault(subject_of(f), {}).update(
+                qsm_mask_dice_t1=m["dice_t1"], qsm_mask_outside_t1=m["outside_t1_fraction"],
+                qsm_mask_tiv_ratio=m["mask_tiv_ratio"])
+    return pd.DataFrame([{"participant_id": k, **v} for k, v in rows.items()])
 
 
 def run(qc_files, chi_files, check_files, input_exclusions: dict, participants: Path, params: dict,
-        group_column: str, out: Path, log) -> pd.DataFrame:
+        group_column: str, out: Path, log, qsm_jsons=(), volume_jsons=()) -> pd.DataFrame:
     """QC table of every subject: processed ones with metrics and verdicts, plus those whose
     inputs were missing or failed the input check (excluded, with the reason)."""
     metrics = pd.DataFrame([json.loads(Path(f).read_text()) for f in qc_files])
+    extra = plausibility_metrics(qsm_jsons, volume_jsons)
+    if len(metrics) and len(extra):
+        metrics = metrics.merge(extra, on="participant_id", how="left")
     if len(metrics):
         first = nib.load(chi_files[0])
         roi = deep_grey_roi(first.shape, first.affine)
@@ -45,7 +66,7 @@ def run(qc_files, chi_files, check_files, input_exclusions: dict, participants: 
         table = pd.concat([table, pd.DataFrame(failed)], ignore_index=True)
     groups = pd.read_csv(participants, sep="\t", na_values="n/a")[["participant_id", group_column]]
     table = table.merge(groups.rename(columns={group_column: "group"}), on="participant_id", how="left")
-    save_tsv(table[COLUMNS], out)
+    save_tsv(table.reindex(columns=COLUMNS), out)
     for _, r in table[~table.included].iterrows():
         log.warning("EXCLUDED %s: %s", r.participant_id, r.reason)
     log.info("%d of %d subjects included", int(table.included.sum()), len(table))
@@ -56,7 +77,7 @@ def main(smk) -> None:
     with logged(smk.log[0]) as log:
         run(smk.input.qc, smk.input.chi, smk.input.checks, dict(smk.params.input_exclusions),
             Path(smk.input.participants), dict(smk.params.qc), smk.params.group_column,
-            Path(smk.output.table), log)
+            Path(smk.output.table), log, list(smk.input.qsm_json), list(smk.input.volumes))
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ import numpy as np  # noqa: E402
 
 import qsmvbm  # noqa: E402
 from qsmvbm.bids import load_megre  # noqa: E402
-from qsmvbm.io import save_json, save_nifti  # noqa: E402
+from qsmvbm.io import load_json, save_json, save_nifti  # noqa: E402
 from qsmvbm.qc import mosaic_png  # noqa: E402
+from qsmvbm.anat.normalize import t1_mask_in_gre  # noqa: E402
+from qsmvbm.qsm.mask import mask_plausibility  # noqa: E402
 from qsmvbm.qsm.pipeline import reconstruct  # noqa: E402
 from qsmvbm.smk import logged, set_threads  # noqa: E402
 
@@ -31,27 +33,19 @@ METHOD_NAMES = {
 }
 
 
-def t1_mask_in_gre(t1_mask: Path, gre_xfm: Path, gre_shape, gre_affine) -> np.ndarray:
-    """The T1w brain mask pulled into the GRE grid through the inverse of the GRE->T1w rigid."""
-    import ants
-
-    from qsmvbm.anat.antsio import load_ants, to_ants
-
-    fixed = to_ants(np.zeros(gre_shape, np.float32), gre_affine)
-    moved = ants.apply_transforms(fixed=fixed, moving=load_ants(t1_mask),
-                                  transformlist=[str(gre_xfm)], whichtoinvert=[True], interpolator="linear")
-    return moved.numpy() > 0.5
-
-
 def run(bids_dir: Path, subject: str, params: dict, out: dict, log, t1_mask=None, gre_xfm=None,
-        megre_filters: dict | None = None) -> dict:
+        megre_filters: dict | None = None, tiv_ml: float | None = None) -> dict:
     """Reconstruct and write every output; returns the sidecar dict."""
     qsm_params = {k: v for k, v in params.items() if k not in ("phase_units", "phase_scale")}
     qsm_params["mask"] = {k: v for k, v in params["mask"].items() if k != "source"}
     gre = load_megre(bids_dir, subject, params.get("phase_units", "auto"), params.get("phase_scale"), megre_filters)
-    mask = None
+    mask = t1_in_gre = None
     if t1_mask is not None:
-        mask = t1_mask_in_gre(t1_mask, gre_xfm, gre.mag.shape[:3], gre.affine)
+        t1_in_gre = t1_mask_in_gre(t1_mask, gre_xfm, gre.mag.shape[:3], gre.affine)
+    if params["mask"].get("source", "magnitude") == "t1":
+        if t1_in_gre is None:
+            raise ValueError(f"{subject}: qsm.mask.source is t1 but no T1w brain mask was given")
+        mask = t1_in_gre
         log.info("%s: brain mask from the T1w (%d voxels)", subject, int(mask.sum()))
     log.info("%s: %s echoes, TE %s s, B0 %.2f T, voxel %s mm, phase stored as %s", subject,
              gre.mag.shape[-1], np.round(gre.echo_times_s, 5).tolist(), gre.field_strength_t,
@@ -79,13 +73,20 @@ def run(bids_dir: Path, subject: str, params: dict, out: dict, log, t1_mask=None
         "EchoTimes_s": gre.echo_times_s.tolist(),
         "MagneticFieldStrength_T": gre.field_strength_t,
         "B0DirectionVoxel": res.info["b0_direction_voxel"],
-        "MaskSource": "T1w brain mask (inverse GRE->T1w rigid)" if mask is not None else "GRE magnitude",
+        "MaskSource": ("T1w brain mask (inverse GRE->T1w rigid)" if mask is not None else "GRE magnitude (Otsu)")
+        + (", refined by phase quality" if p["mask"]["phase_quality"] else ""),
         "MaskVoxels": res.info["mask_voxels"],
+        "MaskVoxelsBeforePhaseQuality": res.info.get("mask_voxels_before_quality"),
         "FinalMaskVoxels": res.info["final_mask_voxels"],
         "Timings_s": res.info["timings_s"],
         "Software": {"qsmvbm": qsmvbm.__version__},
         "Sources": [str(f["phase"]) for f in gre.files],
     }
+    if t1_in_gre is not None:
+        plaus = mask_plausibility(res.mask, t1_in_gre, gre.voxel_size, tiv_ml)
+        sidecar["MaskPlausibility"] = {"reference": "T1w brain mask in GRE space", **plaus}
+        log.info("%s: mask %.0f mL, Dice with the T1w brain %.3f, %.1f%% outside it, mask/TIV %s", subject,
+                 plaus["mask_ml"], plaus["dice_t1"], 100 * plaus["outside_t1_fraction"], plaus["mask_tiv_ratio"])
     for k in ("vsharp_radii_mm", "inversion_iterations", "echo_fit_iterations"):
         if k in res.info:
             sidecar[k] = res.info[k]
@@ -105,8 +106,9 @@ def main(smk) -> None:
     with logged(smk.log[0]) as log:
         bids_dir = Path(smk.input.megre[0]).parents[2]
         inp = dict(smk.input.items())
+        tiv = load_json(inp["volumes"])["TIV_ml"] if "volumes" in inp else None
         run(bids_dir, smk.wildcards.subject, dict(smk.params.qsm), dict(smk.output.items()), log,
-            inp.get("t1_mask"), inp.get("gre_xfm"), dict(smk.params.megre_filters))
+            inp.get("t1_mask"), inp.get("gre_xfm"), dict(smk.params.megre_filters), tiv)
 
 
 if __name__ == "__main__":

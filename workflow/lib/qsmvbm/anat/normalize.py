@@ -29,6 +29,19 @@ def warp_qsm(fixed_img, chi_img, qsm_mask_img, transformlist: list) -> tuple[np.
     return np.where(mask, chi, 0).astype(np.float32), mask
 
 
+def t1_mask_in_gre(t1_mask, gre_xfm, gre_shape, gre_affine) -> np.ndarray:
+    """A T1w-space mask (NIfTI path) pulled into the GRE grid (``gre_shape``, ``gre_affine``, voxel ->
+    scanner mm) through the inverse of the GRE->T1w rigid (``gre_xfm``, an ANTs .mat); bool."""
+    import ants
+
+    from .antsio import load_ants, to_ants
+
+    fixed = to_ants(np.zeros(gre_shape, np.float32), gre_affine)
+    moved = ants.apply_transforms(fixed=fixed, moving=load_ants(t1_mask), transformlist=[str(gre_xfm)],
+                                  whichtoinvert=[True], interpolator="linear")
+    return moved.numpy() > 0.5
+
+
 def affine_determinant(affine_file: str) -> float:
     """|det| of the linear part of an ANTs affine (.mat) transform."""
     import ants

@@ -38,6 +38,38 @@ def robust_z_below(values: np.ndarray) -> np.ndarray:
     return (med - values) / mad
 
 
+def plausibility_problems(row, thresholds: dict) -> list[str]:
+    """Reasons a subject's masks and volumes are implausible (empty if none or not measured).
+
+    ``row`` may carry ``qsm_mask_dice_t1``, ``qsm_mask_outside_t1``, ``qsm_mask_tiv_ratio`` (the QSM brain
+    mask against the T1w brain mask in GRE space, :func:`qsmvbm.qsm.mask.mask_plausibility`), ``tiv_ml``
+    and ``gm_tiv``; ``thresholds`` the ``qc`` config keys ``qsm_mask_dice_min``, ``qsm_mask_outside_max``,
+    ``qsm_mask_tiv_max``, ``tiv_ml_range`` and ``gm_tiv_range``. Missing values or keys are skipped.
+    """
+    def val(key):
+        v = row.get(key) if hasattr(row, "get") else getattr(row, key, None)
+        return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+    why = []
+    t = thresholds
+    v = val("qsm_mask_dice_t1")
+    if v is not None and "qsm_mask_dice_min" in t and v < t["qsm_mask_dice_min"]:
+        why.append(f"QSM mask Dice with the T1w brain {v:.3f} < {t['qsm_mask_dice_min']}")
+    v = val("qsm_mask_outside_t1")
+    if v is not None and "qsm_mask_outside_max" in t and v > t["qsm_mask_outside_max"]:
+        why.append(f"{100 * v:.0f}% of the QSM mask outside the T1w brain (> {100 * t['qsm_mask_outside_max']:.0f}%)")
+    v = val("qsm_mask_tiv_ratio")
+    if v is not None and "qsm_mask_tiv_max" in t and v > t["qsm_mask_tiv_max"]:
+        why.append(f"QSM mask volume {v:.2f} x TIV (> {t['qsm_mask_tiv_max']})")
+    v = val("tiv_ml")
+    if v is not None and "tiv_ml_range" in t and not t["tiv_ml_range"][0] <= v <= t["tiv_ml_range"][1]:
+        why.append(f"TIV {v:.0f} mL outside the adult range {t['tiv_ml_range'][0]:g}-{t['tiv_ml_range'][1]:g} mL")
+    v = val("gm_tiv")
+    if v is not None and "gm_tiv_range" in t and not t["gm_tiv_range"][0] <= v <= t["gm_tiv_range"][1]:
+        why.append(f"GM/TIV {v:.2f} outside {t['gm_tiv_range'][0]:g}-{t['gm_tiv_range'][1]:g}")
+    return why
+
+
 def cohort_qc(metrics: pd.DataFrame, chi_maps: list[np.ndarray], roi: np.ndarray, thresholds: dict) -> pd.DataFrame:
     """Add QSM agreement columns and the verdict to per-subject ``metrics``.
 
@@ -46,8 +78,9 @@ def cohort_qc(metrics: pd.DataFrame, chi_maps: list[np.ndarray], roi: np.ndarray
     metrics : one row per subject with ``participant_id``, ``dice_brain``, ``t1_corr``.
     chi_maps : template-space QSM (ppm) of the same subjects, in the same order.
     roi : bool template-grid mask of the deep grey nuclei.
-    thresholds : ``dice_min``, ``t1_corr_min``, ``qsm_dgm_corr_min``, ``qsm_dgm_robust_z_max``,
-        ``include`` and ``exclude`` (lists of participant ids).
+    thresholds : ``dice_min``, ``t1_corr_min``, ``qsm_dgm_corr_min``, ``qsm_dgm_robust_z_max`` (applied
+        from ``robust_z_min_subjects`` subjects on), the
+        plausibility limits of :func:`plausibility_problems`, ``include`` and ``exclude`` (participant ids).
 
     Returns ``metrics`` with ``qsm_dgm_corr``, ``qsm_dgm_robust_z``, ``passed_qc``,
     ``included`` (after the overrides) and ``reason``.
@@ -58,6 +91,9 @@ def cohort_qc(metrics: pd.DataFrame, chi_maps: list[np.ndarray], roi: np.ndarray
     corr = np.array([masked_correlation(s, median, np.ones_like(s, bool)) for s in stack])
     out["qsm_dgm_corr"] = corr
     out["qsm_dgm_robust_z"] = robust_z_below(corr)
+    # a median absolute deviation from a handful of subjects is no yardstick (with 4 subjects one
+    # subject 0.06 below the others sat 4.4 MADs out): the outlier rule needs a cohort
+    use_z = len(out) >= thresholds.get("robust_z_min_subjects", 0)
     reasons = []
     for _, r in out.iterrows():
         why = []
@@ -67,8 +103,9 @@ def cohort_qc(metrics: pd.DataFrame, chi_maps: list[np.ndarray], roi: np.ndarray
             why.append(f"T1w correlation {r.t1_corr:.3f} < {thresholds['t1_corr_min']}")
         if not r.qsm_dgm_corr >= thresholds["qsm_dgm_corr_min"]:
             why.append(f"deep-grey QSM correlation {r.qsm_dgm_corr:.3f} < {thresholds['qsm_dgm_corr_min']}")
-        if r.qsm_dgm_robust_z > thresholds["qsm_dgm_robust_z_max"]:
+        if use_z and r.qsm_dgm_robust_z > thresholds["qsm_dgm_robust_z_max"]:
             why.append(f"deep-grey QSM correlation {r.qsm_dgm_robust_z:.1f} MADs below the cohort median")
+        why += plausibility_problems(r, thresholds)
         reasons.append(why)
     out["passed_qc"] = [not w for w in reasons]
     inc, exc = set(thresholds.get("include", [])), set(thresholds.get("exclude", []))

