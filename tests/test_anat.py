@@ -271,3 +271,23 @@ def test_robust_z_rule_needs_a_cohort():
     assert z.loc[3, "qsm_dgm_robust_z"] > 3.5 and not z.loc[3, "included"]
     out = cohort_qc(metrics, maps, roi, {**thr, "robust_z_min_subjects": 10})
     assert out["included"].all()
+
+
+def test_n4_handles_a_zero_filled_background():
+    """ITK's TruncateIntensity gives NaN everywhere when most voxels are exactly 0 (Colin27's T1w in
+    Debian's mricron-data is such an image); N4 must still return a finite, bias-flattened image."""
+    import ants
+
+    g = np.indices((60, 60, 60)).astype(np.float32) - 30
+    r = np.sqrt((g**2).sum(0))
+    bias = 1 + 0.01 * g[0]
+    img = np.where(r < 20, np.rint(100 * bias + np.random.default_rng(0).normal(0, 2, r.shape)), 0).astype(np.float32)
+    a = to_ants(img, np.diag([2.0, 2.0, 2.0, 1.0]))
+    assert np.isnan(ants.iMath(a, "TruncateIntensity", 0.0, 0.995).numpy()).any()  # the ITK behaviour
+    out = t1.n4(a).numpy()
+    assert np.isfinite(out).all()
+    inside = r < 15
+    left, right = inside & (g[0] < -5), inside & (g[0] > 5)
+    before = img[right].mean() / img[left].mean()
+    after = out[right].mean() / out[left].mean()
+    assert before > 1.15 and abs(after - 1) < abs(before - 1) / 2

@@ -17,10 +17,19 @@ from .antsio import to_ants
 
 
 def n4(t1, mask=None, shrink_factor: int = 4):
-    """N4 bias-field correction (Tustison 2010); returns the corrected image (float)."""
+    """N4 bias-field correction (Tustison 2010) after truncating the top 0.5% of intensities; returns the
+    corrected image (float)."""
     import ants
 
-    t1 = ants.iMath(t1, "TruncateIntensity", 0.0, 0.995) if t1.max() > 0 else t1
+    if t1.max() > 0:
+        truncated = ants.iMath(t1, "TruncateIntensity", 0.0, 0.995)
+        if not np.isfinite(truncated.numpy()).all():
+            # ITK's TruncateIntensity returns NaN everywhere when many voxels sit at the minimum of 0 (a
+            # zero-filled background, as in the Colin27 T1w of Debian's mricron-data), and N4 then returns NaN:
+            # truncate the image shifted to a minimum of 1, then shift back
+            lo = float(t1.min())
+            truncated = ants.iMath(t1 - lo + 1.0, "TruncateIntensity", 0.0, 0.995) + (lo - 1.0)
+        t1 = truncated
     return ants.n4_bias_field_correction(t1, mask=mask, shrink_factor=shrink_factor)
 
 
