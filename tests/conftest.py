@@ -43,3 +43,15 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_run") / "res"
     run_snakemake("--config", f"simulation={TINY}", f"output_dir={out}")
     return out
+
+
+SLOW_FIXTURES = {"tiny_run", "bids_run", "anat_run", "local_slurm"}
+SLOW_MODULES = {"test_workflow", "test_scale"}  # every test there runs Snakemake
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark as ``slow`` every test that runs the workflow (directly or through a fixture): ``make
+    test-fast`` leaves them out, ``make test`` runs everything."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.module.__name__.split(".")[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
