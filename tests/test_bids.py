@@ -214,8 +214,8 @@ def test_phase_in_int16_degrees_is_read_as_degrees(one_subject):
     assert np.percentile(_wrapped_diff(gre.phase, ref), 99.9) <= np.radians(0.5) + 1e-3
 
 
-def test_phase_at_an_arbitrary_scale_is_rescaled_by_its_wraps(one_subject):
-    """As a public 7 T crop stores it (radians x 0.00117): the cycle is found from the wrapped values."""
+def test_phase_at_an_arbitrary_scale_is_rescaled_by_its_range(one_subject):
+    """As a public 7 T crop stores it (radians x 0.00117): the cycle is the range its wrapped values fill."""
     bids, pid, anat = one_subject
     ref = load_megre(bids, pid).phase
     for f in _phase_files(anat, pid):
@@ -253,7 +253,7 @@ def test_magnitude_and_phase_swapped(one_subject):
         load_megre(bids, pid)
 
 
-def test_phase_image_without_wrap_structure(one_subject):
+def test_phase_image_that_does_not_fill_its_range(one_subject):
     """A 'phase' file holding a smooth image (here: the magnitude, unsigned) is ambiguous, not a map."""
     bids, pid, anat = one_subject
     for n in range(1, 5):

@@ -152,6 +152,9 @@ def test_rerun_after_adding_a_subject(bids_run):
     glm = json.loads((out / "group" / "qsm_glm.json").read_text())
     assert "sub-NC003" in glm["included"] and "sub-NC004" not in glm["included"]
     assert (out / "group" / "clusters.tsv").exists() and (out / "group" / "roi_values.tsv").exists()
+    qc = pd.read_csv(out / "group" / "qc" / "normalization_qc.tsv", sep="\t").set_index("participant_id")
+    assert not qc.loc["sub-NC004", "included"] and "cannot read the image data" in qc.loc["sub-NC004", "reason"]
+    assert "sub-NC004" in (out / "group" / "report" / "table5_qc_exclusions.html").read_text()
     methods = (out / "group" / "report" / "methods.html").read_text()
     assert "sub-NC004 (input check failed: GRE input:" in methods
     assert re.search(r"qsmvbm: \d of 6 subjects included; excluded: .*sub-NC004 \(input check failed", log), log[-2000:]
