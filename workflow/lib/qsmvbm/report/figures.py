@@ -172,12 +172,15 @@ def clinical_figure(values: pd.DataFrame, corr: pd.DataFrame, regions: list[str]
 QC_METRICS = [("dice_brain", "dice_min", "min", "Dice, warped brain vs template mask"),
               ("t1_corr", "t1_corr_min", "min", "correlation, warped T1w vs template"),
               ("qsm_dgm_corr", "qsm_dgm_corr_min", "min", "deep-grey QSM corr. with cohort median"),
-              ("qsm_dgm_robust_z", "qsm_dgm_robust_z_max", "max", "robust z of that correlation (MADs)")]
+              ("qsm_dgm_robust_z", "qsm_dgm_robust_z_max", "max", "robust z of that correlation (MADs)"),
+              ("qsm_mask_dice_t1", "qsm_mask_dice_min", "min", "QSM mask Dice with the T1w brain (GRE space)"),
+              ("qsm_mask_outside_t1", "qsm_mask_outside_max", "max", "share of the QSM mask outside the T1w brain")]
 
 
 def qc_summary_figure(qc: pd.DataFrame, thresholds: dict, out_png) -> Path:
-    """Normalization QC: each metric per subject with its threshold (dashed), excluded subjects named."""
-    fig, axes = plt.subplots(2, 3, figsize=(12, 8.5), constrained_layout=True)
+    """Normalization and plausibility QC: each metric per subject with its threshold (dashed), excluded
+    subjects named."""
+    fig, axes = plt.subplots(2, 4, figsize=(15, 8.5), constrained_layout=True)
     axes = axes.ravel()
     axes[-1].set_axis_off()
     inc = qc["included"].astype(str) == "True"
@@ -197,10 +200,10 @@ def qc_summary_figure(qc: pd.DataFrame, thresholds: dict, out_png) -> Path:
         ax.set_xlim(-0.5, 0.5)
         ax.set_ylabel(label + (" (MAD units)" if col == "qsm_dgm_robust_z" else " (unitless)"), fontsize=8)
         ax.set_title(col, fontsize=9)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="best")
     ex = qc[~inc]
     lines = [f"{r.participant_id}: {r.reason}" for r in ex.itertuples()] or ["none"]
     _message(axes[-2], f"{int(inc.sum())} of {len(qc)} subjects included\n\nexcluded:\n" + "\n".join(lines))
     axes[-2].texts[0].set_fontsize(9)
-    fig.suptitle("Normalization quality control", fontsize=11)
+    fig.suptitle("Normalization and plausibility quality control", fontsize=11)
     return _save(fig, out_png)
