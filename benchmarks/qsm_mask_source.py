@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from qsmvbm.anat.normalize import t1_mask_in_gre
-from qsmvbm.anat.qc import plausibility_problems
+from qsmvbm.anat.qc import mask_qc_columns, plausibility_problems
 from qsmvbm.bids import load_megre
 from qsmvbm.config import validate
 from qsmvbm.qsm.mask import brain_mask_from_magnitude, mask_plausibility
@@ -66,9 +66,7 @@ def main() -> None:
         t = truth[common] - truth[common].mean()
         for name, r in res.items():
             p = mask_plausibility(masks[name], t1m, gre.voxel_size, tiv)
-            why = plausibility_problems(pd.Series({"qsm_mask_dice_t1": p["dice_t1"],
-                                                   "qsm_mask_outside_t1": p["outside_t1_fraction"],
-                                                   "qsm_mask_tiv_ratio": p["mask_tiv_ratio"]}), cfg["qc"])
+            why = plausibility_problems(pd.Series(mask_qc_columns(p)), cfg["qc"])
             c = r.chi[common] - r.chi[common].mean()
             row = {"participant_id": pid, "mask": name, "mask_ml": p["mask_ml"], "dice_t1": p["dice_t1"],
                    "outside_t1": p["outside_t1_fraction"], "mask_tiv": p["mask_tiv_ratio"],

@@ -228,7 +228,7 @@ def test_plausibility_checks_name_each_problem():
 def test_old_magnitude_mask_fails_the_plausibility_check_and_the_default_passes(tiny_run):
     """On the simulator's heads the Otsu magnitude mask (the old default) takes face and neck tissue for
     one subject of four; the T1w brain mask in GRE space (the default) passes for all."""
-    from qsmvbm.anat.qc import plausibility_problems
+    from qsmvbm.anat.qc import mask_qc_columns, plausibility_problems
     from qsmvbm.bids import load_megre
     from qsmvbm.qsm.mask import brain_mask_from_magnitude, mask_plausibility
     from qsmvbm.config import validate
@@ -241,8 +241,7 @@ def test_old_magnitude_mask_fails_the_plausibility_check_and_the_default_passes(
         anat = tiny_run / "derivatives" / "qsmvbm" / pid / "anat"
         sidecar = json.loads((anat / f"{pid}_space-MEGRE_Chimap.json").read_text())
         m = sidecar["MaskPlausibility"]
-        row = pd.Series({"qsm_mask_dice_t1": m["dice_t1"], "qsm_mask_outside_t1": m["outside_t1_fraction"],
-                         "qsm_mask_tiv_ratio": m["mask_tiv_ratio"]})
+        row = pd.Series(mask_qc_columns(m))
         assert sidecar["MaskSource"].startswith("T1w brain mask") and plausibility_problems(row, thr) == [], pid
         gre = load_megre(tiny_run / "sim_bids", pid)
         old = brain_mask_from_magnitude(gre.mag, gre.voxel_size, erode_mm=0.0)
@@ -251,8 +250,7 @@ def test_old_magnitude_mask_fails_the_plausibility_check_and_the_default_passes(
                                              gre.mag.shape[:3], gre.affine)
         tiv = json.loads((anat / f"{pid}_desc-volumes.json").read_text())["TIV_ml"]
         p = mask_plausibility(old, t1_in_gre, gre.voxel_size, tiv)
-        row = pd.Series({"qsm_mask_dice_t1": p["dice_t1"], "qsm_mask_outside_t1": p["outside_t1_fraction"],
-                         "qsm_mask_tiv_ratio": p["mask_tiv_ratio"]})
+        row = pd.Series(mask_qc_columns(p))
         if plausibility_problems(row, thr):
             failing.append(pid)
     assert failing == ["sub-ALS001"], failing

@@ -12,7 +12,7 @@ except NameError:  # imported by a test
 import nibabel as nib  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from qsmvbm.anat.qc import cohort_qc, deep_grey_roi  # noqa: E402
+from qsmvbm.anat.qc import cohort_qc, deep_grey_roi, mask_qc_columns  # noqa: E402
 from qsmvbm.bids import subject_of  # noqa: E402
 from qsmvbm.io import save_tsv  # noqa: E402
 from qsmvbm.smk import logged  # noqa: E402
@@ -27,14 +27,11 @@ def plausibility_metrics(qsm_jsons, volume_jsons) -> pd.DataFrame:
     rows = {}
     for f in volume_jsons:
         v = json.loads(Path(f).read_text())
-        rows.setdefault(subject_of(f), {})
-        rows[subject_of(f)].update(tiv_ml=v["TIV_ml"], gm_tiv=v["GM_ml"] / v["TIV_ml"])
+        rows.setdefault(subject_of(f), {}).update(tiv_ml=v["TIV_ml"], gm_tiv=v["GM_ml"] / v["TIV_ml"])
     for f in qsm_jsons:
         m = json.loads(Path(f).read_text()).get("MaskPlausibility")
         if m:
-            rows.setdefault(subject_of(f), {}).update(
-                qsm_mask_dice_t1=m["dice_t1"], qsm_mask_outside_t1=m["outside_t1_fraction"],
-                qsm_mask_tiv_ratio=m["mask_tiv_ratio"])
+            rows.setdefault(subject_of(f), {}).update(mask_qc_columns(m))
     return pd.DataFrame([{"participant_id": k, **v} for k, v in rows.items()])
 
 

@@ -38,11 +38,19 @@ def robust_z_below(values: np.ndarray) -> np.ndarray:
     return (med - values) / mad
 
 
+def mask_qc_columns(plausibility: dict) -> dict:
+    """The QC table's columns from :func:`qsmvbm.qsm.mask.mask_plausibility` (or a QSM sidecar's
+    ``MaskPlausibility``): ``qsm_mask_dice_t1``, ``qsm_mask_outside_t1``, ``qsm_mask_tiv_ratio``."""
+    return {"qsm_mask_dice_t1": plausibility["dice_t1"],
+            "qsm_mask_outside_t1": plausibility["outside_t1_fraction"],
+            "qsm_mask_tiv_ratio": plausibility["mask_tiv_ratio"]}
+
+
 def plausibility_problems(row, thresholds: dict) -> list[str]:
     """Reasons a subject's masks and volumes are implausible (empty if none or not measured).
 
-    ``row`` may carry ``qsm_mask_dice_t1``, ``qsm_mask_outside_t1``, ``qsm_mask_tiv_ratio`` (the QSM brain
-    mask against the T1w brain mask in GRE space, :func:`qsmvbm.qsm.mask.mask_plausibility`), ``tiv_ml``
+    ``row`` may carry the columns of :func:`mask_qc_columns` (the QSM brain mask against the T1w brain
+    mask in GRE space), ``tiv_ml``
     and ``gm_tiv``; ``thresholds`` the ``qc`` config keys ``qsm_mask_dice_min``, ``qsm_mask_outside_max``,
     ``qsm_mask_tiv_max``, ``tiv_ml_range`` and ``gm_tiv_range``. Missing values or keys are skipped.
     """
