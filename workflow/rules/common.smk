@@ -19,7 +19,7 @@ from qsmvbm.preflight import (  # noqa: E402
 )
 from qsmvbm.config import ConfigError, validate as validate_with_hints  # noqa: E402
 from qsmvbm.inputs import exclusion_summary  # noqa: E402
-from qsmvbm.simulate.cohort import participant_ids  # noqa: E402
+from qsmvbm.simulate.cohort import participant_columns, participant_ids  # noqa: E402
 from qsmvbm.simulate.settings import load_simulation_config  # noqa: E402
 from qsmvbm.simulate.subject import bids_paths, truth_paths  # noqa: E402
 from qsmvbm.templates import TEMPLATE_SPACE  # noqa: E402
@@ -78,7 +78,7 @@ if not SIMULATED:
     ):
         logger.warning(f"NOTE: {_note}")
 else:
-    _columns = {"participant_id", "group", "age", "sex", *SIM_CONFIG["clinical_scores"]}
+    _columns = set(participant_columns(SIM_CONFIG))
     for _note in cohort_notes(SUBJECTS, [], PCFG["exclude"]):
         logger.warning(f"NOTE: {_note}")
 _problems += group_setting_problems(config["group"], _columns)

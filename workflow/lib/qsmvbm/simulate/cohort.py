@@ -49,6 +49,11 @@ def participant_ids(cfg: dict) -> list[str]:
     return [f"sub-{g['label']}{i + 1:03d}" for g in cfg["groups"] for i in range(g["n"])]
 
 
+def participant_columns(cfg: dict) -> list[str]:
+    """The columns of the simulated ``participants.tsv``, in order."""
+    return ["participant_id", "group", "age", "sex", *cfg["clinical_scores"]]
+
+
 def draw_participants(cfg: dict) -> pd.DataFrame:
     """The ``participants.tsv`` table: id, group, age, sex and the clinical scores.
 
@@ -75,7 +80,7 @@ def draw_participants(cfg: dict) -> pd.DataFrame:
                    "age": age[i], "sex": sex[i]}
             row.update({s: clin[s][i] for s in scores})
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=participant_columns(cfg))
 
 
 def effect_multipliers(cfg: dict, participants: pd.DataFrame) -> pd.DataFrame:
