@@ -476,7 +476,7 @@ def load_megre(bids_dir: str | Path, pid: str, phase_units: str = "auto", phase_
             if n_bad:
                 raise BidsInputError(f"{path}: {n_bad} NaN or infinite voxel(s)")
         check_magnitude(m, f["mag"])
-        mag[..., i] = m
+        mag[..., i] = np.abs(m)  # tolerated small negatives (interpolated magnitudes) are folded, as before
         raw[..., i] = p
     where = f"{files[0]['phase']} (and its other echoes)"
     if phase_scale is not None:
