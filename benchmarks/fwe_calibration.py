@@ -71,19 +71,31 @@ def one_run(rng, roi, brain, aff, fwhm_vox, n_perm, n_per_group=34):
         return out | {k: 1.0 for k in ("rft_roi", "rft_sphere", "perm_roi")} | {"extent_mm3": 0.0}
     top = max(res.clusters, key=lambda c: c["peak_t"])
     search = roi & res.mask
-    p_roi = p_fwe_peak(top["peak_t"], res.info["df"], resel_counts(search, res.info["fwhm_vox"]),
-                       int(search.sum()))[0]
-    return out | {"rft_roi": float(p_roi), "rft_sphere": top["p_fwe_rft"], "perm_roi": top["p_fwe_perm"],
-                  "extent_mm3": top["volume_mm3"]}
+    p_roi = p_fwe_peak(
+        top["peak_t"], res.info["df"], resel_counts(search, res.info["fwhm_vox"]), int(search.sum())
+    )[0]
+    return out | {
+        "rft_roi": float(p_roi),
+        "rft_sphere": top["p_fwe_rft"],
+        "perm_roi": top["p_fwe_perm"],
+        "extent_mm3": top["volume_mm3"],
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=500)
     ap.add_argument("--n-perm", type=int, default=1000)
     ap.add_argument("--rois", nargs="+", default=["Thalamus_L", "Precentral_L"])
-    ap.add_argument("--fwhm-mm", nargs="+", type=float, default=[4.8, 8.0],
-                    help="noise smoothness: 4.8 mm as measured on template-space QSM, 8 mm as smoothed modulated GM")
+    ap.add_argument(
+        "--fwhm-mm",
+        nargs="+",
+        type=float,
+        default=[4.8, 8.0],
+        help="noise smoothness: 4.8 mm as measured on template-space QSM, 8 mm as smoothed modulated GM",
+    )
     ap.add_argument("--seed", type=int, default=2016)
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -92,24 +104,46 @@ def main() -> None:
         roi, brain, aff = roi_box(roi_name)
         for fwhm_mm in args.fwhm_mm:
             rng = np.random.default_rng([args.seed, int(fwhm_mm * 10), len(roi_name)])
-            runs = [one_run(rng, roi, brain, aff, fwhm_mm / 2.0, args.n_perm) for _ in range(args.runs)]
+            runs = [
+                one_run(rng, roi, brain, aff, fwhm_mm / 2.0, args.n_perm) for _ in range(args.runs)
+            ]
             df = pd.DataFrame(runs)
             for method in ("rft_roi", "rft_sphere", "perm_roi"):
                 for extent in (False, True):
                     fp = (df[method] < 0.05) & ((df["extent_mm3"] >= 100) if extent else True)
                     k = int(fp.sum())
                     lo, hi = stats.binomtest(k, args.runs).proportion_ci(0.95)
-                    rows.append({"roi": roi_name, "roi_voxels": int(roi.sum()), "fwhm_mm": fwhm_mm,
-                                 "fwhm_est_mm": 2.0 * df["fwhm_est_vox"].mean(),
-                                 "method": method + ("_extent" if extent else ""), "runs": args.runs,
-                                 "false_positives": k, "fwe_rate": k / args.runs, "ci95_low": lo, "ci95_high": hi,
-                                 "in_band_3.1_6.9": 0.031 <= k / args.runs <= 0.069})
+                    rows.append(
+                        {
+                            "roi": roi_name,
+                            "roi_voxels": int(roi.sum()),
+                            "fwhm_mm": fwhm_mm,
+                            "fwhm_est_mm": 2.0 * df["fwhm_est_vox"].mean(),
+                            "method": method + ("_extent" if extent else ""),
+                            "runs": args.runs,
+                            "false_positives": k,
+                            "fwe_rate": k / args.runs,
+                            "ci95_low": lo,
+                            "ci95_high": hi,
+                            "in_band_3.1_6.9": 0.031 <= k / args.runs <= 0.069,
+                        }
+                    )
             print(pd.DataFrame(rows).tail(6).to_string(), flush=True)
     table = pd.DataFrame(rows)
     table.to_csv(OUT / "fwe_calibration.tsv", sep="\t", index=False, float_format="%.4g")
-    (OUT / "fwe_calibration.json").write_text(json.dumps(
-        {"runs": args.runs, "n_perm": args.n_perm, "groups": "34 vs 34", "cluster_forming_p": 0.005,
-         "sphere_radius_mm": 20, "wall_s": round(time.time() - t0, 1)}, indent=2))
+    (OUT / "fwe_calibration.json").write_text(
+        json.dumps(
+            {
+                "runs": args.runs,
+                "n_perm": args.n_perm,
+                "groups": "34 vs 34",
+                "cluster_forming_p": 0.005,
+                "sphere_radius_mm": 20,
+                "wall_s": round(time.time() - t0, 1),
+            },
+            indent=2,
+        )
+    )
     print(table.to_string())
 
 

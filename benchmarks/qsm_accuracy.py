@@ -43,11 +43,16 @@ def score(res, truth, tmask, seg):
     m = res.final_mask & tmask
     t = np.where(m, truth - truth[m].mean(), 0)
     metrics, _ = score_arrays(res.chi, t, m.astype(np.uint8), kind="chi", seg=seg)
-    row = {k: metrics[k] for k in ("nrmse", "nrmse_detrend", "hfen", "xsim", "correlation", "dgm_linearity")
-           if k in metrics}
+    row = {
+        k: metrics[k]
+        for k in ("nrmse", "nrmse_detrend", "hfen", "xsim", "correlation", "dgm_linearity")
+        if k in metrics
+    }
     for lab, name in DGM.items():
         sel = m & (seg == lab)
-        row[f"{name}_error_ppm"] = float(res.chi[sel].mean() - t[sel].mean()) if sel.any() else np.nan
+        row[f"{name}_error_ppm"] = (
+            float(res.chi[sel].mean() - t[sel].mean()) if sel.any() else np.nan
+        )
     row["coverage"] = float(m.sum() / tmask.sum())
     return row
 
@@ -69,9 +74,18 @@ def qsm_forward_dataset(chi, mask, seg, vs, tes, out: Path):
     out.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(chi[sl].astype(np.float32), aff), out / "chi.nii.gz")
     nib.save(nib.Nifti1Image(mask[sl].astype(np.uint8), aff), out / "mask.nii.gz")
-    tissue = qf.TissueParams(chi=str(out / "chi.nii.gz"), mask=str(out / "mask.nii.gz"), seg=str(out / "mask.nii.gz"))
-    recon = qf.ReconParams(TEs=np.asarray(tes), B0=3, voxel_size=np.asarray(vs), peak_snr=100, random_seed=1,
-                           generate_phase_offset=True, generate_shim_field=False)
+    tissue = qf.TissueParams(
+        chi=str(out / "chi.nii.gz"), mask=str(out / "mask.nii.gz"), seg=str(out / "mask.nii.gz")
+    )
+    recon = qf.ReconParams(
+        TEs=np.asarray(tes),
+        B0=3,
+        voxel_size=np.asarray(vs),
+        peak_snr=100,
+        random_seed=1,
+        generate_phase_offset=True,
+        generate_shim_field=False,
+    )
     qf.generate_bids(tissue, recon, str(out / "bids"))
     return out / "bids", sl
 
@@ -97,20 +111,26 @@ def main(argv=None) -> None:
     g = load_megre(bids, args.subject)
     rows = []
     datasets = [("simulator 1 mm (background field, noise)", g, truth, tmask, seg)]
-    qf_bids, sl = qsm_forward_dataset(truth, tmask, seg, g.voxel_size, g.echo_times_s, work / "qsm_forward")
+    qf_bids, sl = qsm_forward_dataset(
+        truth, tmask, seg, g.voxel_size, g.echo_times_s, work / "qsm_forward"
+    )
     gq = load_megre(qf_bids, "sub-1")
     datasets.append(("qsm-forward (local field only)", gq, truth[sl], tmask[sl], seg[sl]))
     for dname, gre, tr, tm, sg in datasets:
         for cname, params in CHAINS.items():
             t0 = time.perf_counter()
-            res = reconstruct(gre.mag, gre.phase, gre.affine, gre.echo_times_s, gre.field_strength_t, params)
+            res = reconstruct(
+                gre.mag, gre.phase, gre.affine, gre.echo_times_s, gre.field_strength_t, params
+            )
             row = {"dataset": dname, "chain": cname, "seconds": round(time.perf_counter() - t0, 1)}
             row.update(score(res, tr, tm, sg))
             rows.append(row)
             print(json.dumps(row), flush=True)
     df = pd.DataFrame(rows)
     df.to_csv(out / "qsm_accuracy.tsv", sep="\t", index=False, float_format="%.4g")
-    (out / "qsm_accuracy.txt").write_text(df.to_string(index=False, float_format=lambda v: f"{v:.3g}") + "\n")
+    (out / "qsm_accuracy.txt").write_text(
+        df.to_string(index=False, float_format=lambda v: f"{v:.3g}") + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from qsm_accuracy import DGM, head_crop
 
 from qsmvbm.bids import load_megre
 from qsmvbm.dipole import forward_field, voxel_sizes
@@ -29,7 +30,6 @@ from qsmvbm.qsm.inversion import star
 from qsmvbm.qsm.pipeline import reconstruct
 from qsmvbm.simulate.cohort_io import truth_dir
 from qsmvbm.simulate.subject import truth_paths
-from qsm_accuracy import DGM, head_crop
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "out" / "qsm_accuracy"
@@ -38,8 +38,10 @@ WORK = ROOT / "benchmarks" / "out" / "qsm_accuracy"
 def dgm_errors(chi: np.ndarray, truth: np.ndarray, mask: np.ndarray, seg: np.ndarray) -> dict:
     t = np.where(mask, truth - truth[mask].mean(), 0)
     c = np.where(mask, chi - chi[mask].mean(), 0)
-    return {name: round(float(c[mask & (seg == lab)].mean() - t[mask & (seg == lab)].mean()), 4)
-            for lab, name in DGM.items()}
+    return {
+        name: round(float(c[mask & (seg == lab)].mean() - t[mask & (seg == lab)].mean()), 4)
+        for lab, name in DGM.items()
+    }
 
 
 def main() -> None:
@@ -61,9 +63,15 @@ def main() -> None:
     loc, eroded = vsharp(np.where(tmask, true_local, 0), tmask, vs)
     chi, _ = star(np.where(eroded, loc, 0), eroded, vs)
     out["3 STAR of V-SHARP(true local field)"] = dgm_errors(chi, truth, eroded & m, seg)
-    res2 = reconstruct(g.mag, g.phase, g.affine, g.echo_times_s, g.field_strength_t, {"vsharp": {"tsvd": 0.02}})
-    out["4 chain with V-SHARP TSVD 0.02"] = dgm_errors(res2.chi, truth, res2.final_mask & tmask, seg)
-    (ROOT / "benchmarks" / "results" / "qsm_bias_decomposition.json").write_text(json.dumps(out, indent=2))
+    res2 = reconstruct(
+        g.mag, g.phase, g.affine, g.echo_times_s, g.field_strength_t, {"vsharp": {"tsvd": 0.02}}
+    )
+    out["4 chain with V-SHARP TSVD 0.02"] = dgm_errors(
+        res2.chi, truth, res2.final_mask & tmask, seg
+    )
+    (ROOT / "benchmarks" / "results" / "qsm_bias_decomposition.json").write_text(
+        json.dumps(out, indent=2)
+    )
     print(json.dumps(out, indent=2))
 
 

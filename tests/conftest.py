@@ -30,10 +30,16 @@ def run_snakemake(*args, check=True):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=ROOT,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if check and r.returncode != 0:
-        raise AssertionError(f"snakemake failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
+        raise AssertionError(
+            f"snakemake failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
+        )
     return r
 
 
@@ -53,5 +59,8 @@ def pytest_collection_modifyitems(config, items):
     """Mark as ``slow`` every test that runs the workflow (directly or through a fixture): ``make
     test-fast`` leaves them out, ``make test`` runs everything."""
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.module.__name__.split(".")[-1] in SLOW_MODULES:
+        if (
+            SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or item.module.__name__.split(".")[-1] in SLOW_MODULES
+        ):
             item.add_marker(pytest.mark.slow)

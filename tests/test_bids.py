@@ -64,7 +64,9 @@ def test_mismatched_shapes(one_subject):
     f = anat / f"{pid}_echo-2_part-mag_MEGRE.nii.gz"
     img = nib.load(f)
     nib.save(nib.Nifti1Image(np.zeros((10, 10, 10), np.int16), img.affine), f)
-    with pytest.raises(BidsInputError, match=r"echo-2_part-mag_MEGRE.nii.gz: shape \(10, 10, 10\) differs"):
+    with pytest.raises(
+        BidsInputError, match=r"echo-2_part-mag_MEGRE.nii.gz: shape \(10, 10, 10\) differs"
+    ):
         megre_metadata(bids, pid)
 
 
@@ -142,22 +144,29 @@ def test_phase_units_detection_and_scaling():
 @pytest.mark.parametrize("bad_id", ["sub-01_x", "sub-../etc", "01", "sub-a b"])
 def test_unsafe_subject_ids(tmp_path, bad_id):
     pd.DataFrame({"participant_id": ["sub-01", bad_id], "group": ["ALS", "NC"]}).to_csv(
-        tmp_path / "participants.tsv", sep="\t", index=False)
+        tmp_path / "participants.tsv", sep="\t", index=False
+    )
     with pytest.raises(BidsInputError, match="not a safe BIDS id"):
         read_participants(tmp_path)
 
 
 def test_wrong_group_labels(tmp_path):
-    pd.DataFrame({"participant_id": ["sub-01", "sub-02", "sub-03"], "group": ["ALS", "control", "NC"]}).to_csv(
-        tmp_path / "participants.tsv", sep="\t", index=False)
-    with pytest.raises(BidsInputError, match=r"participants.tsv: column 'group' has values outside \['ALS', 'NC'\]: sub-02='control'"):
+    pd.DataFrame(
+        {"participant_id": ["sub-01", "sub-02", "sub-03"], "group": ["ALS", "control", "NC"]}
+    ).to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    with pytest.raises(
+        BidsInputError,
+        match=r"participants.tsv: column 'group' has values outside \['ALS', 'NC'\]: sub-02='control'",
+    ):
         read_participants(tmp_path)
 
 
 def test_missing_participants_and_columns(tmp_path):
     with pytest.raises(BidsInputError, match="participants.tsv is missing"):
         read_participants(tmp_path)
-    pd.DataFrame({"participant_id": ["sub-01"]}).to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    pd.DataFrame({"participant_id": ["sub-01"]}).to_csv(
+        tmp_path / "participants.tsv", sep="\t", index=False
+    )
     with pytest.raises(BidsInputError, match="no column 'group'"):
         read_participants(tmp_path)
 
@@ -183,7 +192,9 @@ def _wrapped_diff(a, b):
 def test_echo_time_as_text(one_subject):
     bids, pid, anat = one_subject
     _edit_json(anat / f"{pid}_echo-2_part-phase_MEGRE.json", EchoTime="8ms")
-    with pytest.raises(BidsInputError, match=r"echo-2_part-phase_MEGRE.nii.gz: EchoTime '8ms' is not a number"):
+    with pytest.raises(
+        BidsInputError, match=r"echo-2_part-phase_MEGRE.nii.gz: EchoTime '8ms' is not a number"
+    ):
         megre_metadata(bids, pid)
 
 
@@ -191,14 +202,19 @@ def test_field_strength_differs_between_echoes(one_subject):
     bids, pid, anat = one_subject
     for part in ("mag", "phase"):
         _edit_json(anat / f"{pid}_echo-3_part-{part}_MEGRE.json", MagneticFieldStrength=7.0)
-    with pytest.raises(BidsInputError, match=r"MagneticFieldStrength differs.*3 T in .*7 T in .*echo-3"):
+    with pytest.raises(
+        BidsInputError, match=r"MagneticFieldStrength differs.*3 T in .*7 T in .*echo-3"
+    ):
         megre_metadata(bids, pid)
 
 
 def test_echo_time_differs_between_magnitude_and_phase(one_subject):
     bids, pid, anat = one_subject
     _edit_json(anat / f"{pid}_echo-2_part-mag_MEGRE.json", EchoTime=0.0081)
-    with pytest.raises(BidsInputError, match="echo-2_part-phase_MEGRE.nii.gz: EchoTime 0.008 s differs from its magnitude"):
+    with pytest.raises(
+        BidsInputError,
+        match="echo-2_part-phase_MEGRE.nii.gz: EchoTime 0.008 s differs from its magnitude",
+    ):
         megre_metadata(bids, pid)
 
 
@@ -249,7 +265,10 @@ def test_magnitude_and_phase_swapped(one_subject):
         mag.rename(tmp)
         ph.rename(mag)
         tmp.rename(ph)
-    with pytest.raises(BidsInputError, match=r"part-mag_MEGRE.nii.gz: magnitude image with negative values.*swapped"):
+    with pytest.raises(
+        BidsInputError,
+        match=r"part-mag_MEGRE.nii.gz: magnitude image with negative values.*swapped",
+    ):
         load_megre(bids, pid)
 
 
@@ -257,8 +276,13 @@ def test_phase_image_that_does_not_fill_its_range(one_subject):
     """A 'phase' file holding a smooth image (here: the magnitude, unsigned) is ambiguous, not a map."""
     bids, pid, anat = one_subject
     for n in range(1, 5):
-        shutil.copy(anat / f"{pid}_echo-{n}_part-mag_MEGRE.nii.gz", anat / f"{pid}_echo-{n}_part-phase_MEGRE.nii.gz")
-    with pytest.raises(BidsInputError, match=r"echo-1_part-phase_MEGRE.nii.gz .*scaling is ambiguous"):
+        shutil.copy(
+            anat / f"{pid}_echo-{n}_part-mag_MEGRE.nii.gz",
+            anat / f"{pid}_echo-{n}_part-phase_MEGRE.nii.gz",
+        )
+    with pytest.raises(
+        BidsInputError, match=r"echo-1_part-phase_MEGRE.nii.gz .*scaling is ambiguous"
+    ):
         load_megre(bids, pid)
 
 
@@ -267,7 +291,10 @@ def test_truncated_gzip_names_the_file(one_subject):
     f = anat / f"{pid}_echo-3_part-phase_MEGRE.nii.gz"
     data = f.read_bytes()
     f.write_bytes(data[: len(data) // 2])
-    with pytest.raises(BidsInputError, match=r"echo-3_part-phase_MEGRE.nii.gz: cannot read the image data.*truncated"):
+    with pytest.raises(
+        BidsInputError,
+        match=r"echo-3_part-phase_MEGRE.nii.gz: cannot read the image data.*truncated",
+    ):
         load_megre(bids, pid)
 
 
@@ -295,11 +322,15 @@ def test_two_gre_runs_need_a_choice(one_subject):
             shutil.copy(f, anat / f.name.replace(f"{pid}_", f"{pid}_run-{run}_"))
         f.unlink()
     _rewrite(anat / f"{pid}_run-2_echo-1_part-mag_MEGRE.nii.gz", lambda d: d * 2)
-    with pytest.raises(BidsInputError, match=r"2 MEGRE series \(run-1, run-2\); choose one with bids_filters.megre"):
+    with pytest.raises(
+        BidsInputError, match=r"2 MEGRE series \(run-1, run-2\); choose one with bids_filters.megre"
+    ):
         megre_metadata(bids, pid)
     meta = megre_metadata(bids, pid, {"run": "2"})
     assert all("_run-2_" in f["mag"] for f in meta["files"]) and len(meta["files"]) == 4
-    with pytest.raises(BidsInputError, match=r"no MEGRE series matches bids_filters.megre \{'run': '3'\}"):
+    with pytest.raises(
+        BidsInputError, match=r"no MEGRE series matches bids_filters.megre \{'run': '3'\}"
+    ):
         megre_metadata(bids, pid, {"run": "3"})
 
 
@@ -323,7 +354,10 @@ def test_4d_multi_echo_file(one_subject):
     f = anat / f"{pid}_echo-1_part-mag_MEGRE.nii.gz"
     img = nib.load(f)
     nib.save(nib.Nifti1Image(np.stack([np.asarray(img.dataobj)] * 3, -1), img.affine), f)
-    with pytest.raises(BidsInputError, match=r"echo-1_part-mag_MEGRE.nii.gz: expected a 3D image per echo.*4D multi-echo"):
+    with pytest.raises(
+        BidsInputError,
+        match=r"echo-1_part-mag_MEGRE.nii.gz: expected a 3D image per echo.*4D multi-echo",
+    ):
         megre_metadata(bids, pid)
 
 

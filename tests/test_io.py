@@ -14,8 +14,11 @@ from qsmvbm.io import atomic_path, save_json, save_nifti, save_tsv
 def test_outputs_follow_the_umask(tmp_path, umask, mode):
     old = os.umask(umask)
     try:
-        files = [save_nifti(np.zeros((2, 2, 2)), np.eye(4), tmp_path / "a.nii.gz"),
-                 save_json({"a": 1}, tmp_path / "a.json"), save_tsv(pd.DataFrame({"a": [1]}), tmp_path / "a.tsv")]
+        files = [
+            save_nifti(np.zeros((2, 2, 2)), np.eye(4), tmp_path / "a.nii.gz"),
+            save_json({"a": 1}, tmp_path / "a.json"),
+            save_tsv(pd.DataFrame({"a": [1]}), tmp_path / "a.tsv"),
+        ]
     finally:
         os.umask(old)
     for f in files:

@@ -23,13 +23,19 @@ def _grid(n=64):
 
 def _harmonic_basis(x, y, z):
     """Harmonic polynomials up to degree 2 (plus the constant)."""
-    return np.stack([np.ones_like(x), x, y, z, x * y, x * z, y * z, x * x - y * y, x * x - z * z]).reshape(9, -1).T
+    return (
+        np.stack([np.ones_like(x), x, y, z, x * y, x * z, y * z, x * x - y * y, x * x - z * z])
+        .reshape(9, -1)
+        .T
+    )
 
 
 def test_laplacian_unwrap_recovers_up_to_a_harmonic_term():
     x, y, z = _grid(64)
     mask = (x**2 + y**2 + z**2) < 26**2
-    true = (12 * np.exp(-((x - 5) ** 2 + y**2 + (z + 3) ** 2) / 300) + 0.15 * x + 0.002 * (y * y)).astype(np.float32)
+    true = (
+        12 * np.exp(-((x - 5) ** 2 + y**2 + (z + 3) ** 2) / 300) + 0.15 * x + 0.002 * (y * y)
+    ).astype(np.float32)
     wrapped = np.angle(np.exp(1j * true)).astype(np.float32)
     assert np.abs(true - wrapped).max() > 6  # really wrapped
     un = unwrap.laplacian_unwrap(wrapped, (1, 1, 1), mask)
@@ -53,7 +59,9 @@ def test_path_unwrap_is_exact():
 def test_complex_fit_recovers_frequency_and_noise():
     rng = np.random.default_rng(1)
     shape, n_e = (20, 20, 10), 8
-    p1_true = rng.uniform(-2.5, 2.5, shape).astype(np.float32)  # rad per echo spacing, wraps over echoes
+    p1_true = rng.uniform(-2.5, 2.5, shape).astype(
+        np.float32
+    )  # rad per echo spacing, wraps over echoes
     p0_true = rng.uniform(-np.pi, np.pi, shape).astype(np.float32)
     amp = np.exp(-0.05 * np.arange(n_e))[None, None, None, :] * 100
     n = np.arange(n_e)
@@ -84,7 +92,9 @@ def test_vsharp_removes_harmonic_background():
     x, y, z = _grid(n)
     mask = (x**2 + y**2 + (z / 1.2) ** 2) < 28**2
     chi_in = np.where(mask & (((x - 6) ** 2 + y**2 + z**2) < 36), 0.1, 0).astype(np.float32)
-    chi_in += np.where(mask & (((x + 8) ** 2 + (y - 5) ** 2 + z**2) < 25), -0.05, 0).astype(np.float32)
+    chi_in += np.where(mask & (((x + 8) ** 2 + (y - 5) ** 2 + z**2) < 25), -0.05, 0).astype(
+        np.float32
+    )
     chi_out = np.where(((x - 36) ** 2 + y**2 + (z + 10) ** 2) < 30, -9.0, 0).astype(np.float32)
     local = forward_field(chi_in, (1, 1, 1))
     bg = forward_field(chi_out, (1, 1, 1))
@@ -146,8 +156,15 @@ def planted_pair(tmp_path_factory):
     """One 2 mm subject simulated twice from the same seed: without and with +0.01 ppm in the thalamus."""
     raw = yaml.safe_load(DEMO.read_text())
     raw["groups"] = [{"label": "ALS", "n": 1, "clinical": True}, {"label": "NC", "n": 1}]
-    raw["effects"] = [{"name": "thal", "group": "ALS", "region": {"atlas_labels": ["Thalamus"]},
-                       "chi_delta_ppm": 0.01, "effect_cv": 0.0}]
+    raw["effects"] = [
+        {
+            "name": "thal",
+            "group": "ALS",
+            "region": {"atlas_labels": ["Thalamus"]},
+            "chi_delta_ppm": 0.01,
+            "effect_cv": 0.0,
+        }
+    ]
     cfg = load_simulation_config(raw)
     tissue = load_tissue_table()
     out = {}
@@ -207,11 +224,21 @@ def test_chain_on_qsm_forward_dataset(planted_pair, tmp_path):
     chi = chi_img.get_fdata().astype(np.float32)
     nib.save(nib.Nifti1Image(chi, aff), tmp_path / "chi.nii.gz")
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), aff), tmp_path / "mask.nii.gz")
-    tissue = qf.TissueParams(chi=str(tmp_path / "chi.nii.gz"), mask=str(tmp_path / "mask.nii.gz"),
-                             seg=str(tmp_path / "mask.nii.gz"))
+    tissue = qf.TissueParams(
+        chi=str(tmp_path / "chi.nii.gz"),
+        mask=str(tmp_path / "mask.nii.gz"),
+        seg=str(tmp_path / "mask.nii.gz"),
+    )
     tes = np.array([2.1, 4.5, 6.9, 9.3, 11.7, 14.1]) * 1e-3
-    recon = qf.ReconParams(TEs=tes, B0=3, voxel_size=vs, peak_snr=100, random_seed=3,
-                           generate_phase_offset=True, generate_shim_field=False)
+    recon = qf.ReconParams(
+        TEs=tes,
+        B0=3,
+        voxel_size=vs,
+        peak_snr=100,
+        random_seed=3,
+        generate_phase_offset=True,
+        generate_shim_field=False,
+    )
     qf.generate_bids(tissue, recon, str(tmp_path / "qf"))
     g = load_megre(tmp_path / "qf", "sub-1")
     assert g.mag.shape[-1] == 6
@@ -219,7 +246,9 @@ def test_chain_on_qsm_forward_dataset(planted_pair, tmp_path):
 
     scores = {}
     for inv in ("star", "tkd"):
-        res = reconstruct(g.mag, g.phase, g.affine, g.echo_times_s, g.field_strength_t, {"inversion": inv})
+        res = reconstruct(
+            g.mag, g.phase, g.affine, g.echo_times_s, g.field_strength_t, {"inversion": inv}
+        )
         m = res.final_mask & mask
         assert m.sum() > 0.8 * mask.sum()
         scores[inv] = nrmse_challenge(res.chi, chi, m)[0]

@@ -27,7 +27,9 @@ def _echo_linearity_p90(gre):
     d21 = np.angle(s[..., 1] * np.conj(s[..., 0]))
     d31 = np.angle(s[..., 2] * np.conj(s[..., 0]))
     bright = gre.mag[..., 0] > np.percentile(gre.mag[..., 0], 20)
-    return float(np.percentile(np.abs(np.angle(np.exp(1j * (d31 - 2 * d21))))[bright], 90)), d21[bright]
+    return float(np.percentile(np.abs(np.angle(np.exp(1j * (d31 - 2 * d21))))[bright], 90)), d21[
+        bright
+    ]
 
 
 def test_real_phase_scale_is_found_from_the_wraps(crop):
@@ -40,7 +42,10 @@ def test_real_phase_scale_is_found_from_the_wraps(crop):
     assert p90 < 0.25
     # control: a cycle 5 % off breaks the linear evolution at the wraps
     for c in (0.95, 1.05):
-        assert _echo_linearity_p90(load_megre(CROP, "sub-crop", phase_scale=crop.phase_period * c))[0] > 0.3
+        assert (
+            _echo_linearity_p90(load_megre(CROP, "sub-crop", phase_scale=crop.phase_period * c))[0]
+            > 0.3
+        )
 
 
 def test_real_complex_fit_matches_a_temporal_unwrap_fit(crop):
@@ -82,7 +87,9 @@ def test_real_chain_veins_are_paramagnetic(crop):
     """The default chain on the crop: a finite map of plausible spread, and the veins (the darkest
     voxels of the last echo's magnitude) positive relative to the tissue, as deoxygenated blood is."""
     mask = np.ones(crop.mag.shape[:3], bool)
-    r = reconstruct(crop.mag, crop.phase, crop.affine, crop.echo_times_s, crop.field_strength_t, {}, mask)
+    r = reconstruct(
+        crop.mag, crop.phase, crop.affine, crop.echo_times_s, crop.field_strength_t, {}, mask
+    )
     fm = r.final_mask
     assert fm.mean() > 0.6 and np.isfinite(r.chi).all()
     assert 0.01 < r.chi[fm].std() < 0.06

@@ -11,9 +11,15 @@ from scipy import ndimage, stats
 from qsmvbm.stats import clusters as cl
 from qsmvbm.stats.glm import design_matrix, fit_glm
 from qsmvbm.stats.permutation import _prepare, _t_batch, p_fwe_from_null, permutation_maxt
-from qsmvbm.stats.rft import (FOUR_LN2, estimate_smoothness, p_fwe_peak, p_fwe_rft, resel_counts)
-from qsmvbm.stats.tables import (correlation, correlation_table, demographics, group_test, r_to_p,
-                                 sex_chi2)
+from qsmvbm.stats.rft import FOUR_LN2, estimate_smoothness, p_fwe_peak, p_fwe_rft, resel_counts
+from qsmvbm.stats.tables import (
+    correlation,
+    correlation_table,
+    demographics,
+    group_test,
+    r_to_p,
+    sex_chi2,
+)
 from qsmvbm.stats.voxelwise import SvcParams, voxelwise_svc
 
 
@@ -32,6 +38,7 @@ def two_groups(n1, n2):
 
 
 # --- GLM ---------------------------------------------------------------------------------------------
+
 
 def test_tmap_equals_nilearn_second_level_model():
     from nilearn.glm.second_level import SecondLevelModel
@@ -54,7 +61,9 @@ def test_tmap_equals_nilearn_second_level_model():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         slm = SecondLevelModel(mask_img=mask).fit(imgs, design_matrix=dm)
-        ref = slm.compute_contrast("group", second_level_stat_type="t", output_type="stat").get_fdata()
+        ref = slm.compute_contrast(
+            "group", second_level_stat_type="t", output_type="stat"
+        ).get_fdata()
     assert np.abs(ours - ref).max() < 1e-4
 
 
@@ -65,6 +74,7 @@ def test_design_matrix_rejects_collinear_covariate():
 
 
 # --- random field theory ---------------------------------------------------------------------------
+
 
 def test_rft_box_matches_reference_values():
     R = resel_counts(np.ones((20, 15, 10), bool), [4, 4, 4])
@@ -115,6 +125,7 @@ def test_smoothness_estimate_recovers_fwhm():
 
 # --- permutation -------------------------------------------------------------------------------------
 
+
 def test_closed_form_permuted_t_equals_refit():
     rng = np.random.default_rng(3)
     n = 20
@@ -143,13 +154,24 @@ def test_permutation_p_matches_nilearn_permuted_ols():
     Y[:n1, :40] += 1.6
     n_perm = 2000
     X = design_matrix(x, age[:, None])
-    t_obs, null = permutation_maxt(Y, X[:, 0], X[:, 1:], [np.ones(Y.shape[1], bool)], n_perm=n_perm, seed=0)
+    t_obs, null = permutation_maxt(
+        Y, X[:, 0], X[:, 1:], [np.ones(Y.shape[1], bool)], n_perm=n_perm, seed=0
+    )
     ours = p_fwe_from_null(t_obs, null[:, 0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = permuted_ols(x[:, None], Y, confounding_vars=(age - age.mean())[:, None], model_intercept=True,
-                           n_perm=n_perm, two_sided_test=False, random_state=0, n_jobs=1, verbose=0,
-                           output_type="dict")
+        out = permuted_ols(
+            x[:, None],
+            Y,
+            confounding_vars=(age - age.mean())[:, None],
+            model_intercept=True,
+            n_perm=n_perm,
+            two_sided_test=False,
+            random_state=0,
+            n_jobs=1,
+            verbose=0,
+            output_type="dict",
+        )
     ref = 10 ** -out["logp_max_t"].ravel()
     np.testing.assert_allclose(t_obs, out["t"].ravel(), atol=1e-6)
     # Monte-Carlo error of a p estimated from 2000 permutations: sd <= 0.011; allow 4 sd
@@ -173,17 +195,26 @@ def test_fwe_calibration_small():
         Y = smooth_noise(rng, n1 + n2, shape, 3.0).reshape(n1 + n2, -1)
         fit = fit_glm(Y, X)
         res = (Y - X @ fit.beta) / np.sqrt(fit.rss / fit.df)
-        fwhm = estimate_smoothness((r.reshape(shape) for r in res), roi, n1 + n2, fit.df)["fwhm_vox"]
+        fwhm = estimate_smoothness((r.reshape(shape) for r in res), roi, n1 + n2, fit.df)[
+            "fwhm_vox"
+        ]
         tmax = fit.t.reshape(shape)[roi].max()
         fp_rft += p_fwe_peak(tmax, fit.df, resel_counts(roi, fwhm), int(roi.sum()))[0] < 0.05
-        t_obs, null = permutation_maxt(Y[:, roi.ravel()], X[:, 0], X[:, 1:], [np.ones(int(roi.sum()), bool)],
-                                       n_perm=500, seed=int(rng.integers(1 << 30)))
+        t_obs, null = permutation_maxt(
+            Y[:, roi.ravel()],
+            X[:, 0],
+            X[:, 1:],
+            [np.ones(int(roi.sum()), bool)],
+            n_perm=500,
+            seed=int(rng.integers(1 << 30)),
+        )
         fp_perm += p_fwe_from_null(t_obs.max(), null[:, 0])[0] < 0.05
     hi = stats.binom.isf(0.001, runs, 0.05)
     assert fp_perm <= hi and fp_rft <= hi
 
 
 # --- clusters and the voxelwise analysis -------------------------------------------------------------
+
 
 def test_sphere_and_clusters():
     aff = np.diag([2.0, 2.0, 2.0, 1.0])
@@ -196,7 +227,9 @@ def test_sphere_and_clusters():
     t[15, 15, 15] = 5.0
     found = cl.find_clusters(t, np.ones_like(s), 3.0, aff)
     assert [c.n_voxels for c in found] == [27, 1]
-    assert found[0].peak_mm == (-14.0, -14.0, -14.0) and found[0].volume_mm3 == pytest.approx(27 * 8)
+    assert found[0].peak_mm == (-14.0, -14.0, -14.0) and found[0].volume_mm3 == pytest.approx(
+        27 * 8
+    )
 
 
 def test_voxelwise_svc_finds_planted_effect_only():
@@ -213,8 +246,16 @@ def test_voxelwise_svc_finds_planted_effect_only():
     roi_l[:11, 4:20, 3:13] = True
     roi_r = np.zeros(shape, bool)
     roi_r[13:, 4:20, 3:13] = True
-    res = voxelwise_svc(lambda i: (data[i], np.ones(shape, bool)), design_matrix(x), 1.0, np.ones(shape, bool),
-                        {"L": roi_l, "R": roi_r}, aff, SvcParams(n_perm=500, min_cluster_mm3=40), None)
+    res = voxelwise_svc(
+        lambda i: (data[i], np.ones(shape, bool)),
+        design_matrix(x),
+        1.0,
+        np.ones(shape, bool),
+        {"L": roi_l, "R": roi_r},
+        aff,
+        SvcParams(n_perm=500, min_cluster_mm3=40),
+        None,
+    )
     sig = [c for c in res.clusters if c["significant"]]
     assert [c["roi"] for c in sig] == ["L"]
     peak = np.array([sig[0]["peak_x"], sig[0]["peak_y"], sig[0]["peak_z"]])
@@ -224,9 +265,16 @@ def test_voxelwise_svc_finds_planted_effect_only():
     # wider FWE families: RFT Bonferroni over the 2 ROIs (x 2 modalities), permutation max over their union
     by = {}
     for fam in ("modality", "analysis"):
-        r = voxelwise_svc(lambda i: (data[i], np.ones(shape, bool)), design_matrix(x), 1.0, np.ones(shape, bool),
-                          {"L": roi_l, "R": roi_r}, aff,
-                          SvcParams(n_perm=500, min_cluster_mm3=40, fwe_family=fam, n_modalities=2), None)
+        r = voxelwise_svc(
+            lambda i: (data[i], np.ones(shape, bool)),
+            design_matrix(x),
+            1.0,
+            np.ones(shape, bool),
+            {"L": roi_l, "R": roi_r},
+            aff,
+            SvcParams(n_perm=500, min_cluster_mm3=40, fwe_family=fam, n_modalities=2),
+            None,
+        )
         by[fam] = r.clusters
         assert r.info["fwe_family"] == fam
     for c0, cm, ca in zip(res.clusters, by["modality"], by["analysis"]):
@@ -235,11 +283,20 @@ def test_voxelwise_svc_finds_planted_effect_only():
         assert cm["p_fwe_perm"] >= c0["p_fwe_perm"]
         assert ca["p_fwe_perm"] == pytest.approx(min(1, 2 * cm["p_fwe_perm"]))
     with pytest.raises(ValueError, match="fwe_family"):
-        voxelwise_svc(lambda i: (data[i], np.ones(shape, bool)), design_matrix(x), 1.0, np.ones(shape, bool),
-                      {"L": roi_l, "R": roi_r}, aff, SvcParams(n_perm=10, fwe_family="brain"), None)
+        voxelwise_svc(
+            lambda i: (data[i], np.ones(shape, bool)),
+            design_matrix(x),
+            1.0,
+            np.ones(shape, bool),
+            {"L": roi_l, "R": roi_r},
+            aff,
+            SvcParams(n_perm=10, fwe_family="brain"),
+            None,
+        )
 
 
 # --- the study's numbers -----------------------------------------------------------------------------
+
 
 def test_study_numbers():
     assert sex_chi2((23, 19), (34, 34))[1] == pytest.approx(0.32, abs=0.005)
@@ -269,10 +326,18 @@ def test_correlation_and_partial_match_closed_form():
 def test_group_tests_and_tables():
     rng = np.random.default_rng(8)
     n = 34
-    d = pd.DataFrame({"group": ["ALS"] * n + ["NC"] * n, "tiv_ml": rng.normal(1450, 130, 2 * n),
-                      "age": rng.normal(51, 9, 2 * n), "sex": ["M"] * 23 + ["F"] * 11 + ["M"] * 19 + ["F"] * 15,
-                      "alsfrs_r": list(rng.integers(29, 46, n)) + [np.nan] * n})
-    d["gm"] = 0.3 + 1e-4 * (d.tiv_ml - 1450) - 0.02 * (d.group == "ALS") + rng.normal(0, 0.01, 2 * n)
+    d = pd.DataFrame(
+        {
+            "group": ["ALS"] * n + ["NC"] * n,
+            "tiv_ml": rng.normal(1450, 130, 2 * n),
+            "age": rng.normal(51, 9, 2 * n),
+            "sex": ["M"] * 23 + ["F"] * 11 + ["M"] * 19 + ["F"] * 15,
+            "alsfrs_r": list(rng.integers(29, 46, n)) + [np.nan] * n,
+        }
+    )
+    d["gm"] = (
+        0.3 + 1e-4 * (d.tiv_ml - 1450) - 0.02 * (d.group == "ALS") + rng.normal(0, 0.01, 2 * n)
+    )
     res = group_test(d, "gm", "group", "ALS", "NC", ["tiv_ml"])
     assert res["test"] == "ANCOVA" and res["F"] == pytest.approx(res["t"] ** 2, rel=1e-6)
     assert res["t"] < 0 and res["p"] < 0.05 and res["df"] == 2 * n - 3
@@ -284,9 +349,16 @@ def test_group_tests_and_tables():
     assert t1[t1.characteristic == "alsfrs_r"].iloc[0]["NC"] == "n/a"
     d["qsm_c1"], d["gm_c1"] = rng.normal(size=2 * n), d["gm"]
     d["sex_male"] = (d.sex == "M").astype(float)
-    table = correlation_table(d, [{"x": "qsm", "y": "gm", "groups": ["patients", "controls"], "alternative": "less"},
-                                  {"x": "sex", "y": "qsm", "groups": ["all"]}], ["c1"], ["alsfrs_r"],
-                              {"patients": ["ALS"], "controls": ["NC"], "all": ["ALS", "NC"]})
+    table = correlation_table(
+        d,
+        [
+            {"x": "qsm", "y": "gm", "groups": ["patients", "controls"], "alternative": "less"},
+            {"x": "sex", "y": "qsm", "groups": ["all"]},
+        ],
+        ["c1"],
+        ["alsfrs_r"],
+        {"patients": ["ALS"], "controls": ["NC"], "all": ["ALS", "NC"]},
+    )
     assert list(table.group) == ["ALS", "NC", "ALS+NC"] and list(table.n) == [n, n, 2 * n]
     assert table.method.iloc[2].startswith("point-biserial")
 
@@ -301,13 +373,29 @@ def test_rft_is_not_applied_with_too_few_degrees_of_freedom():
     roi = np.zeros(shape, bool)
     roi[2:12, 2:12, 1:9] = True
     x = two_groups(2, 2)
-    res = voxelwise_svc(lambda i: (data[i], np.ones(shape, bool)), design_matrix(x), 1.0, np.ones(shape, bool),
-                        {"A": roi}, aff, SvcParams(n_perm=10, min_cluster_mm3=0, significance="rft"), None)
+    res = voxelwise_svc(
+        lambda i: (data[i], np.ones(shape, bool)),
+        design_matrix(x),
+        1.0,
+        np.ones(shape, bool),
+        {"A": roi},
+        aff,
+        SvcParams(n_perm=10, min_cluster_mm3=0, significance="rft"),
+        None,
+    )
     assert res.info["df"] == 2 and res.info["rft_applied"] is False
     assert "2 residual degrees of freedom < rft_min_df 10" in res.info["rft_note"]
     assert res.clusters and all(np.isnan(c["p_fwe_rft"]) for c in res.clusters)
     assert not any(c["significant"] for c in res.clusters)
     assert all(np.isfinite(c["p_fwe_perm"]) for c in res.clusters)
-    ok = voxelwise_svc(lambda i: (data[i], np.ones(shape, bool)), design_matrix(x), 1.0, np.ones(shape, bool),
-                       {"A": roi}, aff, SvcParams(n_perm=10, min_cluster_mm3=0, rft_min_df=2), None)
+    ok = voxelwise_svc(
+        lambda i: (data[i], np.ones(shape, bool)),
+        design_matrix(x),
+        1.0,
+        np.ones(shape, bool),
+        {"A": roi},
+        aff,
+        SvcParams(n_perm=10, min_cluster_mm3=0, rft_min_df=2),
+        None,
+    )
     assert ok.info["rft_applied"] and all(np.isfinite(c["p_fwe_rft"]) for c in ok.clusters)

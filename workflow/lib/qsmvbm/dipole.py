@@ -87,7 +87,7 @@ def pad_to(a: np.ndarray, shape) -> tuple[np.ndarray, tuple[slice, ...]]:
     """Zero-pad ``a`` centrally to ``shape``; returns the array and the slices that crop it back."""
     out = np.zeros(shape, dtype=a.dtype)
     lo = [(s - n) // 2 for s, n in zip(shape, a.shape)]
-    sl = tuple(slice(l, l + n) for l, n in zip(lo, a.shape))
+    sl = tuple(slice(b, b + n) for b, n in zip(lo, a.shape))
     out[sl] = a
     return out, sl
 

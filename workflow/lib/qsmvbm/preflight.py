@@ -20,8 +20,10 @@ def output_inside_input(output_dir: str | Path, bids_dir: str | Path) -> str | N
     raw dataset; BIDS derivatives of a dataset go to a folder of their own), else None."""
     out, bids = Path(output_dir).resolve(), Path(bids_dir).resolve()
     if out == bids or bids in out.parents:
-        return (f"output_dir {output_dir} is inside the BIDS dataset {bids_dir}: choose a folder outside it "
-                "(e.g. next to it), so the raw data are never written to")
+        return (
+            f"output_dir {output_dir} is inside the BIDS dataset {bids_dir}: choose a folder outside it "
+            "(e.g. next to it), so the raw data are never written to"
+        )
     return None
 
 
@@ -34,8 +36,10 @@ def _covariate_problems(names, columns: set[str], where: str) -> list[str]:
         if col == "sex_male":
             col = "sex"
         if col not in columns:
-            out.append(f"{where}: covariate {name!r} needs a participants.tsv column {col!r} "
-                       f"(columns: {', '.join(sorted(columns))})")
+            out.append(
+                f"{where}: covariate {name!r} needs a participants.tsv column {col!r} "
+                f"(columns: {', '.join(sorted(columns))})"
+            )
     return out
 
 
@@ -74,20 +78,29 @@ def group_setting_problems(group: dict, columns: set[str] | None) -> list[str]:
             hint = ""
             if score == rate["name"]:
                 hint = f" (derived from {rate['score']!r} and {rate['duration']!r}, which need columns)"
-            problems.append(f"group.clinical_scores: {score!r} is not a participants.tsv column{hint} "
-                            f"(columns: {', '.join(sorted(columns))})")
+            problems.append(
+                f"group.clinical_scores: {score!r} is not a participants.tsv column{hint} "
+                f"(columns: {', '.join(sorted(columns))})"
+            )
     for mod, mcfg in group["modalities"].items():
-        problems += _covariate_problems(mcfg["covariates"], columns, f"group.modalities.{mod}.covariates")
+        problems += _covariate_problems(
+            mcfg["covariates"], columns, f"group.modalities.{mod}.covariates"
+        )
     for i, spec in enumerate(group["correlations"]):
         for key in ("x", "y"):
             term = spec[key]
             if term not in CORRELATION_TERMS and term not in columns | derived:
-                problems.append(f"group.correlations[{i}].{key}: {term!r} is neither one of "
-                                f"{sorted(CORRELATION_TERMS)} nor a participants.tsv column")
+                problems.append(
+                    f"group.correlations[{i}].{key}: {term!r} is neither one of "
+                    f"{sorted(CORRELATION_TERMS)} nor a participants.tsv column"
+                )
             if term in ("age", "sex") and term not in columns:
-                problems.append(f"group.correlations[{i}].{key}: {term!r} needs a participants.tsv column {term!r}")
-        problems += _covariate_problems(spec.get("covariates", []), columns | derived,
-                                        f"group.correlations[{i}].covariates")
+                problems.append(
+                    f"group.correlations[{i}].{key}: {term!r} needs a participants.tsv column {term!r}"
+                )
+        problems += _covariate_problems(
+            spec.get("covariates", []), columns | derived, f"group.correlations[{i}].covariates"
+        )
     return problems
 
 
@@ -95,8 +108,14 @@ def cohort_notes(participant_ids, subject_folders, exclude) -> list[str]:
     """Warnings about the cohort: ``participants.exclude`` entries that name nobody, and subject folders
     of the BIDS dataset that participants.tsv does not list (they are not processed)."""
     ids = set(participant_ids)
-    notes = [f"participants.exclude names {x!r}, which is not in participants.tsv (a typo?)"
-             for x in exclude if x not in ids]
-    notes += [f"{f}: subject folder not listed in participants.tsv: not processed"
-              for f in sorted(subject_folders) if Path(f).name not in ids]
+    notes = [
+        f"participants.exclude names {x!r}, which is not in participants.tsv (a typo?)"
+        for x in exclude
+        if x not in ids
+    ]
+    notes += [
+        f"{f}: subject folder not listed in participants.tsv: not processed"
+        for f in sorted(subject_folders)
+        if Path(f).name not in ids
+    ]
     return notes

@@ -20,7 +20,11 @@ def slice_indices(mask_or_shape, n: int, axis: int = 2) -> list[int]:
         idx = np.flatnonzero(mask_or_shape.any(axis=tuple(i for i in range(3) if i != axis)))
         lo, hi = idx[0], idx[-1]
     else:
-        size = mask_or_shape.shape[axis] if isinstance(mask_or_shape, np.ndarray) else mask_or_shape[axis]
+        size = (
+            mask_or_shape.shape[axis]
+            if isinstance(mask_or_shape, np.ndarray)
+            else mask_or_shape[axis]
+        )
         lo, hi = 0, size - 1
     return [int(round(v)) for v in np.linspace(lo + (hi - lo) * 0.1, hi - (hi - lo) * 0.1, n)]
 
@@ -40,21 +44,36 @@ def mosaic_png(
     (left on the left, anterior up).
     """
     idx = slice_indices(mask if mask is not None else rows[0][1].shape, n_slices)
-    fig, axes = plt.subplots(len(rows), n_slices, figsize=(1.8 * n_slices, 2.0 * len(rows) + 0.6),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(rows),
+        n_slices,
+        figsize=(1.8 * n_slices, 2.0 * len(rows) + 0.6),
+        squeeze=False,
+        constrained_layout=True,
+    )
     edge = None
     if mask is not None:
         edge = mask & ~ndimage.binary_erosion(mask)
     for r, (label, vol, cmap, lim) in enumerate(rows):
         inside = vol[mask] if mask is not None and mask.any() else vol.ravel()
-        vmin, vmax = lim if lim else (float(np.percentile(inside, 1)), float(np.percentile(inside, 99)))
+        vmin, vmax = (
+            lim if lim else (float(np.percentile(inside, 1)), float(np.percentile(inside, 99)))
+        )
         for c, z in enumerate(idx):
             ax = axes[r, c]
-            im = ax.imshow(np.rot90(vol[:, :, z]), cmap=cmap, vmin=vmin, vmax=vmax, aspect=aspect,
-                           interpolation="nearest")
+            im = ax.imshow(
+                np.rot90(vol[:, :, z]),
+                cmap=cmap,
+                vmin=vmin,
+                vmax=vmax,
+                aspect=aspect,
+                interpolation="nearest",
+            )
             if edge is not None:
                 e = np.rot90(edge[:, :, z]).astype(float)
-                ax.imshow(np.ma.masked_where(e == 0, e), cmap="autumn", alpha=0.8, interpolation="nearest")
+                ax.imshow(
+                    np.ma.masked_where(e == 0, e), cmap="autumn", alpha=0.8, interpolation="nearest"
+                )
             ax.set_axis_off()
             if r == 0:
                 ax.set_title(f"z={z}", fontsize=8)

@@ -7,8 +7,8 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def set_threads(n: int) -> None:
@@ -19,8 +19,13 @@ def set_threads(n: int) -> None:
     ``anat.deterministic`` (the workflow's ``ants_threads()``).
     """
     n = max(1, int(n))
-    for var in ("QSMVBM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS",
-                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in (
+        "QSMVBM_THREADS",
+        "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+    ):
         os.environ[var] = str(n)
 
 

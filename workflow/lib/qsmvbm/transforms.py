@@ -28,12 +28,14 @@ def affine_matrix(linear: np.ndarray, translation) -> np.ndarray:
     return m
 
 
-def grid_affine(shape, voxel_size, center_mm, rotation=np.eye(3)) -> np.ndarray:
+def grid_affine(shape, voxel_size, center_mm, rotation=None) -> np.ndarray:
     """Voxel->world affine of a grid of ``shape`` whose centre sits at ``center_mm``.
 
-    The grid's axes are the columns of ``rotation`` (RAS-oriented when identity).
+    The grid's axes are the columns of ``rotation`` (3x3; default identity: RAS-oriented).
     """
-    lin = np.asarray(rotation, dtype=float) @ np.diag(np.asarray(voxel_size, dtype=float))
+    lin = np.asarray(np.eye(3) if rotation is None else rotation, dtype=float) @ np.diag(
+        np.asarray(voxel_size, dtype=float)
+    )
     centre_vox = (np.asarray(shape, dtype=float) - 1) / 2
     t = np.asarray(center_mm, dtype=float) - lin @ centre_vox
     return affine_matrix(lin, t)
@@ -77,7 +79,10 @@ def sample(
     vox = np.empty(coords_mm.shape, dtype=np.float32)
     for r in range(3):
         vox[r] = (
-            inv[r, 0] * coords_mm[0] + inv[r, 1] * coords_mm[1] + inv[r, 2] * coords_mm[2] + inv[r, 3]
+            inv[r, 0] * coords_mm[0]
+            + inv[r, 1] * coords_mm[1]
+            + inv[r, 2] * coords_mm[2]
+            + inv[r, 3]
         )
     return ndimage.map_coordinates(
         image, vox, order=order, mode="constant", cval=cval, output=output, prefilter=order > 1
@@ -99,10 +104,12 @@ class StationaryVelocityDeformation:
     smoothness_mm : Gaussian sigma of the velocity field, mm.
     """
 
-    def __init__(self, rng, bbox_mm, max_velocity_mm=4.0, smoothness_mm=20.0, spacing_mm=4.0, n_steps=6):
+    def __init__(
+        self, rng, bbox_mm, max_velocity_mm=4.0, smoothness_mm=20.0, spacing_mm=4.0, n_steps=6
+    ):
         lo = np.asarray(bbox_mm[0], dtype=float)
         hi = np.asarray(bbox_mm[1], dtype=float)
-        shape = tuple(int(np.ceil((h - l) / spacing_mm)) + 1 for l, h in zip(lo, hi))
+        shape = tuple(int(np.ceil((h - b) / spacing_mm)) + 1 for b, h in zip(lo, hi))
         self.affine = affine_matrix(np.eye(3) * spacing_mm, lo)
         self.spacing = float(spacing_mm)
         v = rng.standard_normal((3, *shape))

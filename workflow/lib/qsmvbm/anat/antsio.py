@@ -15,8 +15,12 @@ def to_ants(data: np.ndarray, affine: np.ndarray):
     spacing = np.linalg.norm(a[:3, :3], axis=0)
     direction = LPS @ (a[:3, :3] / spacing)
     origin = LPS @ a[:3, 3]
-    return ants.from_numpy(np.asarray(data, dtype=np.float32), origin=tuple(origin), spacing=tuple(spacing),
-                           direction=direction)
+    return ants.from_numpy(
+        np.asarray(data, dtype=np.float32),
+        origin=tuple(origin),
+        spacing=tuple(spacing),
+        direction=direction,
+    )
 
 
 def from_ants(img) -> tuple[np.ndarray, np.ndarray]:

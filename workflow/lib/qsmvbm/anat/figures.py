@@ -27,17 +27,27 @@ def normalization_overlay(t1w: np.ndarray, chi: np.ndarray, tpl, out_png, title:
     """Axial, coronal and sagittal slices through the template centre: warped T1w (top) and
     warped QSM (bottom, ppm) with the template's edges in red."""
     edges = template_edges(tpl)
-    c = [int(round(v)) for v in np.linalg.inv(tpl.affine)[:3, :3] @ [0, -18, 8] + np.linalg.inv(tpl.affine)[:3, 3]]
-    views = [("axial", lambda a: a[:, :, c[2]]), ("coronal", lambda a: a[:, c[1], :]), ("sagittal", lambda a: a[c[0], :, :])]
+    c = [
+        int(round(v))
+        for v in np.linalg.inv(tpl.affine)[:3, :3] @ [0, -18, 8] + np.linalg.inv(tpl.affine)[:3, 3]
+    ]
+    views = [
+        ("axial", lambda a: a[:, :, c[2]]),
+        ("coronal", lambda a: a[:, c[1], :]),
+        ("sagittal", lambda a: a[c[0], :, :]),
+    ]
     fig, axes = plt.subplots(2, 3, figsize=(11, 7.5), constrained_layout=True)
-    for row, (vol, cmap, lim, label) in enumerate([(t1w, "gray", None, "warped T1w (a.u.)"),
-                                                    (chi, "gray", (-0.1, 0.2), "warped QSM (ppm)")]):
+    for row, (vol, cmap, lim, label) in enumerate(
+        [(t1w, "gray", None, "warped T1w (a.u.)"), (chi, "gray", (-0.1, 0.2), "warped QSM (ppm)")]
+    ):
         for col, (name, cut) in enumerate(views):
             sl = np.rot90(cut(vol))
             vmin, vmax = lim if lim else (0, float(np.percentile(vol[tpl.mask], 99)))
             im = axes[row, col].imshow(sl, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
             e = np.rot90(cut(edges)).astype(float)
-            axes[row, col].imshow(np.ma.masked_where(e == 0, e), cmap="autumn", alpha=0.9, interpolation="nearest")
+            axes[row, col].imshow(
+                np.ma.masked_where(e == 0, e), cmap="autumn", alpha=0.9, interpolation="nearest"
+            )
             axes[row, col].set_axis_off()
             axes[row, col].set_title(f"{label}, {name}", fontsize=9)
         fig.colorbar(im, ax=axes[row, :], shrink=0.7)

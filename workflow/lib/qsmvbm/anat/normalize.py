@@ -13,11 +13,17 @@ def warp(template_img, moving_img, transformlist: list, interpolator: str = "lin
     template->subject warp and affine, then e.g. a T1->GRE rigid), in one interpolation."""
     import ants
 
-    return ants.apply_transforms(fixed=template_img, moving=moving_img, transformlist=transformlist,
-                                 interpolator=interpolator)
+    return ants.apply_transforms(
+        fixed=template_img,
+        moving=moving_img,
+        transformlist=transformlist,
+        interpolator=interpolator,
+    )
 
 
-def warp_qsm(fixed_img, chi_img, qsm_mask_img, transformlist: list) -> tuple[np.ndarray, np.ndarray]:
+def warp_qsm(
+    fixed_img, chi_img, qsm_mask_img, transformlist: list
+) -> tuple[np.ndarray, np.ndarray]:
     """QSM (ppm, GRE grid) and its mask pulled into ``fixed_img``'s grid in one interpolation.
 
     ``transformlist`` (ANTs order) ends with the T1->GRE rigid: alone for the T1 grid, after the
@@ -37,8 +43,13 @@ def t1_mask_in_gre(t1_mask, gre_xfm, gre_shape, gre_affine) -> np.ndarray:
     from .antsio import load_ants, to_ants
 
     fixed = to_ants(np.zeros(gre_shape, np.float32), gre_affine)
-    moved = ants.apply_transforms(fixed=fixed, moving=load_ants(t1_mask), transformlist=[str(gre_xfm)],
-                                  whichtoinvert=[True], interpolator="linear")
+    moved = ants.apply_transforms(
+        fixed=fixed,
+        moving=load_ants(t1_mask),
+        transformlist=[str(gre_xfm)],
+        whichtoinvert=[True],
+        interpolator="linear",
+    )
     return moved.numpy() > 0.5
 
 
@@ -71,7 +82,9 @@ def jacobian(template_img, fwdtransforms: list, mode: str = "affine+nonlinear") 
     return j.astype(np.float32)
 
 
-def smooth(data: np.ndarray, fwhm_mm: float, voxel_size, mask: np.ndarray | None = None) -> np.ndarray:
+def smooth(
+    data: np.ndarray, fwhm_mm: float, voxel_size, mask: np.ndarray | None = None
+) -> np.ndarray:
     """Gaussian smoothing with ``fwhm_mm``. With ``mask``, normalised within the mask
     (smooth(data*mask)/smooth(mask)), so values outside the mask do not leak in."""
     if fwhm_mm <= 0:
@@ -98,7 +111,9 @@ def masked_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def cohort_template(maps: list[np.ndarray], masks: list[np.ndarray], min_fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def cohort_template(
+    maps: list[np.ndarray], masks: list[np.ndarray], min_fraction: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """Voxelwise median of subjects' template-space maps (e.g. QSM in ppm), each within its mask.
 
     maps, masks : lists of (X, Y, Z) arrays on one grid (float, bool). A voxel is defined where at
@@ -106,7 +121,9 @@ def cohort_template(maps: list[np.ndarray], masks: list[np.ndarray], min_fractio
     subject) is over those subjects. Returns (template float32, 0 where undefined; defined bool).
     """
     if not maps or len(maps) != len(masks):
-        raise ValueError(f"cohort_template needs one mask per map, got {len(maps)} maps, {len(masks)} masks")
+        raise ValueError(
+            f"cohort_template needs one mask per map, got {len(maps)} maps, {len(masks)} masks"
+        )
     stack = np.stack([np.where(m, x, np.nan) for x, m in zip(maps, masks)]).astype(np.float32)
     n_valid = np.isfinite(stack).sum(0)
     defined = n_valid >= max(1, int(np.ceil(min_fraction * len(maps))))

@@ -41,9 +41,11 @@ def robust_z_below(values: np.ndarray) -> np.ndarray:
 def mask_qc_columns(plausibility: dict) -> dict:
     """The QC table's columns from :func:`qsmvbm.qsm.mask.mask_plausibility` (or a QSM sidecar's
     ``MaskPlausibility``): ``qsm_mask_dice_t1``, ``qsm_mask_outside_t1``, ``qsm_mask_tiv_ratio``."""
-    return {"qsm_mask_dice_t1": plausibility["dice_t1"],
-            "qsm_mask_outside_t1": plausibility["outside_t1_fraction"],
-            "qsm_mask_tiv_ratio": plausibility["mask_tiv_ratio"]}
+    return {
+        "qsm_mask_dice_t1": plausibility["dice_t1"],
+        "qsm_mask_outside_t1": plausibility["outside_t1_fraction"],
+        "qsm_mask_tiv_ratio": plausibility["mask_tiv_ratio"],
+    }
 
 
 def plausibility_problems(row, thresholds: dict) -> list[str]:
@@ -54,6 +56,7 @@ def plausibility_problems(row, thresholds: dict) -> list[str]:
     and ``gm_tiv``; ``thresholds`` the ``qc`` config keys ``qsm_mask_dice_min``, ``qsm_mask_outside_max``,
     ``qsm_mask_tiv_max``, ``tiv_ml_range`` and ``gm_tiv_range``. Missing values or keys are skipped.
     """
+
     def val(key):
         v = row.get(key) if hasattr(row, "get") else getattr(row, key, None)
         return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
@@ -65,20 +68,34 @@ def plausibility_problems(row, thresholds: dict) -> list[str]:
         why.append(f"QSM mask Dice with the T1w brain {v:.3f} < {t['qsm_mask_dice_min']}")
     v = val("qsm_mask_outside_t1")
     if v is not None and "qsm_mask_outside_max" in t and v > t["qsm_mask_outside_max"]:
-        why.append(f"{100 * v:.0f}% of the QSM mask outside the T1w brain (> {100 * t['qsm_mask_outside_max']:.0f}%)")
+        why.append(
+            f"{100 * v:.0f}% of the QSM mask outside the T1w brain (> {100 * t['qsm_mask_outside_max']:.0f}%)"
+        )
     v = val("qsm_mask_tiv_ratio")
     if v is not None and "qsm_mask_tiv_max" in t and v > t["qsm_mask_tiv_max"]:
         why.append(f"QSM mask volume {v:.2f} x TIV (> {t['qsm_mask_tiv_max']})")
     v = val("tiv_ml")
-    if v is not None and "tiv_ml_range" in t and not t["tiv_ml_range"][0] <= v <= t["tiv_ml_range"][1]:
-        why.append(f"TIV {v:.0f} mL outside the adult range {t['tiv_ml_range'][0]:g}-{t['tiv_ml_range'][1]:g} mL")
+    if (
+        v is not None
+        and "tiv_ml_range" in t
+        and not t["tiv_ml_range"][0] <= v <= t["tiv_ml_range"][1]
+    ):
+        why.append(
+            f"TIV {v:.0f} mL outside the adult range {t['tiv_ml_range'][0]:g}-{t['tiv_ml_range'][1]:g} mL"
+        )
     v = val("gm_tiv")
-    if v is not None and "gm_tiv_range" in t and not t["gm_tiv_range"][0] <= v <= t["gm_tiv_range"][1]:
+    if (
+        v is not None
+        and "gm_tiv_range" in t
+        and not t["gm_tiv_range"][0] <= v <= t["gm_tiv_range"][1]
+    ):
         why.append(f"GM/TIV {v:.2f} outside {t['gm_tiv_range'][0]:g}-{t['gm_tiv_range'][1]:g}")
     return why
 
 
-def cohort_qc(metrics: pd.DataFrame, chi_maps: list[np.ndarray], roi: np.ndarray, thresholds: dict) -> pd.DataFrame:
+def cohort_qc(
+    metrics: pd.DataFrame, chi_maps: list[np.ndarray], roi: np.ndarray, thresholds: dict
+) -> pd.DataFrame:
     """Add QSM agreement columns and the verdict to per-subject ``metrics``.
 
     Parameters
@@ -110,9 +127,13 @@ def cohort_qc(metrics: pd.DataFrame, chi_maps: list[np.ndarray], roi: np.ndarray
         if not r.t1_corr >= thresholds["t1_corr_min"]:
             why.append(f"T1w correlation {r.t1_corr:.3f} < {thresholds['t1_corr_min']}")
         if not r.qsm_dgm_corr >= thresholds["qsm_dgm_corr_min"]:
-            why.append(f"deep-grey QSM correlation {r.qsm_dgm_corr:.3f} < {thresholds['qsm_dgm_corr_min']}")
+            why.append(
+                f"deep-grey QSM correlation {r.qsm_dgm_corr:.3f} < {thresholds['qsm_dgm_corr_min']}"
+            )
         if use_z and r.qsm_dgm_robust_z > thresholds["qsm_dgm_robust_z_max"]:
-            why.append(f"deep-grey QSM correlation {r.qsm_dgm_robust_z:.1f} MADs below the cohort median")
+            why.append(
+                f"deep-grey QSM correlation {r.qsm_dgm_robust_z:.1f} MADs below the cohort median"
+            )
         why += plausibility_problems(r, thresholds)
         reasons.append(why)
     out["passed_qc"] = [not w for w in reasons]

@@ -36,11 +36,17 @@ def n4(t1, mask=None, shrink_factor: int = 4):
 def rough_head_brain(t1_n4) -> np.ndarray:
     """Intensity-based first guess of the brain (bool array in the T1 grid): Otsu threshold,
     3 mm opening, the central component, closing and hole filling (no erosion)."""
-    return brain_mask_from_magnitude(t1_n4.numpy(), np.asarray(t1_n4.spacing), open_mm=3.0,
-                                     close_mm=4.0, erode_mm=0.0)
+    return brain_mask_from_magnitude(
+        t1_n4.numpy(), np.asarray(t1_n4.spacing), open_mm=3.0, close_mm=4.0, erode_mm=0.0
+    )
 
 
-def check_t1(data: np.ndarray, affine: np.ndarray, min_brain_ml: float = 600.0, max_edge_fraction: float = 0.02) -> dict:
+def check_t1(
+    data: np.ndarray,
+    affine: np.ndarray,
+    min_brain_ml: float = 600.0,
+    max_edge_fraction: float = 0.02,
+) -> dict:
     """Does this T1w contain a whole brain? A fast check before any registration.
 
     An intensity-based brain guess must hold at least ``min_brain_ml`` and touch the
@@ -49,9 +55,19 @@ def check_t1(data: np.ndarray, affine: np.ndarray, min_brain_ml: float = 600.0, 
     """
     vs = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
     if data.ndim != 3:
-        return {"ok": False, "reason": f"T1w is not 3D (shape {data.shape})", "brain_ml": 0.0, "edge_fraction": 1.0}
+        return {
+            "ok": False,
+            "reason": f"T1w is not 3D (shape {data.shape})",
+            "brain_ml": 0.0,
+            "edge_fraction": 1.0,
+        }
     if not np.isfinite(data).all():
-        return {"ok": False, "reason": "T1w has NaN or infinite voxels", "brain_ml": 0.0, "edge_fraction": 1.0}
+        return {
+            "ok": False,
+            "reason": "T1w has NaN or infinite voxels",
+            "brain_ml": 0.0,
+            "edge_fraction": 1.0,
+        }
     rough = brain_mask_from_magnitude(data, vs, open_mm=3.0, close_mm=4.0, erode_mm=0.0)
     ml = float(rough.sum() * np.prod(vs) / 1000)
     edge = np.zeros_like(rough)
@@ -63,16 +79,34 @@ def check_t1(data: np.ndarray, affine: np.ndarray, min_brain_ml: float = 600.0, 
         edge[tuple(sl)] = True
     frac = float((rough & edge).sum() / max(rough.sum(), 1))
     if ml < min_brain_ml:
-        return {"ok": False, "reason": f"only {ml:.0f} mL of brain-like tissue found (< {min_brain_ml:.0f}): "
-                "the T1w field of view misses the brain", "brain_ml": ml, "edge_fraction": frac}
+        return {
+            "ok": False,
+            "reason": f"only {ml:.0f} mL of brain-like tissue found (< {min_brain_ml:.0f}): "
+            "the T1w field of view misses the brain",
+            "brain_ml": ml,
+            "edge_fraction": frac,
+        }
     if frac > max_edge_fraction:
-        return {"ok": False, "reason": f"the brain touches the T1w field-of-view border ({frac:.1%} of it): "
-                "part of the brain is outside the image", "brain_ml": ml, "edge_fraction": frac}
+        return {
+            "ok": False,
+            "reason": f"the brain touches the T1w field-of-view border ({frac:.1%} of it): "
+            "part of the brain is outside the image",
+            "brain_ml": ml,
+            "edge_fraction": frac,
+        }
     return {"ok": True, "reason": "ok", "brain_ml": ml, "edge_fraction": frac}
 
 
-def register(fixed, moving, transform: str, outprefix: str, seed: int, fixed_mask=None,
-             multivariate_extras=None, initial_transform=None) -> dict:
+def register(
+    fixed,
+    moving,
+    transform: str,
+    outprefix: str,
+    seed: int,
+    fixed_mask=None,
+    multivariate_extras=None,
+    initial_transform=None,
+) -> dict:
     """``ants.registration`` with a fixed seed and outputs under ``outprefix``.
 
     ``transform``: 'Rigid', 'Affine', 'SyN', 'antsRegistrationSyNQuick[s]', ...
@@ -90,14 +124,30 @@ def register(fixed, moving, transform: str, outprefix: str, seed: int, fixed_mas
     previous = ants.config._random_seed
     ants.config._random_seed = int(seed)
     try:
-        return ants.registration(fixed=fixed, moving=moving, type_of_transform=transform,
-                                 outprefix=outprefix, mask=fixed_mask, **kw)
+        return ants.registration(
+            fixed=fixed,
+            moving=moving,
+            type_of_transform=transform,
+            outprefix=outprefix,
+            mask=fixed_mask,
+            **kw,
+        )
     finally:
         ants.config._random_seed = previous
 
 
-def register_multichannel(template_t1, t1_brain, qsm_template, qsm_in_t1, initial_affine: str, outprefix: str,
-                          seed: int, qsm_weight: float = 1.0, metric: str = "CC", metric_param: float = 2) -> dict:
+def register_multichannel(
+    template_t1,
+    t1_brain,
+    qsm_template,
+    qsm_in_t1,
+    initial_affine: str,
+    outprefix: str,
+    seed: int,
+    qsm_weight: float = 1.0,
+    metric: str = "CC",
+    metric_param: float = 2,
+) -> dict:
     """Two-channel SyN of a subject to the template: T1 (mutual information, weight 1) plus QSM.
 
     The QSM channel pairs a cohort QSM template (``qsm_template``, template grid, ppm) with the
@@ -108,9 +158,15 @@ def register_multichannel(template_t1, t1_brain, qsm_template, qsm_in_t1, initia
     T1-only registration's .mat), so the two registrations differ only in their warps.
     Returns the ANTsPy dict (``fwdtransforms`` = [warp, affine], ``invtransforms``).
     """
-    return register(template_t1, t1_brain, "SyNOnly", outprefix, seed,
-                    multivariate_extras=[(metric, qsm_template, qsm_in_t1, float(qsm_weight), metric_param)],
-                    initial_transform=initial_affine)
+    return register(
+        template_t1,
+        t1_brain,
+        "SyNOnly",
+        outprefix,
+        seed,
+        multivariate_extras=[(metric, qsm_template, qsm_in_t1, float(qsm_weight), metric_param)],
+        initial_transform=initial_affine,
+    )
 
 
 def back_project(template_img, subject_img, invtransforms, interpolator="linear"):
@@ -118,20 +174,36 @@ def back_project(template_img, subject_img, invtransforms, interpolator="linear"
     subject->template registration (affine inverted, inverse warp)."""
     import ants
 
-    which = [True] + [False] * (len(invtransforms) - 1) if invtransforms[0].endswith(".mat") else None
-    return ants.apply_transforms(fixed=subject_img, moving=template_img, transformlist=invtransforms,
-                                 whichtoinvert=which, interpolator=interpolator)
+    which = (
+        [True] + [False] * (len(invtransforms) - 1) if invtransforms[0].endswith(".mat") else None
+    )
+    return ants.apply_transforms(
+        fixed=subject_img,
+        moving=template_img,
+        transformlist=invtransforms,
+        whichtoinvert=which,
+        interpolator=interpolator,
+    )
 
 
 def template_priors(tpl, subject_img, invtransforms) -> list:
     """The template's CSF, GM and WM probability maps (``tpl``: :class:`qsmvbm.templates.Template`)
     pulled into the subject grid of ``subject_img`` through the inverse of its subject->template
     registration (``invtransforms``: affine .mat, inverse warp), in the order :func:`segment` takes."""
-    return [back_project(to_ants(p, tpl.affine), subject_img, invtransforms) for p in (tpl.csf, tpl.gm, tpl.wm)]
+    return [
+        back_project(to_ants(p, tpl.affine), subject_img, invtransforms)
+        for p in (tpl.csf, tpl.gm, tpl.wm)
+    ]
 
 
-def brain_extraction(t1_n4, template_t1, template_mask, outprefix: str, seed: int,
-                     transform: str = "antsRegistrationSyNQuick[s]") -> tuple[np.ndarray, dict]:
+def brain_extraction(
+    t1_n4,
+    template_t1,
+    template_mask,
+    outprefix: str,
+    seed: int,
+    transform: str = "antsRegistrationSyNQuick[s]",
+) -> tuple[np.ndarray, dict]:
     """Template-based brain extraction.
 
     1. a rough intensity mask, dilated by 5 mm, selects the head's brain region;
@@ -144,8 +216,10 @@ def brain_extraction(t1_n4, template_t1, template_mask, outprefix: str, seed: in
     vs = np.asarray(t1_n4.spacing)
     rough = rough_head_brain(t1_n4)
     if rough.sum() * np.prod(vs) < 200_000:  # < 200 mL: no brain found in the field of view
-        raise ValueError(f"brain extraction found only {rough.sum() * np.prod(vs) / 1000:.0f} mL of brain-like "
-                         "tissue: does the T1w field of view contain the brain?")
+        raise ValueError(
+            f"brain extraction found only {rough.sum() * np.prod(vs) / 1000:.0f} mL of brain-like "
+            "tissue: does the T1w field of view contain the brain?"
+        )
     wide = ndimage.binary_dilation(rough, structure=ball(5.0 / vs))
     moving = t1_n4 * t1_n4.new_image_like(wide.astype(np.float32))
     reg = register(template_t1, moving, transform, outprefix + "bet_", seed)
@@ -154,8 +228,14 @@ def brain_extraction(t1_n4, template_t1, template_mask, outprefix: str, seed: in
     return mask, reg
 
 
-def segment(t1_n4, mask: np.ndarray, priors: list, prior_weight: float = 0.25, mrf: float = 0.1,
-            iterations: int = 5) -> dict:
+def segment(
+    t1_n4,
+    mask: np.ndarray,
+    priors: list,
+    prior_weight: float = 0.25,
+    mrf: float = 0.1,
+    iterations: int = 5,
+) -> dict:
     """Prior-based Atropos (Avants 2011) in the brain mask with template tissue priors
     (CSF, GM, WM order) already in the subject grid.
 
@@ -173,12 +253,24 @@ def segment(t1_n4, mask: np.ndarray, priors: list, prior_weight: float = 0.25, m
         try:
             # r=0: Atropos' internal random generator gets a constant seed (its default seeds from the
             # clock, and the posteriors then differ slightly from run to run)
-            seg = ants.atropos(a=t1_n4, x=m, i=pri, m=f"[{mrf},1x1x1]", c=f"[{iterations},0]",
-                               priorweight=prior_weight, r=0)
+            seg = ants.atropos(
+                a=t1_n4,
+                x=m,
+                i=pri,
+                m=f"[{mrf},1x1x1]",
+                c=f"[{iterations},0]",
+                priorweight=prior_weight,
+                r=0,
+            )
             probs = [p.numpy() * mask for p in seg["probabilityimages"]]
         finally:
             tempfile.tempdir = previous
-    return {"csf": probs[0], "gm": probs[1], "wm": probs[2], "labels": seg["segmentation"].numpy().astype(np.uint8)}
+    return {
+        "csf": probs[0],
+        "gm": probs[1],
+        "wm": probs[2],
+        "labels": seg["segmentation"].numpy().astype(np.uint8),
+    }
 
 
 def tissue_volumes_ml(seg: dict, voxel_size) -> dict:

@@ -17,7 +17,9 @@ def smv_kernel_k(shape, voxel_size, radius_mm: float, workers=None) -> np.ndarra
     anisotropic voxels) around index 0 with wrap-around, and normalised to sum 1,
     so the result is real and even. Returns float32 of the rfftn shape.
     """
-    idx = [np.fft.fftfreq(n, 1.0 / n).astype(np.float32) * float(d) for n, d in zip(shape, voxel_size)]
+    idx = [
+        np.fft.fftfreq(n, 1.0 / n).astype(np.float32) * float(d) for n, d in zip(shape, voxel_size)
+    ]
     x, y, z = np.meshgrid(*idx, indexing="ij", sparse=True)
     sphere = ((x * x + y * y + z * z) <= radius_mm * radius_mm).astype(np.float32)
     sphere /= sphere.sum()

@@ -51,7 +51,7 @@ def fit_complex(
     a22 = (a2 * n * n).sum(1)
     det = np.maximum(a11 * a22 - a12 * a12, 1e-20)
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (the count is reported after the loop)
         model = amp * np.exp(1j * (p0[:, None] + n[None, :] * p1[:, None]))
         r = s - model
         g = np.real(np.conj(1j * model) * r)  # (N, E)
@@ -139,7 +139,9 @@ def r2star_loglinear(mag: np.ndarray, te_s, mask: np.ndarray) -> np.ndarray:
     sw = w.sum(1)
     tm = (w * t).sum(1) / sw
     ym = (w * y).sum(1) / sw
-    slope = (w * (t - tm[:, None]) * (y - ym[:, None])).sum(1) / np.maximum((w * (t - tm[:, None]) ** 2).sum(1), 1e-30)
+    slope = (w * (t - tm[:, None]) * (y - ym[:, None])).sum(1) / np.maximum(
+        (w * (t - tm[:, None]) ** 2).sum(1), 1e-30
+    )
     out = np.zeros(mask.shape, np.float32)
     out[m] = np.clip(-slope, 0, 1000)
     return out

@@ -31,7 +31,7 @@ class Padded:
         cshape = tuple(s.stop - s.start for s in self.crop)
         self.shape = padded_shape(cshape, pad)
         lo = [(p - c) // 2 for p, c in zip(self.shape, cshape)]
-        self.inner = tuple(slice(l, l + c) for l, c in zip(lo, cshape))
+        self.inner = tuple(slice(b, b + c) for b, c in zip(lo, cshape))
 
     def embed(self, a: np.ndarray, dtype=np.float32) -> np.ndarray:
         out = np.zeros(self.shape, dtype=dtype)

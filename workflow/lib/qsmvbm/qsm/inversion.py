@@ -44,7 +44,9 @@ class _Problem:
         return self.g.extract(x * self.m)
 
 
-def tkd(field, mask, voxel_size, b0_dir=(0, 0, 1), threshold: float = 0.15, pad: int = 16, workers=None):
+def tkd(
+    field, mask, voxel_size, b0_dir=(0, 0, 1), threshold: float = 0.15, pad: int = 16, workers=None
+):
     """Truncated k-space division: ``chi = IFFT(FFT(field) / D_t)`` with ``D_t = sign(D) t``
     where ``|D| <= t``. Fast, streak-free, but it underestimates (no regularisation)."""
     p = _Problem(field, mask, voxel_size, b0_dir, pad, workers)
@@ -65,8 +67,16 @@ def _grad_t(v):
 
 
 def tv_admm(
-    field, mask, voxel_size, b0_dir=(0, 0, 1), lam: float = 2e-4, rho: float | None = None,
-    max_iter: int = 250, tol: float = 1e-3, pad: int = 16, workers=None,
+    field,
+    mask,
+    voxel_size,
+    b0_dir=(0, 0, 1),
+    lam: float = 2e-4,
+    rho: float | None = None,
+    max_iter: int = 250,
+    tol: float = 1e-3,
+    pad: int = 16,
+    workers=None,
 ):
     """Total-variation regularised inversion by ADMM (Bilgic et al. 2014), closed-form x-step.
 
@@ -93,7 +103,7 @@ def tv_admm(
     u = np.zeros_like(z)
     thr = lam / rho
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (the count is reported after the loop)
         xk = (dfk + rho * p.fft(_grad_t(z - u))) / denom
         x_new = p.ifft(xk)
         gx = _grad(x_new)
@@ -121,7 +131,7 @@ def _sparsa(p: _Problem, b, lam, x0, max_iter, tol, memory=5, sigma=1e-4):
     obj = [0.5 * float((r * r).sum()) + lam * float(np.abs(x).sum())]
     alpha = 1.0
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (the count is reported after the loop)
         while True:
             x_new = _soft(x - grad / alpha, lam / alpha) * p.m
             s = x_new - x
@@ -143,9 +153,18 @@ def _sparsa(p: _Problem, b, lam, x0, max_iter, tol, memory=5, sigma=1e-4):
 
 
 def star(
-    field, mask, voxel_size, b0_dir=(0, 0, 1), lam_strong: float = 5e-3, lam_weak: float = 1e-4,
-    max_iter: int = 60, tol: float = 1e-3, init_threshold: float = 0.065, weak_max_iter: int = 250,
-    pad: int = 16, workers=None,
+    field,
+    mask,
+    voxel_size,
+    b0_dir=(0, 0, 1),
+    lam_strong: float = 5e-3,
+    lam_weak: float = 1e-4,
+    max_iter: int = 60,
+    tol: float = 1e-3,
+    init_threshold: float = 0.065,
+    weak_max_iter: int = 250,
+    pad: int = 16,
+    workers=None,
 ):
     """STAR-QSM-like two-level inversion (after Wei et al. 2015, NMR Biomed 28:1294).
 
@@ -171,13 +190,24 @@ def star(
     x0 = p.ifft(np.where(good, fk / np.where(good, p.d, 1.0), 0))
     x1, it1 = _sparsa(p, p.m * p.f, lam_strong, x0, max_iter, tol)
     residual = p.out(p.f - p.A(x1))
-    x2, it2 = tv_admm(residual, mask, voxel_size, b0_dir, lam_weak, None, weak_max_iter, tol, pad, workers)
+    x2, it2 = tv_admm(
+        residual, mask, voxel_size, b0_dir, lam_weak, None, weak_max_iter, tol, pad, workers
+    )
     return p.out(x1) + x2, (it1, it2)
 
 
 def ilsqr(
-    field, mask, voxel_size, b0_dir=(0, 0, 1), tol: float = 0.01, max_iter: int = 50,
-    cone: float = 0.1, edge_percentile: float = 70.0, weights=None, pad: int = 16, workers=None,
+    field,
+    mask,
+    voxel_size,
+    b0_dir=(0, 0, 1),
+    tol: float = 0.01,
+    max_iter: int = 50,
+    cone: float = 0.1,
+    edge_percentile: float = 70.0,
+    weights=None,
+    pad: int = 16,
+    workers=None,
 ):
     """iLSQR-like inversion (after Li et al. 2015, NeuroImage 108:111).
 
@@ -202,7 +232,12 @@ def ilsqr(
     def mv(v):
         return (wdata * p.conv(p.m * v.reshape(p.shape).astype(np.float32))).ravel()
 
-    op = LinearOperator((n, n), matvec=mv, rmatvec=lambda v: (p.m * p.conv(wdata * v.reshape(p.shape).astype(np.float32))).ravel(), dtype=np.float32)
+    op = LinearOperator(
+        (n, n),
+        matvec=mv,
+        rmatvec=lambda v: (p.m * p.conv(wdata * v.reshape(p.shape).astype(np.float32))).ravel(),
+        dtype=np.float32,
+    )
     res = lsqr(op, (wdata * p.f).ravel(), atol=tol * 1e-2, btol=tol * 1e-2, iter_lim=max_iter)
     x_lsqr = res[0].reshape(p.shape).astype(np.float32) * p.m
     fast = p.ifft(np.sign(p.d) * p.fft(p.f)) * p.m

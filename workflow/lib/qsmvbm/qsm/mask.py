@@ -23,7 +23,9 @@ def largest_component(mask: np.ndarray, near=None) -> np.ndarray:
     if n == 0:
         return mask.astype(bool)
     weights = near.astype(np.float64) if near is not None else None
-    sizes = ndimage.sum_labels(weights if weights is not None else mask, lab, index=np.arange(1, n + 1))
+    sizes = ndimage.sum_labels(
+        weights if weights is not None else mask, lab, index=np.arange(1, n + 1)
+    )
     return lab == (int(np.argmax(sizes)) + 1)
 
 
@@ -92,7 +94,9 @@ def refine_by_quality(mask: np.ndarray, noise: np.ndarray, factor: float = 5.0) 
     return ndimage.binary_fill_holes(good)
 
 
-def mask_plausibility(mask: np.ndarray, t1_mask: np.ndarray, voxel_size, tiv_ml: float | None = None) -> dict:
+def mask_plausibility(
+    mask: np.ndarray, t1_mask: np.ndarray, voxel_size, tiv_ml: float | None = None
+) -> dict:
     """How a GRE-space brain mask compares with the subject's T1w brain mask brought into the same grid.
 
     Parameters

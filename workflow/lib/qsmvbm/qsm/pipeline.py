@@ -16,13 +16,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import GAMMA_HZ_PER_T
-from ..timing import Stopwatch
 from ..dipole import b0_direction_from_affine, voxel_sizes
-from . import background, echoes, inversion, mask as masking, reference, unwrap
+from ..timing import Stopwatch
+from . import background, echoes, inversion, reference, unwrap
+from . import mask as masking
 
 DEFAULTS: dict = {
-    "mask": {"threshold_scale": 1.0, "open_mm": 3.0, "close_mm": 3.0, "erode_mm": 0.0,
-             "phase_quality": True, "quality_factor": 5.0},
+    "mask": {
+        "threshold_scale": 1.0,
+        "open_mm": 3.0,
+        "close_mm": 3.0,
+        "erode_mm": 0.0,
+        "phase_quality": True,
+        "quality_factor": 5.0,
+    },
     "combination": "complex_fit",
     "unwrapping": "laplacian",
     "background": "vsharp",
@@ -100,14 +107,19 @@ def reconstruct(
     if mask is None:
         mp = p["mask"]
         mask = masking.brain_mask_from_magnitude(
-            mag, vs, mp["threshold_scale"], mp["open_mm"], mp["close_mm"], mp["erode_mm"])
+            mag, vs, mp["threshold_scale"], mp["open_mm"], mp["close_mm"], mp["erode_mm"]
+        )
         mask_source = "magnitude"
     else:
         mask = mask.astype(bool)
         mask_source = "given"
     tick("mask")
     to_ppm = field_to_ppm(b0_t)
-    info: dict = {"voxel_size_mm": vs.tolist(), "b0_direction_voxel": b0.tolist(), "mask_source": mask_source}
+    info: dict = {
+        "voxel_size_mm": vs.tolist(),
+        "b0_direction_voxel": b0.tolist(),
+        "mask_source": mask_source,
+    }
     if p["combination"] == "complex_fit":
         dte = echoes.check_uniform_echoes(te)
         p1, _, n_std, iters = echoes.fit_complex(mag, phase, mask)
@@ -156,8 +168,12 @@ def reconstruct(
         info["vsharp_radii_mm"] = radii
     elif p["background"] == "pdf":
         noise_in = noise[mask]
-        wts = np.where(mask, 1.0 / np.maximum(noise, np.percentile(noise_in, 5)), 0).astype(np.float32)
-        local, final_mask = background.pdf(total, mask, vs, b0, wts, p["pdf"]["tol"], p["pdf"]["max_iter"])
+        wts = np.where(mask, 1.0 / np.maximum(noise, np.percentile(noise_in, 5)), 0).astype(
+            np.float32
+        )
+        local, final_mask = background.pdf(
+            total, mask, vs, b0, wts, p["pdf"]["tol"], p["pdf"]["max_iter"]
+        )
     else:
         raise ValueError(f"unknown background removal {p['background']!r}")
     tick("background")
@@ -165,16 +181,24 @@ def reconstruct(
     inv = p["inversion"]
     if inv == "star":
         sp = p["star"]
-        chi, its = inversion.star(local, final_mask, vs, b0, sp["lam_strong"], sp["lam_weak"], sp["max_iter"], sp["tol"])
+        chi, its = inversion.star(
+            local, final_mask, vs, b0, sp["lam_strong"], sp["lam_weak"], sp["max_iter"], sp["tol"]
+        )
         info["inversion_iterations"] = list(its)
     elif inv == "tvadmm":
         tp = p["tvadmm"]
-        chi, its = inversion.tv_admm(local, final_mask, vs, b0, tp["lam"], None, tp["max_iter"], tp["tol"])
+        chi, its = inversion.tv_admm(
+            local, final_mask, vs, b0, tp["lam"], None, tp["max_iter"], tp["tol"]
+        )
         info["inversion_iterations"] = its
     elif inv == "ilsqr":
         ip = p["ilsqr"]
-        wts = np.where(final_mask, 1.0 / np.maximum(noise, np.percentile(noise[final_mask], 5)), 0).astype(np.float32)
-        chi, its = inversion.ilsqr(local, final_mask, vs, b0, ip["tol"], ip["max_iter"], weights=wts)
+        wts = np.where(
+            final_mask, 1.0 / np.maximum(noise, np.percentile(noise[final_mask], 5)), 0
+        ).astype(np.float32)
+        chi, its = inversion.ilsqr(
+            local, final_mask, vs, b0, ip["tol"], ip["max_iter"], weights=wts
+        )
         info["inversion_iterations"] = list(its)
     elif inv == "tkd":
         chi = inversion.tkd(local, final_mask, vs, b0, p["tkd"]["threshold"])
@@ -187,13 +211,15 @@ def reconstruct(
         csf = reference.csf_mask_from_r2star(r2s, final_mask, vs)
     chi, ref = reference.reference(chi, final_mask, p["reference"], csf)
     tick("reference")
-    info.update({
-        "reference": p["reference"],
-        "reference_value_ppm": ref,
-        "reference_voxels": int(csf.sum()) if csf is not None else int(final_mask.sum()),
-        "mask_voxels": int(mask.sum()),
-        "final_mask_voxels": int(final_mask.sum()),
-        "timings_s": timings,
-        "parameters": p,
-    })
+    info.update(
+        {
+            "reference": p["reference"],
+            "reference_value_ppm": ref,
+            "reference_voxels": int(csf.sum()) if csf is not None else int(final_mask.sum()),
+            "mask_voxels": int(mask.sum()),
+            "final_mask_voxels": int(final_mask.sum()),
+            "timings_s": timings,
+            "parameters": p,
+        }
+    )
     return QSMResult(chi, total * mask, local, noise, mask, final_mask, r2s, info)

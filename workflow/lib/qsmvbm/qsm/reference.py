@@ -8,8 +8,14 @@ from scipy import ndimage
 from .mask import ball
 
 
-def csf_mask_from_r2star(r2star: np.ndarray, mask: np.ndarray, voxel_size, max_r2star: float = 5.0,
-                         erode_mm: float = 6.0, min_volume_mm3: float = 200.0) -> np.ndarray:
+def csf_mask_from_r2star(
+    r2star: np.ndarray,
+    mask: np.ndarray,
+    voxel_size,
+    max_r2star: float = 5.0,
+    erode_mm: float = 6.0,
+    min_volume_mm3: float = 200.0,
+) -> np.ndarray:
     """Ventricular CSF: low R2* (< ``max_r2star`` 1/s) inside the mask eroded by ``erode_mm``,
     in connected pieces of at least ``min_volume_mm3`` (away from the brain surface)."""
     vs = np.asarray(voxel_size, dtype=float)
@@ -23,7 +29,9 @@ def csf_mask_from_r2star(r2star: np.ndarray, mask: np.ndarray, voxel_size, max_r
     return np.isin(lab, keep)
 
 
-def reference(chi: np.ndarray, mask: np.ndarray, method: str = "mean", csf_mask=None) -> tuple[np.ndarray, float]:
+def reference(
+    chi: np.ndarray, mask: np.ndarray, method: str = "mean", csf_mask=None
+) -> tuple[np.ndarray, float]:
     """Subtract the reference value: the mean over ``mask`` or over ``csf_mask``.
 
     Returns (referenced chi, 0 outside the mask; the reference value in ppm).

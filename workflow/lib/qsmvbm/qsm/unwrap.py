@@ -16,7 +16,9 @@ def _pad_even(a: np.ndarray, pad: int) -> tuple[np.ndarray, tuple[slice, ...]]:
     return out, sl
 
 
-def laplacian_unwrap(phase: np.ndarray, voxel_size, mask=None, pad: int = 12, workers=None) -> np.ndarray:
+def laplacian_unwrap(
+    phase: np.ndarray, voxel_size, mask=None, pad: int = 12, workers=None
+) -> np.ndarray:
     """Laplacian-based unwrapping [rad].
 
     ``lap(phi) = cos(phi) lap(sin phi) - sin(phi) lap(cos phi)`` and

@@ -32,12 +32,23 @@ def _save(fig, out_png, dpi: int = 90) -> Path:
 
 
 def _message(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=11, wrap=True, transform=ax.transAxes)
+    ax.text(
+        0.5, 0.5, text, ha="center", va="center", fontsize=11, wrap=True, transform=ax.transAxes
+    )
     ax.set_axis_off()
 
 
-def svc_figure(tmap_img, cluster_img, roi_img, template_img, clusters: pd.DataFrame, threshold: float, title: str,
-               out_png, max_rows: int = 4) -> Path:
+def svc_figure(
+    tmap_img,
+    cluster_img,
+    roi_img,
+    template_img,
+    clusters: pd.DataFrame,
+    threshold: float,
+    title: str,
+    out_png,
+    max_rows: int = 4,
+) -> Path:
     """The SVC t-map (t above the cluster-forming threshold inside the ROIs) over the template: a glass
     brain, then orthogonal slices through the peak of each significant cluster (or the strongest
     clusters if none is), ROI outlines in cyan."""
@@ -52,21 +63,39 @@ def svc_figure(tmap_img, cluster_img, roi_img, template_img, clusters: pd.DataFr
     rows = 1 + len(shown)
     fig = plt.figure(figsize=(12, 3.4 * rows))
     vmax = max(float(t[inside].max()) if inside.any() else 0.0, threshold + 1)
-    kw = dict(threshold=threshold, vmin=0, vmax=vmax, cmap="autumn", colorbar=True, symmetric_cbar=False)
+    kw = dict(
+        threshold=threshold, vmin=0, vmax=vmax, cmap="autumn", colorbar=True, symmetric_cbar=False
+    )
     h = 1 / rows
     ax = fig.add_axes([0.0, 1 - h, 1.0, h * 0.84])
     plotting.plot_glass_brain(svc, axes=ax, plot_abs=False, **kw)
-    fig.text(0.01, 1 - h * 0.08, f"{title}: SVC t-map, t > {threshold:.2f} (p < cluster-forming threshold) "
-             f"inside the ROIs", fontsize=10, va="top", weight="bold")
+    fig.text(
+        0.01,
+        1 - h * 0.08,
+        f"{title}: SVC t-map, t > {threshold:.2f} (p < cluster-forming threshold) inside the ROIs",
+        fontsize=10,
+        va="top",
+        weight="bold",
+    )
     for i, (_, c) in enumerate(shown.iterrows(), start=1):
         ax = fig.add_axes([0.0, 1 - (i + 1) * h, 1.0, h * 0.80])
         state = "significant" if str(c["significant"]) == "True" else "NOT significant"
-        label = (f"{c['roi']} cluster {int(c['cluster_id'])} ({state}): peak ({c['peak_x']:g}, {c['peak_y']:g}, "
-                 f"{c['peak_z']:g}) mm, t = {c['peak_t']:.2f}, FWE-SVC p: RFT {c['p_fwe_rft']:.3g}, "
-                 f"permutation {c['p_fwe_perm']:.3g}; {c['volume_mm3']:g} mm3 at p < threshold")
+        label = (
+            f"{c['roi']} cluster {int(c['cluster_id'])} ({state}): peak ({c['peak_x']:g}, {c['peak_y']:g}, "
+            f"{c['peak_z']:g}) mm, t = {c['peak_t']:.2f}, FWE-SVC p: RFT {c['p_fwe_rft']:.3g}, "
+            f"permutation {c['p_fwe_perm']:.3g}; {c['volume_mm3']:g} mm3 at p < threshold"
+        )
         fig.text(0.01, 1 - i * h - h * 0.04, label, fontsize=9, va="top")
-        disp = plotting.plot_stat_map(svc, bg_img=template_img, axes=ax, display_mode="ortho", annotate=True,
-                                      cut_coords=(c["peak_x"], c["peak_y"], c["peak_z"]), draw_cross=True, **kw)
+        disp = plotting.plot_stat_map(
+            svc,
+            bg_img=template_img,
+            axes=ax,
+            display_mode="ortho",
+            annotate=True,
+            cut_coords=(c["peak_x"], c["peak_y"], c["peak_z"]),
+            draw_cross=True,
+            **kw,
+        )
         disp.add_contours(roi_img, levels=[0.5], colors="cyan", linewidths=0.8)
     if not len(shown):
         fig.text(0.5, 0.1, "no voxel above the cluster-forming threshold in the ROIs", ha="center")
@@ -78,36 +107,57 @@ def _stat_for(stats: pd.DataFrame, region: str, measure: str) -> str:
     if not len(r):
         return ""
     r = r.iloc[0]
-    cov = f" | {r['covariates']}" if isinstance(r.get("covariates"), str) and r["covariates"] else ""
+    cov = (
+        f" | {r['covariates']}" if isinstance(r.get("covariates"), str) and r["covariates"] else ""
+    )
     return f"{r['test']}{cov}: t = {r['t']:.2f}, p = {r['p']:.3g}"
 
 
-def roi_group_figure(values: pd.DataFrame, stats: pd.DataFrame, regions: list[str], patient: str,
-                     control: str, out_png) -> Path:
+def roi_group_figure(
+    values: pd.DataFrame,
+    stats: pd.DataFrame,
+    regions: list[str],
+    patient: str,
+    control: str,
+    out_png,
+) -> Path:
     """Figure 2: QSM and GM per group in each region (box + points) with the group test."""
     if not regions:
         fig, ax = plt.subplots(figsize=(6, 2))
         _message(ax, "no significant cluster: no ROI values to compare")
         return _save(fig, out_png)
-    fig, axes = plt.subplots(len(regions), 2, figsize=(10, 3.6 * len(regions)), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(regions), 2, figsize=(10, 3.6 * len(regions)), squeeze=False, constrained_layout=True
+    )
     rng = np.random.default_rng(0)
     for i, region in enumerate(regions):
         for j, mod in enumerate(("qsm", "gm")):
             ax = axes[i, j]
             col = f"{mod}_{region}"
-            data = [values.loc[values["group"] == g, col].dropna().to_numpy() for g in (patient, control)]
+            data = [
+                values.loc[values["group"] == g, col].dropna().to_numpy()
+                for g in (patient, control)
+            ]
             ax.boxplot(data, widths=0.5, showfliers=False)
-            ax.set_xticks([1, 2], [f"{patient} (n={len(data[0])})", f"{control} (n={len(data[1])})"])
+            ax.set_xticks(
+                [1, 2], [f"{patient} (n={len(data[0])})", f"{control} (n={len(data[1])})"]
+            )
             for k, (d, c) in enumerate(zip(data, COLORS), start=1):
-                ax.scatter(k + rng.uniform(-0.12, 0.12, len(d)), d, s=14, color=c, alpha=0.8, zorder=3)
+                ax.scatter(
+                    k + rng.uniform(-0.12, 0.12, len(d)), d, s=14, color=c, alpha=0.8, zorder=3
+                )
             ax.set_ylabel(UNITS[mod])
             ax.set_title(f"{NAMES[mod]} in {region}\n{_stat_for(stats, region, mod)}", fontsize=9)
     return _save(fig, out_png)
 
 
 def _corr_label(corr: pd.DataFrame, x: str, y: str, group: str) -> str:
-    r = corr[(corr["x"] == x) & (corr["y"] == y) & (corr["group"] == group) & (corr["covariates"].fillna("") == "")]
+    r = corr[
+        (corr["x"] == x)
+        & (corr["y"] == y)
+        & (corr["group"] == group)
+        & (corr["covariates"].fillna("") == "")
+    ]
     if not len(r):
         return group
     r = r.iloc[0]
@@ -124,8 +174,14 @@ def _scatter_fit(ax, x, y, color, label):
         ax.plot(xs, np.polyval(b, xs), color=color, lw=1.5)
 
 
-def qsm_gm_figure(values: pd.DataFrame, corr: pd.DataFrame, regions: list[str], patient: str, control: str,
-                  out_png) -> Path:
+def qsm_gm_figure(
+    values: pd.DataFrame,
+    corr: pd.DataFrame,
+    regions: list[str],
+    patient: str,
+    control: str,
+    out_png,
+) -> Path:
     """Figure 3: QSM against GM per region, points and least-squares line per group, r and p in the legend."""
     if not regions:
         fig, ax = plt.subplots(figsize=(6, 2))
@@ -137,7 +193,9 @@ def qsm_gm_figure(values: pd.DataFrame, corr: pd.DataFrame, regions: list[str], 
         for g, c in zip((patient, control), COLORS):
             d = values[values["group"] == g]
             x, y = f"qsm_{region}", f"gm_{region}"
-            _scatter_fit(ax, d[x].to_numpy(float), d[y].to_numpy(float), c, _corr_label(corr, x, y, g))
+            _scatter_fit(
+                ax, d[x].to_numpy(float), d[y].to_numpy(float), c, _corr_label(corr, x, y, g)
+            )
         ax.set_xlabel(f"QSM, {UNITS['qsm']}")
         ax.set_ylabel(f"GM, {UNITS['gm']}")
         ax.set_title(region, fontsize=10)
@@ -145,8 +203,14 @@ def qsm_gm_figure(values: pd.DataFrame, corr: pd.DataFrame, regions: list[str], 
     return _save(fig, out_png)
 
 
-def clinical_figure(values: pd.DataFrame, corr: pd.DataFrame, regions: list[str], scores: list[str],
-                    patient: str, out_png) -> Path:
+def clinical_figure(
+    values: pd.DataFrame,
+    corr: pd.DataFrame,
+    regions: list[str],
+    scores: list[str],
+    patient: str,
+    out_png,
+) -> Path:
     """Figure 4: QSM and GM of each region against each clinical score, patients only."""
     scores = [s for s in scores if s in values.columns]
     rows = [(m, r) for r in regions for m in ("qsm", "gm")]
@@ -154,8 +218,13 @@ def clinical_figure(values: pd.DataFrame, corr: pd.DataFrame, regions: list[str]
         fig, ax = plt.subplots(figsize=(6, 2))
         _message(ax, "no significant cluster or no clinical score: nothing to correlate")
         return _save(fig, out_png)
-    fig, axes = plt.subplots(len(rows), len(scores), figsize=(3.8 * len(scores), 3.3 * len(rows)), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(rows),
+        len(scores),
+        figsize=(3.8 * len(scores), 3.3 * len(rows)),
+        squeeze=False,
+        constrained_layout=True,
+    )
     d = values[values["group"] == patient]
     for i, (mod, region) in enumerate(rows):
         for j, s in enumerate(scores):
@@ -169,12 +238,24 @@ def clinical_figure(values: pd.DataFrame, corr: pd.DataFrame, regions: list[str]
     return _save(fig, out_png)
 
 
-QC_METRICS = [("dice_brain", "dice_min", "min", "Dice, warped brain vs template mask"),
-              ("t1_corr", "t1_corr_min", "min", "correlation, warped T1w vs template"),
-              ("qsm_dgm_corr", "qsm_dgm_corr_min", "min", "deep-grey QSM corr. with cohort median"),
-              ("qsm_dgm_robust_z", "qsm_dgm_robust_z_max", "max", "robust z of that correlation (MADs)"),
-              ("qsm_mask_dice_t1", "qsm_mask_dice_min", "min", "QSM mask Dice with the T1w brain (GRE space)"),
-              ("qsm_mask_outside_t1", "qsm_mask_outside_max", "max", "share of the QSM mask outside the T1w brain")]
+QC_METRICS = [
+    ("dice_brain", "dice_min", "min", "Dice, warped brain vs template mask"),
+    ("t1_corr", "t1_corr_min", "min", "correlation, warped T1w vs template"),
+    ("qsm_dgm_corr", "qsm_dgm_corr_min", "min", "deep-grey QSM corr. with cohort median"),
+    ("qsm_dgm_robust_z", "qsm_dgm_robust_z_max", "max", "robust z of that correlation (MADs)"),
+    (
+        "qsm_mask_dice_t1",
+        "qsm_mask_dice_min",
+        "min",
+        "QSM mask Dice with the T1w brain (GRE space)",
+    ),
+    (
+        "qsm_mask_outside_t1",
+        "qsm_mask_outside_max",
+        "max",
+        "share of the QSM mask outside the T1w brain",
+    ),
+]
 
 
 def qc_summary_figure(qc: pd.DataFrame, thresholds: dict, out_png) -> Path:
@@ -198,12 +279,17 @@ def qc_summary_figure(qc: pd.DataFrame, thresholds: dict, out_png) -> Path:
             ax.axhline(thr, ls="--", color="k", lw=1, label=f"{kind} {thr:g}")
         ax.set_xticks([])
         ax.set_xlim(-0.5, 0.5)
-        ax.set_ylabel(label + (" (MAD units)" if col == "qsm_dgm_robust_z" else " (unitless)"), fontsize=8)
+        ax.set_ylabel(
+            label + (" (MAD units)" if col == "qsm_dgm_robust_z" else " (unitless)"), fontsize=8
+        )
         ax.set_title(col, fontsize=9)
         ax.legend(fontsize=7, loc="best")
     ex = qc[~inc]
     lines = [f"{r.participant_id}: {r.reason}" for r in ex.itertuples()] or ["none"]
-    _message(axes[-2], f"{int(inc.sum())} of {len(qc)} subjects included\n\nexcluded:\n" + "\n".join(lines))
+    _message(
+        axes[-2],
+        f"{int(inc.sum())} of {len(qc)} subjects included\n\nexcluded:\n" + "\n".join(lines),
+    )
     axes[-2].texts[0].set_fontsize(9)
     fig.suptitle("Normalization and plausibility quality control", fontsize=11)
     return _save(fig, out_png)

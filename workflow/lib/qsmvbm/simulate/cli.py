@@ -19,10 +19,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="Simulate a BIDS cohort (multi-echo GRE + T1w, participants.tsv) with ground truth "
         "under derivatives/simulation, from the MNI152 template.",
     )
-    p.add_argument("config", type=Path, help="simulation config (YAML), e.g. config/simulation/demo.yaml")
+    p.add_argument(
+        "config", type=Path, help="simulation config (YAML), e.g. config/simulation/demo.yaml"
+    )
     p.add_argument("outdir", type=Path, help="output BIDS folder (created)")
-    p.add_argument("-j", "--jobs", type=int, default=1, help="subjects simulated in parallel (default 1)")
-    p.add_argument("--subjects", nargs="+", help="only these participant ids (tables are always written)")
+    p.add_argument(
+        "-j", "--jobs", type=int, default=1, help="subjects simulated in parallel (default 1)"
+    )
+    p.add_argument(
+        "--subjects", nargs="+", help="only these participant ids (tables are always written)"
+    )
     p.add_argument("--figure", action="store_true", help="also write a PNG of the first subject")
     return p.parse_args(argv)
 
@@ -46,7 +52,9 @@ def main(argv=None) -> int:
         from .figure import plot_subject
 
         pid = table["participant_id"].iloc[0]
-        png = plot_subject(args.outdir, pid, truth_dir(args.outdir) / "figures" / f"{pid}_simulation.png")
+        png = plot_subject(
+            args.outdir, pid, truth_dir(args.outdir) / "figures" / f"{pid}_simulation.png"
+        )
         print(f"figure: {png}")
     print(f"simulated {len(table)} subjects into {args.outdir} in {time.time() - t0:.1f} s")
     return 0

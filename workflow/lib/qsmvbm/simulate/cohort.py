@@ -76,8 +76,12 @@ def draw_participants(cfg: dict) -> pd.DataFrame:
             else:
                 clin[s] = np.full(n, np.nan)
         for i in range(n):
-            row = {"participant_id": f"sub-{g['label']}{i + 1:03d}", "group": g["label"],
-                   "age": age[i], "sex": sex[i]}
+            row = {
+                "participant_id": f"sub-{g['label']}{i + 1:03d}",
+                "group": g["label"],
+                "age": age[i],
+                "sex": sex[i],
+            }
             row.update({s: clin[s][i] for s in scores})
             rows.append(row)
     return pd.DataFrame(rows, columns=participant_columns(cfg))

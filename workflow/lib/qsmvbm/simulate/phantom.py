@@ -44,7 +44,9 @@ class HeadModel:
     t1: np.ndarray  # template T1w intensity, 0 outside the brain
     nuclei: np.ndarray  # int16: 0 none, else 1 + index in NUCLEI
     aal: np.ndarray  # AAL3 labels, int16
-    extra: dict = field(default_factory=dict)  # csf_rim, bone, soft_tissue, air_cavity: float32 fractions
+    extra: dict = field(
+        default_factory=dict
+    )  # csf_rim, bone, soft_tissue, air_cavity: float32 fractions
 
     @property
     def shape(self):
@@ -91,7 +93,7 @@ def build_head_model(resolution: int = 1) -> HeadModel:
     aal = atlas.aal3_on_grid(shape, affine)
     aal[brain < 0.5] = 0
     nuclei = np.zeros(shape, dtype=np.int16)
-    for i, (tissue, regions) in enumerate(NUCLEI.items()):
+    for i, regions in enumerate(NUCLEI.values()):
         nuclei[atlas.region_mask(aal, regions)] = i + 1
 
     # Layers by distance (mm) from the brain; the template's brain ends at z = -72,

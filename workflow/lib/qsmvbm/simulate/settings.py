@@ -11,8 +11,19 @@ from ..config import ConfigError, load_yaml, validate
 from ..paths import resource_path, schema_path
 
 TISSUES = (
-    "csf", "cortical_gm", "wm", "caudate", "putamen", "pallidum", "thalamus",
-    "substantia_nigra", "red_nucleus", "csf_rim", "bone", "soft_tissue", "air",
+    "csf",
+    "cortical_gm",
+    "wm",
+    "caudate",
+    "putamen",
+    "pallidum",
+    "thalamus",
+    "substantia_nigra",
+    "red_nucleus",
+    "csf_rim",
+    "bone",
+    "soft_tissue",
+    "air",
 )
 
 
@@ -22,7 +33,12 @@ def check_simulation(cfg: dict, source: str = "simulation config") -> None:
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{source}: group labels must be unique, got {labels}")
     for g in cfg["groups"]:
-        if g.get("age") and "min" in g["age"] and "max" in g["age"] and g["age"]["min"] >= g["age"]["max"]:
+        if (
+            g.get("age")
+            and "min" in g["age"]
+            and "max" in g["age"]
+            and g["age"]["min"] >= g["age"]["max"]
+        ):
             raise ConfigError(f"{source}: group {g['label']}: age min must be below max")
     for name, d in cfg["clinical_scores"].items():
         if "min" in d and "max" in d and d["min"] >= d["max"]:
@@ -48,7 +64,9 @@ def check_simulation(cfg: dict, source: str = "simulation config") -> None:
                     f"{where}: clinical score {c['score']!r} is not one of {sorted(cfg['clinical_scores'])}"
                 )
             if e["group"] not in clinical_groups:
-                raise ConfigError(f"{where}: group {e['group']!r} has no clinical scores (set clinical: true)")
+                raise ConfigError(
+                    f"{where}: group {e['group']!r} has no clinical scores (set clinical: true)"
+                )
             if abs(c["r"]) >= 1:
                 raise ConfigError(f"{where}: |r| must be below 1")
 

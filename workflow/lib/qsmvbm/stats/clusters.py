@@ -50,8 +50,13 @@ class Cluster:
     peak_t: float
 
 
-def find_clusters(tmap: np.ndarray, search: np.ndarray, threshold: float, affine: np.ndarray,
-                  connectivity: int = 18) -> list[Cluster]:
+def find_clusters(
+    tmap: np.ndarray,
+    search: np.ndarray,
+    threshold: float,
+    affine: np.ndarray,
+    connectivity: int = 18,
+) -> list[Cluster]:
     """Clusters of ``tmap > threshold`` inside ``search``, largest peak first.
 
     Parameters
@@ -70,16 +75,23 @@ def find_clusters(tmap: np.ndarray, search: np.ndarray, threshold: float, affine
         idx = np.flatnonzero(m)
         best = idx[np.argmax(tmap.ravel()[idx])]
         ijk = np.unravel_index(best, tmap.shape)
-        out.append(Cluster(mask=m, n_voxels=int(m.sum()), volume_mm3=float(m.sum() * vvol),
-                           peak_ijk=tuple(int(i) for i in ijk),
-                           peak_mm=tuple(float(v) for v in vox_to_mm(ijk, affine)),
-                           peak_t=float(tmap[ijk])))
+        out.append(
+            Cluster(
+                mask=m,
+                n_voxels=int(m.sum()),
+                volume_mm3=float(m.sum() * vvol),
+                peak_ijk=tuple(int(i) for i in ijk),
+                peak_mm=tuple(float(v) for v in vox_to_mm(ijk, affine)),
+                peak_t=float(tmap[ijk]),
+            )
+        )
     out.sort(key=lambda c: -c.peak_t)
     return out
 
 
-def svc_volume(roi: np.ndarray, affine: np.ndarray, mode: str, peak_mm=None,
-               radius_mm: float = 20.0) -> np.ndarray:
+def svc_volume(
+    roi: np.ndarray, affine: np.ndarray, mode: str, peak_mm=None, radius_mm: float = 20.0
+) -> np.ndarray:
     """Search volume of a small-volume correction.
 
     ``mode='roi'``: the whole ROI; ``mode='sphere'``: a ``radius_mm`` ball around ``peak_mm``

@@ -37,7 +37,9 @@ def design_matrix(tested: np.ndarray, covariates: np.ndarray | None = None) -> n
         cols.append(c - c.mean(axis=0))
     X = np.hstack(cols)
     if np.linalg.matrix_rank(X) < X.shape[1]:
-        raise ValueError("design matrix is rank deficient (a covariate is constant or collinear with group)")
+        raise ValueError(
+            "design matrix is rank deficient (a covariate is constant or collinear with group)"
+        )
     return X
 
 
@@ -110,4 +112,3 @@ def fit_glm(Y: np.ndarray, X: np.ndarray) -> GlmFit:
 def residuals(y: np.ndarray, x_row: np.ndarray, fit: GlmFit) -> np.ndarray:
     """Residual of one subject (V,): ``y - x_row @ beta``."""
     return np.asarray(y, dtype=np.float64) - x_row @ fit.beta
-

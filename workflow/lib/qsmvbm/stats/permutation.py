@@ -31,8 +31,9 @@ def _prepare(Y: np.ndarray, x: np.ndarray, Z: np.ndarray):
     return R, xr, Qz[:, varying], Qz.shape[1]
 
 
-def _t_batch(R: np.ndarray, rss_total: np.ndarray, xr: np.ndarray, Qz: np.ndarray,
-             perms: np.ndarray, df: int) -> np.ndarray:
+def _t_batch(
+    R: np.ndarray, rss_total: np.ndarray, xr: np.ndarray, Qz: np.ndarray, perms: np.ndarray, df: int
+) -> np.ndarray:
     """t of the tested regressor for each permutation in ``perms`` (B, n) -> (B, V)."""
     xx = xr @ xr
     # P R for row-permutation index p is R[p]; xr' R[p] = (xr[argsort p])' R, same for Qz:
@@ -42,15 +43,22 @@ def _t_batch(R: np.ndarray, rss_total: np.ndarray, xr: np.ndarray, Qz: np.ndarra
     A = np.concatenate([xr[inv]] + [Qz[:, j][inv] for j in range(k)], axis=0)  # ((1+k) B, n)
     M = A @ R
     num = M[:B]  # (B, V): xr' P R
-    proj2 = sum(M[B * (j + 1):B * (j + 2)] ** 2 for j in range(k)) if k else 0.0
+    proj2 = sum(M[B * (j + 1) : B * (j + 2)] ** 2 for j in range(k)) if k else 0.0
     rss = rss_total[None, :] - proj2 - num**2 / xx
     rss = np.maximum(rss, 1e-300)
     return (num / xx) / np.sqrt(rss / df / xx)
 
 
-def permutation_maxt(Y: np.ndarray, x: np.ndarray, Z: np.ndarray, subsets: list[np.ndarray],
-                     n_perm: int = 5000, seed: int = 0, two_sided: bool = False,
-                     batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def permutation_maxt(
+    Y: np.ndarray,
+    x: np.ndarray,
+    Z: np.ndarray,
+    subsets: list[np.ndarray],
+    n_perm: int = 5000,
+    seed: int = 0,
+    two_sided: bool = False,
+    batch: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
     """Observed t and the permutation distribution of max t within each subset of voxels.
 
     Parameters
@@ -88,7 +96,7 @@ def permutation_maxt(Y: np.ndarray, x: np.ndarray, Z: np.ndarray, subsets: list[
         if two_sided:
             T = np.abs(T)
         for j, s in enumerate(subsets):
-            max_null[done:done + b, j] = T[:, s].max(axis=1) if s.any() else -np.inf
+            max_null[done : done + b, j] = T[:, s].max(axis=1) if s.any() else -np.inf
         done += b
     return t_obs, max_null
 

@@ -104,8 +104,16 @@ def _lattice_counts(mask: np.ndarray) -> dict:
     fxz = ex[:, :, :-1] & ex[:, :, 1:]
     fyz = ey[:, :, :-1] & ey[:, :, 1:]
     c = fxy[:, :, :-1] & fxy[:, :, 1:]
-    return {"P": int(m.sum()), "Ex": int(ex.sum()), "Ey": int(ey.sum()), "Ez": int(ez.sum()),
-            "Fxy": int(fxy.sum()), "Fxz": int(fxz.sum()), "Fyz": int(fyz.sum()), "C": int(c.sum())}
+    return {
+        "P": int(m.sum()),
+        "Ex": int(ex.sum()),
+        "Ey": int(ey.sum()),
+        "Ez": int(ez.sum()),
+        "Fxy": int(fxy.sum()),
+        "Fxz": int(fxz.sum()),
+        "Fyz": int(fyz.sum()),
+        "C": int(c.sum()),
+    }
 
 
 def resel_counts(mask: np.ndarray, fwhm_vox) -> np.ndarray:
@@ -122,7 +130,9 @@ def resel_counts(mask: np.ndarray, fwhm_vox) -> np.ndarray:
     """
     k = _lattice_counts(mask)
     rx, ry, rz = 1.0 / np.asarray(fwhm_vox, dtype=np.float64)
-    P, Ex, Ey, Ez, Fxy, Fxz, Fyz, C = (k[s] for s in ("P", "Ex", "Ey", "Ez", "Fxy", "Fxz", "Fyz", "C"))
+    P, Ex, Ey, Ez, Fxy, Fxz, Fyz, C = (
+        k[s] for s in ("P", "Ex", "Ey", "Ez", "Fxy", "Fxz", "Fyz", "C")
+    )
     R0 = P - (Ex + Ey + Ez) + (Fxy + Fxz + Fyz) - C
     R1 = (Ex - Fxy - Fxz + C) * rx + (Ey - Fxy - Fyz + C) * ry + (Ez - Fxz - Fyz + C) * rz
     R2 = (Fxy - C) * rx * ry + (Fxz - C) * rx * rz + (Fyz - C) * ry * rz

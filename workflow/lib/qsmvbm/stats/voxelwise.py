@@ -15,8 +15,8 @@ Images come from ``load(i) -> (values, valid)`` so that the caller owns the file
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from scipy import stats
@@ -61,15 +61,25 @@ class VoxelwiseResult:
 def is_significant(p_rft: float, p_perm: float, volume_mm3: float, p: SvcParams) -> bool:
     """The configured rule: peak FWE-SVC p < alpha (by RFT, permutation, both or either) and the
     cluster at the cluster-forming threshold at least ``min_cluster_mm3``."""
-    ok = {"rft": p_rft < p.alpha, "perm": p_perm < p.alpha,
-          "both": p_rft < p.alpha and p_perm < p.alpha,
-          "either": p_rft < p.alpha or p_perm < p.alpha}[p.significance]
+    ok = {
+        "rft": p_rft < p.alpha,
+        "perm": p_perm < p.alpha,
+        "both": p_rft < p.alpha and p_perm < p.alpha,
+        "either": p_rft < p.alpha or p_perm < p.alpha,
+    }[p.significance]
     return bool(ok and volume_mm3 >= p.min_cluster_mm3)
 
 
-def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.ndarray, sign: float,
-                  base_mask: np.ndarray, rois: dict[str, np.ndarray], affine: np.ndarray,
-                  params: SvcParams, log=None) -> VoxelwiseResult:
+def voxelwise_svc(
+    load: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    X: np.ndarray,
+    sign: float,
+    base_mask: np.ndarray,
+    rois: dict[str, np.ndarray],
+    affine: np.ndarray,
+    params: SvcParams,
+    log=None,
+) -> VoxelwiseResult:
     """Run one modality.
 
     Parameters
@@ -133,10 +143,15 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
     # with few residual degrees of freedom the smoothness estimate (and so the resel count) is too
     # unreliable for random field theory: no RFT p-values then, loudly (SPM only warns)
     rft_ok = df >= params.rft_min_df
-    rft_note = "" if rft_ok else (
-        f"random field theory not applied: {int(df)} residual degrees of freedom < rft_min_df "
-        f"{params.rft_min_df} (the smoothness estimate, FWHM {np.round(fwhm_vox * vsize, 1).tolist()} mm, is "
-        "unreliable with so few subjects); only permutation p-values are given")
+    rft_note = (
+        ""
+        if rft_ok
+        else (
+            f"random field theory not applied: {int(df)} residual degrees of freedom < rft_min_df "
+            f"{params.rft_min_df} (the smoothness estimate, FWHM {np.round(fwhm_vox * vsize, 1).tolist()} mm, is "
+            "unreliable with so few subjects); only permutation p-values are given"
+        )
+    )
     if not rft_ok:
         (log.warning if log else say)(f"WARNING: {rft_note}")
 
@@ -146,7 +161,9 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
     for name, roi in rois.items():
         search_roi = roi & mask
         for c in cl.find_clusters(tmap, search_roi, thr, affine, params.connectivity):
-            sv = cl.svc_volume(search_roi, affine, params.svc_volume, c.peak_mm, params.sphere_radius_mm)
+            sv = cl.svc_volume(
+                search_roi, affine, params.svc_volume, c.peak_mm, params.sphere_radius_mm
+            )
             found.append((name, c, sv))
     # permutation: max-T over the whole ROI. A sphere chosen around the observed peak cannot be
     # permuted consistently (in every permutation the sphere around that permutation's own peak
@@ -157,7 +174,9 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
     subsets = [rois[nm].ravel()[roi_vox] & roi_ok for nm in names]
     if found and params.n_perm > 0:
         Z = X[:, 1:]
-        _, max_null = permutation_maxt(Yroi, X[:, 0], Z, subsets, n_perm=params.n_perm, seed=params.seed)
+        _, max_null = permutation_maxt(
+            Yroi, X[:, 0], Z, subsets, n_perm=params.n_perm, seed=params.seed
+        )
     else:
         max_null = np.zeros((0, len(names)))
     # wider families: permutation max-T over the union of the ROIs (the maximum of the ROI maxima of each
@@ -171,22 +190,52 @@ def voxelwise_svc(load: Callable[[int], tuple[np.ndarray, np.ndarray]], X: np.nd
     rows = []
     for k, (name, c, sv) in enumerate(found, start=1):
         resels = resel_counts(sv, fwhm_vox)
-        p_rft = (min(1.0, float(p_fwe_peak(c.peak_t, df, resels, int(sv.sum()))[0]) * k_rft * k_mod)
-                 if rft_ok else np.nan)
-        p_perm = (min(1.0, float(p_fwe_from_null(c.peak_t, nulls[name])[0]) * k_mod) if len(max_null)
-                  else np.nan)
-        rows.append({"roi": name, "cluster_id": k, "peak_x": c.peak_mm[0], "peak_y": c.peak_mm[1],
-                     "peak_z": c.peak_mm[2], "peak_t": c.peak_t, "p_unc": float(stats.t.sf(c.peak_t, df)),
-                     "p_fwe_rft": p_rft, "p_fwe_perm": p_perm, "n_voxels": c.n_voxels,
-                     "volume_mm3": c.volume_mm3,
-                     "significant": is_significant(p_rft, p_perm, c.volume_mm3, params),
-                     "search_voxels": int(sv.sum()), "search_resels": float(resels[3])})
+        p_rft = (
+            min(1.0, float(p_fwe_peak(c.peak_t, df, resels, int(sv.sum()))[0]) * k_rft * k_mod)
+            if rft_ok
+            else np.nan
+        )
+        p_perm = (
+            min(1.0, float(p_fwe_from_null(c.peak_t, nulls[name])[0]) * k_mod)
+            if len(max_null)
+            else np.nan
+        )
+        rows.append(
+            {
+                "roi": name,
+                "cluster_id": k,
+                "peak_x": c.peak_mm[0],
+                "peak_y": c.peak_mm[1],
+                "peak_z": c.peak_mm[2],
+                "peak_t": c.peak_t,
+                "p_unc": float(stats.t.sf(c.peak_t, df)),
+                "p_fwe_rft": p_rft,
+                "p_fwe_perm": p_perm,
+                "n_voxels": c.n_voxels,
+                "volume_mm3": c.volume_mm3,
+                "significant": is_significant(p_rft, p_perm, c.volume_mm3, params),
+                "search_voxels": int(sv.sum()),
+                "search_resels": float(resels[3]),
+            }
+        )
         labels[c.mask & (labels == 0)] = k
-    info = {"n": n, "df": int(df), "n_regressors": int(X.shape[1]), "mask_voxels": int(mask.sum()),
-            "fwhm_vox": [float(v) for v in fwhm_vox], "fwhm_mm": [float(v) for v in fwhm_vox * vsize],
-            "resels_per_voxel": smooth["resels_per_voxel"], "cluster_forming_t": thr,
-            "n_perm": int(params.n_perm), "fwe_family": params.fwe_family,
-            "fwe_bonferroni_factor": {"rft": k_rft * k_mod, "perm": k_mod},
-            "rft_applied": bool(rft_ok), "rft_min_df": int(params.rft_min_df), "rft_note": rft_note,
-            "roi_voxels": {k: int((v & mask).sum()) for k, v in rois.items()}}
-    return VoxelwiseResult(tmap=tmap, effect=effect, mask=mask, cluster_labels=labels, clusters=rows, info=info)
+    info = {
+        "n": n,
+        "df": int(df),
+        "n_regressors": int(X.shape[1]),
+        "mask_voxels": int(mask.sum()),
+        "fwhm_vox": [float(v) for v in fwhm_vox],
+        "fwhm_mm": [float(v) for v in fwhm_vox * vsize],
+        "resels_per_voxel": smooth["resels_per_voxel"],
+        "cluster_forming_t": thr,
+        "n_perm": int(params.n_perm),
+        "fwe_family": params.fwe_family,
+        "fwe_bonferroni_factor": {"rft": k_rft * k_mod, "perm": k_mod},
+        "rft_applied": bool(rft_ok),
+        "rft_min_df": int(params.rft_min_df),
+        "rft_note": rft_note,
+        "roi_voxels": {k: int((v & mask).sum()) for k, v in rois.items()},
+    }
+    return VoxelwiseResult(
+        tmap=tmap, effect=effect, mask=mask, cluster_labels=labels, clusters=rows, info=info
+    )
