@@ -9,10 +9,17 @@ from pathlib import Path
 import numpy as np
 
 from .bids import BidsInputError, load_megre, read_data
+from .io import read_tsv
 
 
-def check_subject_inputs(bids_dir: str | Path, pid: str, t1w: str | Path, phase_units: str = "auto",
-                         phase_scale: float | None = None, megre_filters: dict | None = None) -> dict:
+def check_subject_inputs(
+    bids_dir: str | Path,
+    pid: str,
+    t1w: str | Path,
+    phase_units: str = "auto",
+    phase_scale: float | None = None,
+    megre_filters: dict | None = None,
+) -> dict:
     """Read and check a subject's T1w and multi-echo GRE in full (every voxel of every echo).
 
     T1w: readable, 3D, finite, a whole brain in the field of view (:func:`qsmvbm.anat.t1.check_t1`).
@@ -40,10 +47,16 @@ def check_subject_inputs(bids_dir: str | Path, pid: str, t1w: str | Path, phase_
     t1["file"] = str(t1w)
     try:
         g = load_megre(bids_dir, pid, phase_units, phase_scale, megre_filters)
-        gre = {"ok": True, "echo_times_s": g.echo_times_s.tolist(), "field_strength_t": g.field_strength_t,
-               "shape": list(g.mag.shape[:3]), "voxel_size_mm": np.round(g.voxel_size, 4).tolist(),
-               "phase_units": g.phase_units, "phase_period": g.phase_period,
-               "files": [{k: str(v) for k, v in f.items()} for f in g.files]}
+        gre = {
+            "ok": True,
+            "echo_times_s": g.echo_times_s.tolist(),
+            "field_strength_t": g.field_strength_t,
+            "shape": list(g.mag.shape[:3]),
+            "voxel_size_mm": np.round(g.voxel_size, 4).tolist(),
+            "phase_units": g.phase_units,
+            "phase_period": g.phase_period,
+            "files": [{k: str(v) for k, v in f.items()} for f in g.files],
+        }
         del g
     except BidsInputError as e:
         gre = {"ok": False, "reason": str(e)}
@@ -54,14 +67,14 @@ def check_subject_inputs(bids_dir: str | Path, pid: str, t1w: str | Path, phase_
 def exclusion_summary(qc_table: str | Path) -> str | None:
     """One line for the end of a run from the cohort QC table (``group/qc/normalization_qc.tsv``):
     ``"qsmvbm: 5 of 6 subjects included; excluded: sub-X (reason); ..."``, or None if there is none."""
-    import pandas as pd
-
     path = Path(qc_table)
     if not path.is_file():
         return None
-    qc = pd.read_csv(path, sep="\t", na_values="n/a", keep_default_na=False)
+    qc = read_tsv(path)
     inc = qc["included"].astype(str).str.lower().isin(["true", "1"])
     line = f"qsmvbm: {int(inc.sum())} of {len(qc)} subjects included"
     if (~inc).any():
-        line += "; excluded: " + "; ".join(f"{r.participant_id} ({r.reason})" for r in qc[~inc].itertuples())
+        line += "; excluded: " + "; ".join(
+            f"{r.participant_id} ({r.reason})" for r in qc[~inc].itertuples()
+        )
     return line

@@ -10,8 +10,9 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -32,7 +33,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask like any file
+        os.chmod(
+            tmp, 0o666 & ~_umask()
+        )  # mkstemp makes 0600; outputs follow the umask like any file
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -96,6 +99,16 @@ def save_tsv(df, path: str | os.PathLike) -> Path:
     with atomic_path(path, suffix=".tsv") as tmp:
         df.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
     return Path(path)
+
+
+def read_tsv(path: str | os.PathLike, **kwargs):
+    """Read a BIDS TSV written by :func:`save_tsv` (or a BIDS dataset's): ``n/a`` is missing,
+    every other cell is kept as written (empty strings stay ``""`` unless ``keep_default_na=True``).
+    Extra keyword arguments go to :func:`pandas.read_csv`."""
+    import pandas as pd
+
+    kwargs.setdefault("keep_default_na", False)
+    return pd.read_csv(path, sep="\t", na_values="n/a", **kwargs)
 
 
 def load_json(path: str | os.PathLike) -> dict:

@@ -14,8 +14,15 @@ class DesignError(ValueError):
     """Invalid design input; the message names the file, the subject and the problem."""
 
 
-def build_design(participants: pd.DataFrame, qc: pd.DataFrame, tiv_ml: dict[str, float],
-                 group_column: str, patient: str, control: str, rate: dict | None = None) -> pd.DataFrame:
+def build_design(
+    participants: pd.DataFrame,
+    qc: pd.DataFrame,
+    tiv_ml: dict[str, float],
+    group_column: str,
+    patient: str,
+    control: str,
+    rate: dict | None = None,
+) -> pd.DataFrame:
     """One row per subject of the QC table: participants.tsv columns, ``tiv_ml``, ``sex_male`` (0/1),
     the derived progression rate, ``included`` and ``reason`` (from normalization QC).
 
@@ -26,7 +33,9 @@ def build_design(participants: pd.DataFrame, qc: pd.DataFrame, tiv_ml: dict[str,
     tiv_ml : participant_id -> TIV (mL) from the T1w pipeline.
     rate : ``{name, score, duration, max_score}`` of the derived progression rate, or None.
     """
-    d = participants.merge(qc[["participant_id", "included", "reason"]], on="participant_id", how="inner")
+    d = participants.merge(
+        qc[["participant_id", "included", "reason"]], on="participant_id", how="inner"
+    )
     d["group"] = d[group_column]
     d["tiv_ml"] = d["participant_id"].map(tiv_ml).astype(float)
     if "sex" in d:
@@ -39,7 +48,15 @@ def build_design(participants: pd.DataFrame, qc: pd.DataFrame, tiv_ml: dict[str,
     return d
 
 
-def covariate_matrix(design: pd.DataFrame, names: list[str], source: str = "design") -> np.ndarray | None:
+def included_rows(design: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a design (or QC) table whose ``included`` is true (read back from TSV as the
+    text ``True``), re-indexed 0..n-1."""
+    return design[design["included"].astype(str) == "True"].reset_index(drop=True)
+
+
+def covariate_matrix(
+    design: pd.DataFrame, names: list[str], source: str = "design"
+) -> np.ndarray | None:
     """(n, k) covariates for the GLM from config names (``tiv``, ``age``, ``sex`` or any column).
 
     Raises :class:`DesignError` naming the subjects with a missing value.
@@ -50,11 +67,15 @@ def covariate_matrix(design: pd.DataFrame, names: list[str], source: str = "desi
     for name in names:
         col = COVARIATES.get(name, name)
         if col not in design:
-            raise DesignError(f"{source}: covariate {name!r} has no column {col!r} "
-                              f"(columns: {', '.join(design.columns)})")
+            raise DesignError(
+                f"{source}: covariate {name!r} has no column {col!r} "
+                f"(columns: {', '.join(design.columns)})"
+            )
         v = pd.to_numeric(design[col], errors="coerce")
         bad = design.loc[v.isna(), "participant_id"].tolist()
         if bad:
-            raise DesignError(f"{source}: covariate {name!r} is missing or not numeric for {', '.join(bad)}")
+            raise DesignError(
+                f"{source}: covariate {name!r} is missing or not numeric for {', '.join(bad)}"
+            )
         cols.append(v.to_numpy(float))
     return np.column_stack(cols)
