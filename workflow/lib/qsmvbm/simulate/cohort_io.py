@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..io import atomic_path, save_json, save_nifti, save_tsv
+from ..io import atomic_path, read_tsv, save_json, save_nifti, save_tsv
+from ..layout import effect_mask_name, truth_dir, truth_table
 from ..templates import TEMPLATE_SPACE
 from ..transforms import world_coords
 from .cohort import draw_participants, effect_multipliers
@@ -25,17 +26,17 @@ PARTICIPANT_COLUMNS = {
     "age": {"Description": "age at scan", "Units": "years"},
     "sex": {"Description": "sex", "Levels": {"M": "male", "F": "female"}},
     "alsfrs_r": {"Description": "Revised ALS Functional Rating Scale (0-48, higher is better)"},
-    "disease_duration_months": {"Description": "months from symptom onset to MRI", "Units": "months"},
+    "disease_duration_months": {
+        "Description": "months from symptom onset to MRI",
+        "Units": "months",
+    },
     "umn_score": {"Description": "Penn upper motor neuron score (0-16)"},
 }
 
 
-def truth_dir(outdir: Path) -> Path:
-    return Path(outdir) / "derivatives" / "simulation"
-
-
 def effect_mask_path(outdir: Path, name: str, resolution: int) -> Path:
-    return truth_dir(outdir) / "effects" / f"effect-{name}_space-{TEMPLATE_SPACE}_res-{resolution}_mask.nii.gz"
+    """Template-space mask of a planted effect under the simulated dataset ``outdir``."""
+    return truth_dir(outdir) / "effects" / effect_mask_name(name, resolution, TEMPLATE_SPACE)
 
 
 def write_cohort_tables(cfg: dict, outdir: Path, config_text: str | None = None) -> pd.DataFrame:
@@ -65,8 +66,10 @@ def write_cohort_tables(cfg: dict, outdir: Path, config_text: str | None = None)
             "Ground truth is under derivatives/simulation. Not real patient data.\n"
         )
     save_tsv(parts, outdir / "participants.tsv")
-    save_json({c: PARTICIPANT_COLUMNS.get(c, {"Description": c}) for c in parts.columns},
-              outdir / "participants.json")
+    save_json(
+        {c: PARTICIPANT_COLUMNS.get(c, {"Description": c}) for c in parts.columns},
+        outdir / "participants.json",
+    )
     tdir = truth_dir(outdir)
     save_json(
         {
@@ -77,8 +80,11 @@ def write_cohort_tables(cfg: dict, outdir: Path, config_text: str | None = None)
         },
         tdir / "dataset_description.json",
     )
-    save_json(cfg, tdir / "simulation_config.json")
-    save_tsv(parts[["participant_id", "group"]].merge(mult, on="participant_id"), tdir / "subjects.tsv")
+    save_json(cfg, truth_table(outdir, "config"))
+    save_tsv(
+        parts[["participant_id", "group"]].merge(mult, on="participant_id"),
+        truth_table(outdir, "subjects"),
+    )
     res = cfg["anatomy"]["template_resolution"]
     hm = build_head_model(res) if cfg["effects"] else None
     rows = []
@@ -87,7 +93,9 @@ def write_cohort_tables(cfg: dict, outdir: Path, config_text: str | None = None)
         aff = hm.affine.copy()
         aff[:3, 3] += aff[:3, :3] @ np.array([s.start for s in hm.template_slices])
         support = w > 0
-        save_nifti(support.astype(np.uint8), aff, effect_mask_path(outdir, e["name"], res), dtype=np.uint8)
+        save_nifti(
+            support.astype(np.uint8), aff, effect_mask_path(outdir, e["name"], res), dtype=np.uint8
+        )
         coords = world_coords(w.shape, aff)
         centroid = [float(coords[i][support].mean()) for i in range(3)]
         # the effect-weighted centre: where a graded effect is strongest on average
@@ -96,34 +104,70 @@ def write_cohort_tables(cfg: dict, outdir: Path, config_text: str | None = None)
         clin = e.get("clinical") or {}
         realized = np.nan
         if clin:
-            realized = float(np.corrcoef(mult.loc[sel, f"m_{e['name']}"], parts.loc[sel, clin["score"]])[0, 1])
-        rows.append({
-            "name": e["name"], "group": e["group"], "region": json.dumps(e["region"]),
-            "chi_delta_ppm": e["chi_delta_ppm"], "gm_change": e["gm_change"], "effect_cv": e["effect_cv"],
-            "clinical_score": clin.get("score", np.nan), "target_r": clin.get("r", np.nan),
-            "realized_r_multiplier": realized,
-            "centroid_x": centroid[0], "centroid_y": centroid[1], "centroid_z": centroid[2],
-            "weighted_centre_x": centre[0], "weighted_centre_y": centre[1], "weighted_centre_z": centre[2],
-            "profile": e["region"].get("profile", "uniform"),
-            "volume_mm3": float(support.sum() * res**3),
-            "mask": str(effect_mask_path(outdir, e["name"], res).relative_to(tdir)),
-        })
-    save_tsv(pd.DataFrame(rows, columns=[
-        "name", "group", "region", "chi_delta_ppm", "gm_change", "effect_cv", "clinical_score", "target_r",
-        "realized_r_multiplier", "centroid_x", "centroid_y", "centroid_z", "weighted_centre_x",
-        "weighted_centre_y", "weighted_centre_z", "profile", "volume_mm3", "mask"]),
-        tdir / "effects.tsv")
+            realized = float(
+                np.corrcoef(mult.loc[sel, f"m_{e['name']}"], parts.loc[sel, clin["score"]])[0, 1]
+            )
+        rows.append(
+            {
+                "name": e["name"],
+                "group": e["group"],
+                "region": json.dumps(e["region"]),
+                "chi_delta_ppm": e["chi_delta_ppm"],
+                "gm_change": e["gm_change"],
+                "effect_cv": e["effect_cv"],
+                "clinical_score": clin.get("score", np.nan),
+                "target_r": clin.get("r", np.nan),
+                "realized_r_multiplier": realized,
+                "centroid_x": centroid[0],
+                "centroid_y": centroid[1],
+                "centroid_z": centroid[2],
+                "weighted_centre_x": centre[0],
+                "weighted_centre_y": centre[1],
+                "weighted_centre_z": centre[2],
+                "profile": e["region"].get("profile", "uniform"),
+                "volume_mm3": float(support.sum() * res**3),
+                "mask": str(effect_mask_path(outdir, e["name"], res).relative_to(tdir)),
+            }
+        )
+    save_tsv(
+        pd.DataFrame(
+            rows,
+            columns=[
+                "name",
+                "group",
+                "region",
+                "chi_delta_ppm",
+                "gm_change",
+                "effect_cv",
+                "clinical_score",
+                "target_r",
+                "realized_r_multiplier",
+                "centroid_x",
+                "centroid_y",
+                "centroid_z",
+                "weighted_centre_x",
+                "weighted_centre_y",
+                "weighted_centre_z",
+                "profile",
+                "volume_mm3",
+                "mask",
+            ],
+        ),
+        truth_table(outdir, "effects"),
+    )
     return parts.merge(mult, on="participant_id")
 
 
 def read_cohort(outdir: Path) -> pd.DataFrame:
     """participants.tsv merged with the simulation's effect multipliers."""
-    parts = pd.read_csv(Path(outdir) / "participants.tsv", sep="\t", na_values="n/a")
-    mult = pd.read_csv(truth_dir(outdir) / "subjects.tsv", sep="\t").drop(columns="group")
+    parts = read_tsv(Path(outdir) / "participants.tsv", keep_default_na=True)
+    mult = pd.read_csv(truth_table(outdir, "subjects"), sep="\t").drop(columns="group")
     return parts.merge(mult, on="participant_id")
 
 
-def simulate_one(cfg: dict, outdir: Path, participant_id: str, cohort: pd.DataFrame | None = None) -> dict:
+def simulate_one(
+    cfg: dict, outdir: Path, participant_id: str, cohort: pd.DataFrame | None = None
+) -> dict:
     """Simulate the subject ``participant_id`` of a cohort whose tables are written."""
     cohort = read_cohort(outdir) if cohort is None else cohort
     rows = cohort[cohort["participant_id"] == participant_id]
@@ -141,7 +185,9 @@ def _worker(args):
     return simulate_one(cfg, outdir, pid, cohort)
 
 
-def simulate_cohort(cfg: dict, outdir: Path, jobs: int = 1, subjects: list[str] | None = None) -> pd.DataFrame:
+def simulate_cohort(
+    cfg: dict, outdir: Path, jobs: int = 1, subjects: list[str] | None = None
+) -> pd.DataFrame:
     """Write the whole cohort (tables, then every subject, ``jobs`` at a time)."""
     outdir = Path(outdir)
     cohort = write_cohort_tables(cfg, outdir)
@@ -154,7 +200,9 @@ def simulate_cohort(cfg: dict, outdir: Path, jobs: int = 1, subjects: list[str] 
     for e in cfg["effects"]:
         effect_weight(cfg["anatomy"]["template_resolution"], e["region"])
         if e["gm_change"]:
-            _unit_atrophy_field(cfg["anatomy"]["template_resolution"], json.dumps(e["region"], sort_keys=True))
+            _unit_atrophy_field(
+                cfg["anatomy"]["template_resolution"], json.dumps(e["region"], sort_keys=True)
+            )
     args = [(cfg, outdir, p, cohort) for p in pids]
     if jobs <= 1:
         summaries = [simulate_one(cfg, outdir, p, cohort) for p in pids]
@@ -163,10 +211,16 @@ def simulate_cohort(cfg: dict, outdir: Path, jobs: int = 1, subjects: list[str] 
 
         with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("fork")) as ex:
             summaries = list(ex.map(_worker, args))
-    table = pd.DataFrame([
-        {k: v for k, v in s.items() if k in ("participant_id", "group", "TIV_ml", "GM_ml", "WM_ml", "CSF_ml")}
-        for s in summaries
-    ])
+    table = pd.DataFrame(
+        [
+            {
+                k: v
+                for k, v in s.items()
+                if k in ("participant_id", "group", "TIV_ml", "GM_ml", "WM_ml", "CSF_ml")
+            }
+            for s in summaries
+        ]
+    )
     if not subjects:
-        save_tsv(table, truth_dir(outdir) / "volumes.tsv")
+        save_tsv(table, truth_table(outdir, "volumes"))
     return table

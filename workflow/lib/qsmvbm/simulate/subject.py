@@ -35,6 +35,7 @@ import pandas as pd
 from .. import GAMMA_HZ_PER_T, __version__
 from ..dipole import b0_direction_from_affine, forward_field
 from ..io import save_json, save_nifti
+from ..layout import TRUTH_FILES, truth_file
 from ..templates import TEMPLATE_SPACE
 from ..transforms import (
     StationaryVelocityDeformation,
@@ -53,8 +54,15 @@ BRAIN_CENTRE_MNI = np.array([0.0, -18.0, 8.0])
 FIELD_MARGIN_MM = (40.0, 80.0, 24.0)
 #: tissue labels of the truth segmentation, as in qsm-forward's head phantom (read by qsm-ci's scorer)
 DSEG_LABELS = {
-    "caudate": 1, "pallidum": 2, "putamen": 3, "red_nucleus": 4, "substantia_nigra": 6,
-    "thalamus": 7, "wm": 8, "cortical_gm": 9, "csf": 10,
+    "caudate": 1,
+    "pallidum": 2,
+    "putamen": 3,
+    "red_nucleus": 4,
+    "substantia_nigra": 6,
+    "thalamus": 7,
+    "wm": 8,
+    "cortical_gm": 9,
+    "csf": 10,
 }
 #: maximum scanner integer of each phase encoding, and its offset
 PHASE_SCALING = {"scanner_0_4095": (4095.0, 0.0), "scanner_pm4096": (8191.0, -4096.0)}
@@ -62,7 +70,9 @@ PHASE_SCALING = {"scanner_0_4095": (4095.0, 0.0), "scanner_pm4096": (8191.0, -40
 
 def subject_rng(seed: int, participant_id: str) -> np.random.Generator:
     """Generator for one subject, independent of cohort order and size."""
-    return np.random.default_rng(np.random.SeedSequence([seed, 7, zlib.crc32(participant_id.encode())]))
+    return np.random.default_rng(
+        np.random.SeedSequence([seed, 7, zlib.crc32(participant_id.encode())])
+    )
 
 
 @dataclass
@@ -75,7 +85,9 @@ class SubjectTransform:
 
     pose_inv: dict
     deformation: StationaryVelocityDeformation
-    atrophy: tuple | None = None  # (affine, displacement (3, X, Y, Z) mm) of the planted local volume changes
+    atrophy: tuple | None = (
+        None  # (affine, displacement (3, X, Y, Z) mm) of the planted local volume changes
+    )
 
     def to_mni(self, session: str, pts_mm: np.ndarray) -> np.ndarray:
         """MNI coordinates (3, ...) of world points (3, ...) of ``session``."""
@@ -90,7 +102,9 @@ class SubjectTransform:
         return y
 
 
-def draw_transform(rng: np.random.Generator, anat: dict, sex: str, bbox_mm) -> tuple[SubjectTransform, dict]:
+def draw_transform(
+    rng: np.random.Generator, anat: dict, sex: str, bbox_mm
+) -> tuple[SubjectTransform, dict]:
     """Draw pose, head scale, between-scan motion and the nonlinear deformation."""
     rot = rng.uniform(-1, 1, 3) * anat["max_rotation_deg"]
     trans = rng.uniform(-1, 1, 3) * anat["max_translation_mm"]
@@ -109,7 +123,9 @@ def draw_transform(rng: np.random.Generator, anat: dict, sex: str, bbox_mm) -> t
         max_velocity_mm=anat["deformation_mm"],
         smoothness_mm=anat["deformation_smoothness_mm"],
     )
-    tf = SubjectTransform({"MEGRE": np.linalg.inv(pose_gre), "T1w": np.linalg.inv(pose_t1)}, deformation)
+    tf = SubjectTransform(
+        {"MEGRE": np.linalg.inv(pose_gre), "T1w": np.linalg.inv(pose_t1)}, deformation
+    )
     info = {
         "rotation_deg": rot.tolist(),
         "translation_mm": trans.tolist(),
@@ -163,7 +179,9 @@ def _unit_atrophy_field(resolution: int, region_json: str) -> tuple[np.ndarray, 
     # about 1 - g, so an MNI region stands for (1 + g) times its volume in the subject.
     pad = [n // 2 for n in src.shape]
     big = np.pad(src, [(p, p) for p in pad])
-    k = np.meshgrid(*[np.fft.fftfreq(n, ATROPHY_SPACING_MM) for n in big.shape], indexing="ij", sparse=True)
+    k = np.meshgrid(
+        *[np.fft.fftfreq(n, ATROPHY_SPACING_MM) for n in big.shape], indexing="ij", sparse=True
+    )
     k2 = sum(ki * ki for ki in k)
     k2[0, 0, 0] = 1.0
     phi_k = sfft.fftn(-big) / (-4 * np.pi**2 * k2)
@@ -208,7 +226,9 @@ def subject_maps(
     ``gm``, ``wm``, ``csf`` (fractions after atrophy) and ``intracranial`` (fraction).
     """
     nuc = hm.nuclei > 0
-    age_factor = float(np.clip(1.0 + age_slope * (age - 50.0), 0.5, 1.5)) if np.isfinite(age) else 1.0
+    age_factor = (
+        float(np.clip(1.0 + age_slope * (age - 50.0), 0.5, 1.5)) if np.isfinite(age) else 1.0
+    )
     gm = np.where(nuc, hm.gm, hm.gm * age_factor).astype(np.float32)
     chi_brain = np.zeros(hm.shape, np.float32)
     for e in effects:
@@ -219,7 +239,9 @@ def subject_maps(
         if e["chi_delta_ppm"]:
             chi_brain += np.float32(m * e["chi_delta_ppm"]) * w
     np.clip(gm, 0, 1, out=gm)
-    lost = hm.gm - gm  # GM turned into CSF by the age term; local atrophy is a deformation (atrophy_field)
+    lost = (
+        hm.gm - gm
+    )  # GM turned into CSF by the age term; local atrophy is a deformation (atrophy_field)
     csf = np.clip(hm.csf + lost, 0, 1)
     wm = hm.wm
     v = chi_values
@@ -227,7 +249,11 @@ def subject_maps(
     pd_t = tissue["proton_density"]
     r2_t = 1000.0 / tissue["t2star_ms"]
     pd = gm * pd_t["cortical_gm"] + wm * pd_t["wm"] + csf * pd_t["csf"]
-    pdr2 = gm * pd_t["cortical_gm"] * r2_t["cortical_gm"] + wm * pd_t["wm"] * r2_t["wm"] + csf * pd_t["csf"] * r2_t["csf"]
+    pdr2 = (
+        gm * pd_t["cortical_gm"] * r2_t["cortical_gm"]
+        + wm * pd_t["wm"] * r2_t["wm"]
+        + csf * pd_t["csf"] * r2_t["csf"]
+    )
     for i, name in enumerate(NUCLEI):
         sel = hm.nuclei == i + 1
         chi_tissue[sel] = v[name]
@@ -236,7 +262,10 @@ def subject_maps(
     chi_brain += chi_tissue * hm.brain
     pd = pd * hm.brain
     pdr2 = pdr2 * hm.brain
-    t1 = hm.t1 + lost * np.float32(tissue.loc["csf", "t1w"] - tissue.loc["cortical_gm", "t1w"]) * hm.brain
+    t1 = (
+        hm.t1
+        + lost * np.float32(tissue.loc["csf", "t1w"] - tissue.loc["cortical_gm", "t1w"]) * hm.brain
+    )
     occupancy = hm.brain.copy()
     chi_total = chi_brain.copy()
     for t in ("csf_rim", "bone", "soft_tissue"):
@@ -278,7 +307,9 @@ def bias_field(rng: np.random.Generator, coords: np.ndarray, centre, strength: f
     c = [(coords[i] - centre[i]) / 100.0 for i in range(3)]
     p = np.zeros(coords.shape[1:], dtype=np.float32)
     for i in range(3):
-        p += np.float32(rng.normal(0, 1)) * c[i] + np.float32(rng.normal(0, 0.5)) * (c[i] * c[i] - 0.25)
+        p += np.float32(rng.normal(0, 1)) * c[i] + np.float32(rng.normal(0, 0.5)) * (
+            c[i] * c[i] - 0.25
+        )
     p += np.float32(rng.normal(0, 0.5)) * c[0] * c[1]
     peak = float(np.percentile(np.abs(p), 99)) or 1.0
     return np.exp(np.float32(strength) * p / peak).astype(np.float32)
@@ -331,29 +362,9 @@ def bids_paths(bids_dir: Path, pid: str, n_echoes: int) -> dict:
 
 
 def truth_paths(truth_dir: Path, pid: str) -> dict:
-    """Paths of one subject's ground-truth files under ``derivatives/simulation``."""
-    anat = Path(truth_dir) / pid / "anat"
-    p = f"{pid}_space-MEGRE"
-    q = f"{pid}_space-T1w"
-    return {
-        "chi": anat / f"{p}_desc-true_Chimap.nii.gz",
-        "chi_json": anat / f"{p}_desc-true_Chimap.json",
-        "local_field": anat / f"{p}_desc-local_fieldmap.nii.gz",
-        "local_field_json": anat / f"{p}_desc-local_fieldmap.json",
-        "total_field": anat / f"{p}_desc-total_fieldmap.nii.gz",
-        "total_field_json": anat / f"{p}_desc-total_fieldmap.json",
-        "gre_mask": anat / f"{p}_desc-brain_mask.nii.gz",
-        "dseg": anat / f"{p}_dseg.nii.gz",
-        "dseg_json": anat / f"{p}_dseg.json",
-        "t1_mask": anat / f"{q}_desc-brain_mask.nii.gz",
-        "gm": anat / f"{q}_label-GM_probseg.nii.gz",
-        "wm": anat / f"{q}_label-WM_probseg.nii.gz",
-        "csf": anat / f"{q}_label-CSF_probseg.nii.gz",
-        "deformation": anat / f"{pid}_to-{TEMPLATE_SPACE}_desc-velocityexp_xfm.nii.gz",
-        "atrophy": anat / f"{pid}_to-{TEMPLATE_SPACE}_desc-atrophy_xfm.nii.gz",
-        "xfm_json": anat / f"{pid}_to-{TEMPLATE_SPACE}_xfm.json",
-        "truth_json": anat / f"{pid}_desc-truth.json",
-    }
+    """Paths of one subject's ground-truth files under ``derivatives/simulation`` (keys:
+    :data:`qsmvbm.layout.TRUTH_FILES`); ``truth_dir`` is that folder or the simulated dataset."""
+    return {key: truth_file(truth_dir, key, pid) for key in TRUTH_FILES}
 
 
 def load_true_transform(truth_dir: Path, pid: str) -> SubjectTransform:
@@ -405,8 +416,15 @@ def simulate_subject(
     tf.atrophy = atrophy_field(res, cfg["effects"], multipliers)
     chi_values = draw_tissue_values(rng, tissue, cfg["susceptibility"]["subject_sd_scale"])
     maps = subject_maps(
-        hm, tissue, chi_values, cfg["effects"], multipliers, float(participant.get("age", np.nan)),
-        anat["age_gm_slope_per_year"], res, cfg["susceptibility"]["background"],
+        hm,
+        tissue,
+        chi_values,
+        cfg["effects"],
+        multipliers,
+        float(participant.get("age", np.nan)),
+        anat["age_gm_slope_per_year"],
+        res,
+        cfg["susceptibility"]["background"],
     )
 
     # ---------------- GRE ----------------
@@ -470,7 +488,9 @@ def simulate_subject(
         stored, dtype = phase_to_storage(ph_n, g["phase_units"])
         sidecar = dict(common_json, EchoTime=te_s, EchoNumber=n)
         save_nifti(mag_n, gre_affine, paths[f"echo-{n}_mag"], dtype=np.int16)
-        save_json(dict(sidecar, ImageType=["ORIGINAL", "PRIMARY", "M"]), paths[f"echo-{n}_mag_json"])
+        save_json(
+            dict(sidecar, ImageType=["ORIGINAL", "PRIMARY", "M"]), paths[f"echo-{n}_mag_json"]
+        )
         save_nifti(stored, gre_affine, paths[f"echo-{n}_phase"], dtype=dtype)
         phase_json = dict(sidecar, ImageType=["ORIGINAL", "PRIMARY", "P"])
         if g["phase_units"] == "radians":
@@ -500,13 +520,21 @@ def simulate_subject(
     bias = bias_field(rng, world1, centre1, t["bias_field_strength"])
     del world1
     sig1 = float(tissue.loc["wm", "t1w"]) / t["snr"]
-    noisy = np.hypot(t1 * bias + rng.normal(0, sig1, shape1).astype(np.float32),
-                     rng.normal(0, sig1, shape1).astype(np.float32))
+    noisy = np.hypot(
+        t1 * bias + rng.normal(0, sig1, shape1).astype(np.float32),
+        rng.normal(0, sig1, shape1).astype(np.float32),
+    )
     save_nifti(noisy * 1000.0, t1_affine, paths["T1w"], dtype=np.int16)
     save_json(
-        {"MagneticFieldStrength": b0_t, "RepetitionTime": 0.00666, "EchoTime": 0.00293,
-         "InversionTime": 0.45, "FlipAngle": 12, "Manufacturer": "qsmvbm-simulate",
-         "MRAcquisitionType": "3D"},
+        {
+            "MagneticFieldStrength": b0_t,
+            "RepetitionTime": 0.00666,
+            "EchoTime": 0.00293,
+            "InversionTime": 0.45,
+            "FlipAngle": 12,
+            "Manufacturer": "qsmvbm-simulate",
+            "MRAcquisitionType": "3D",
+        },
         paths["T1w_json"],
     )
 
@@ -515,13 +543,30 @@ def simulate_subject(
     save_nifti(chi_true, gre_affine, tp["chi"])
     save_json({"Units": "ppm", "Reference": "water (CSF ~ 0)", "Space": "MEGRE"}, tp["chi_json"])
     save_nifti(local_field * head, gre_affine, tp["local_field"])
-    save_json({"Units": "ppm", "Description": "field of the brain's susceptibility (the Chimap) alone; 0 outside the head"}, tp["local_field_json"])
+    save_json(
+        {
+            "Units": "ppm",
+            "Description": "field of the brain's susceptibility (the Chimap) alone; 0 outside the head",
+        },
+        tp["local_field_json"],
+    )
     save_nifti(total_field * head, gre_affine, tp["total_field"])
-    save_json({"Units": "ppm", "Description": "field of the whole head (brain, bone, air); 0 outside the head"}, tp["total_field_json"])
+    save_json(
+        {
+            "Units": "ppm",
+            "Description": "field of the whole head (brain, bone, air); 0 outside the head",
+        },
+        tp["total_field_json"],
+    )
     save_nifti(gre_mask, gre_affine, tp["gre_mask"], dtype=np.uint8)
     save_nifti(dseg, gre_affine, tp["dseg"], dtype=np.uint8)
-    save_json({"Labels": {str(v): k for k, v in DSEG_LABELS.items()},
-               "Description": "tissue labels in qsm-forward's head-phantom scheme (qsm-ci scorer)"}, tp["dseg_json"])
+    save_json(
+        {
+            "Labels": {str(v): k for k, v in DSEG_LABELS.items()},
+            "Description": "tissue labels in qsm-forward's head-phantom scheme (qsm-ci scorer)",
+        },
+        tp["dseg_json"],
+    )
     save_nifti(brain1, t1_affine, tp["t1_mask"], dtype=np.uint8)
     save_nifti(gm1, t1_affine, tp["gm"])
     save_nifti(wm1, t1_affine, tp["wm"])

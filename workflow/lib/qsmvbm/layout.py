@@ -1,0 +1,321 @@
+"""Every output path of the workflow, built in one place.
+
+Derivative file names follow BIDS: ``sub-<label>[_from-..][_to-..][_space-..][_res-..][_label-..]
+[_mode-..][_desc-..]_<suffix><extension>``. The tables below name each file once, by a key; the
+rules, their input functions, the scripts' callers, the tests and the benchmarks ask a
+:class:`Layout` for a path by that key and never spell a file name themselves
+(``tests/test_layout.py`` checks that no other file does).
+
+Entity values may hold the placeholders ``{tpl}`` (the template space) and ``{res}`` (the
+template-space resolution, mm), filled by the layout; ``{subject}`` and ``{modality}`` are
+left as Snakemake wildcards unless given.
+
+>>> lay = Layout("results", resolution=2)
+>>> lay.subject("chi_smooth", "sub-001").name
+'sub-001_space-MNI152NLin2009aSym_res-2_desc-smoothed_Chimap.nii.gz'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .templates import TEMPLATE_SPACE
+
+# BIDS entity order used in every derivative name (the BIDS schema's order for these entities)
+ENTITY_ORDER = ("tpl", "sub", "from", "to", "space", "res", "label", "mode", "desc")
+
+
+def bids_name(suffix: str, extension: str, **entities: str | int | None) -> str:
+    """A BIDS file name from entities (``None`` values left out), in :data:`ENTITY_ORDER`.
+
+    Parameters
+    ----------
+    suffix : str
+        BIDS suffix, e.g. ``"Chimap"``.
+    extension : str
+        With the dot, e.g. ``".nii.gz"``.
+    **entities : str, int or None
+        Entity values by key (``sub``, ``space``, ``res``, ...). ``from`` may be given as
+        ``from_``. Unknown keys raise ``ValueError``.
+    """
+    if "from_" in entities:
+        entities["from"] = entities.pop("from_")
+    unknown = set(entities) - set(ENTITY_ORDER)
+    if unknown:
+        raise ValueError(f"unknown BIDS entities {sorted(unknown)}; known: {ENTITY_ORDER}")
+    parts = [f"{k}-{entities[k]}" for k in ENTITY_ORDER if entities.get(k) is not None]
+    return "_".join(parts + [suffix]) + extension
+
+
+def _spec(suffix, ext=".nii.gz", folder="anat", **entities):
+    return {"suffix": suffix, "ext": ext, "folder": folder, "entities": entities}
+
+
+_TPL = {"space": "{tpl}", "res": "{res}"}
+
+# Per-subject derivatives under derivatives/qsmvbm/<subject>/<folder>/ (key -> name parts; a
+# "raw_name" is used as is after the subject: names without a BIDS suffix, kept for continuity)
+SUBJECT_FILES = {
+    # input check (inputs.smk)
+    "input_check": {"raw_name": "desc-inputcheck.json", "folder": "anat"},
+    "inputs_summary": _spec("summary", ".json", desc="inputs"),
+    # QSM in GRE space (qsm.smk)
+    "chi": _spec("Chimap", space="MEGRE"),
+    "chi_json": _spec("Chimap", ".json", space="MEGRE"),
+    "gre_brain_mask": _spec("mask", space="MEGRE", desc="brain"),
+    "qsm_mask": _spec("mask", space="MEGRE", desc="qsm"),
+    "total_field": _spec("fieldmap", space="MEGRE", desc="total"),
+    "local_field": _spec("fieldmap", space="MEGRE", desc="local"),
+    "noise": _spec("fieldmap", space="MEGRE", desc="noise"),
+    "r2star": _spec("R2starmap", space="MEGRE"),
+    "magnitude": _spec("magnitude", space="MEGRE", desc="echo1"),
+    "qsm_qc_png": _spec("qc", ".png", "figures", space="MEGRE", desc="qsm"),
+    # T1w anatomy (anat.smk)
+    "t1_preproc": _spec("T1w", space="T1w", desc="preproc"),
+    "t1_mask": _spec("mask", space="T1w", desc="brain"),
+    "gm": _spec("probseg", space="T1w", label="GM"),
+    "wm": _spec("probseg", space="T1w", label="WM"),
+    "csf": _spec("probseg", space="T1w", label="CSF"),
+    "dseg": _spec("dseg", space="T1w"),
+    "affine": _spec("xfm", ".mat", from_="T1w", to="{tpl}", mode="image", desc="affine"),
+    "warp": _spec("xfm", from_="T1w", to="{tpl}", mode="image", desc="warp"),
+    "inverse_warp": _spec("xfm", from_="{tpl}", to="T1w", mode="image", desc="warp"),
+    "template_t1": _spec("T1w", **_TPL, desc="preproc"),
+    "template_mask": _spec("mask", **_TPL, desc="brain"),
+    "volumes": {"raw_name": "desc-volumes.json", "folder": "anat"},
+    # GRE -> T1w and multichannel registration (register.smk)
+    "gre_xfm": _spec("xfm", ".mat", from_="MEGRE", to="T1w", mode="image"),
+    "gre_xfm_json": _spec("xfm", ".json", from_="MEGRE", to="T1w", mode="image"),
+    "t1reg_chi": _spec("Chimap", **_TPL, desc="t1reg"),
+    "t1reg_qsm_mask": _spec("mask", **_TPL, desc="t1regqsm"),
+    "mc_affine": _spec(
+        "xfm", ".mat", from_="T1w", to="{tpl}", mode="image", desc="multichannelaffine"
+    ),
+    "mc_warp": _spec("xfm", from_="T1w", to="{tpl}", mode="image", desc="multichannelwarp"),
+    "mc_inverse_warp": _spec("xfm", from_="{tpl}", to="T1w", mode="image", desc="multichannelwarp"),
+    "mc_json": _spec("xfm", ".json", from_="T1w", to="{tpl}", desc="multichannel"),
+    # template-space maps (register.smk)
+    "template_chi": _spec("Chimap", **_TPL),
+    "chi_smooth": _spec("Chimap", **_TPL, desc="smoothed"),
+    "template_qsm_mask": _spec("mask", **_TPL, desc="qsm"),
+    "gm_mod": _spec("probseg", **_TPL, label="GM", desc="modulated"),
+    "gm_mod_smooth": _spec("probseg", **_TPL, label="GM", desc="modulatedsmoothed"),
+    "normalization_qc": _spec("qc", ".json", space="{tpl}", desc="normalization"),
+    "normalization_qc_png": _spec("qc", ".png", "figures", space="{tpl}", desc="normalization"),
+}
+
+# The group-level maps that enter the voxelwise GLM, by modality
+GROUP_MAP_KEYS = {"qsm": "chi_smooth", "gm": "gm_mod_smooth"}
+
+# Group-level outputs under <output_dir>/group/ ({modality}: qsm or gm)
+GROUP_FILES = {
+    "design": "design.tsv",
+    "qc_table": "qc/normalization_qc.tsv",
+    "tstat": "{modality}_tstat.nii.gz",
+    "effect": "{modality}_effect.nii.gz",
+    "cluster_map": "{modality}_clusters.nii.gz",
+    "svc_mask": "{modality}_mask.nii.gz",
+    "cluster_table": "{modality}_clusters.tsv",
+    "glm_json": "{modality}_glm.json",
+    "clusters": "clusters.tsv",
+    "roi_values": "roi_values.tsv",
+    "roi_values_json": "roi_values.json",
+    "roi_stats": "roi_stats.tsv",
+    "correlations": "correlations.tsv",
+    "demographics": "demographics.tsv",
+}
+
+# The study report's files under <output_dir>/group/report/
+REPORT_FILES = {
+    "fig1": "fig1_{modality}_svc.png",
+    "fig2": "fig2_roi_groups.png",
+    "fig3": "fig3_qsm_vs_gm.png",
+    "fig4": "fig4_clinical.png",
+    "table1": "table1_demographics.html",
+    "table2": "table2_clusters.html",
+    "table3": "table3_roi_stats.html",
+    "table4": "table4_correlations.html",
+    "table5": "table5_qc_exclusions.html",
+    "qc_summary": "qc_summary.png",
+    "methods_html": "methods.html",
+    "methods_md": "methods.md",
+}
+
+# Ground truth of a simulated subject under sim_bids/derivatives/simulation/<subject>/anat/
+TRUTH_FILES = {
+    "chi": _spec("Chimap", space="MEGRE", desc="true"),
+    "chi_json": _spec("Chimap", ".json", space="MEGRE", desc="true"),
+    "local_field": _spec("fieldmap", space="MEGRE", desc="local"),
+    "local_field_json": _spec("fieldmap", ".json", space="MEGRE", desc="local"),
+    "total_field": _spec("fieldmap", space="MEGRE", desc="total"),
+    "total_field_json": _spec("fieldmap", ".json", space="MEGRE", desc="total"),
+    "gre_mask": _spec("mask", space="MEGRE", desc="brain"),
+    "dseg": _spec("dseg", space="MEGRE"),
+    "dseg_json": _spec("dseg", ".json", space="MEGRE"),
+    "t1_mask": _spec("mask", space="T1w", desc="brain"),
+    "gm": _spec("probseg", space="T1w", label="GM"),
+    "wm": _spec("probseg", space="T1w", label="WM"),
+    "csf": _spec("probseg", space="T1w", label="CSF"),
+    "deformation": _spec("xfm", to="{tpl}", desc="velocityexp"),
+    "atrophy": _spec("xfm", to="{tpl}", desc="atrophy"),
+    "xfm_json": _spec("xfm", ".json", to="{tpl}"),
+    "truth_json": {"raw_name": "desc-truth.json"},
+}
+
+# Dataset-level files of the simulation ground truth (sim_bids/derivatives/simulation/)
+TRUTH_TABLES = {
+    "subjects": "subjects.tsv",
+    "effects": "effects.tsv",
+    "config": "simulation_config.json",
+    "volumes": "volumes.tsv",
+}
+
+# Raw BIDS files at the top of a dataset
+PARTICIPANTS_TSV = "participants.tsv"
+PARTICIPANTS_JSON = "participants.json"
+DATASET_DESCRIPTION = "dataset_description.json"
+
+
+def _render(spec: dict, subject: str, tpl: str, res) -> str:
+    if "raw_name" in spec:
+        return f"{subject}_{spec['raw_name']}"
+    ents = {
+        k: (v.format(tpl=tpl, res=res) if isinstance(v, str) else v)
+        for k, v in spec["entities"].items()
+    }
+    name = bids_name(spec["suffix"], spec["ext"], **ents)
+    return f"{subject}_{name}"
+
+
+def truth_dir(bids_dir: str | Path) -> Path:
+    """Folder of a simulated dataset's ground truth: ``<bids_dir>/derivatives/simulation``."""
+    return Path(bids_dir) / "derivatives" / "simulation"
+
+
+def truth_file(
+    bids_or_truth_dir: str | Path,
+    key: str,
+    subject: str = "{subject}",
+    template: str = TEMPLATE_SPACE,
+) -> Path:
+    """Path of one ground-truth file (:data:`TRUTH_FILES` key) of a simulated subject.
+
+    ``bids_or_truth_dir`` is the truth folder itself (``.../derivatives/simulation``) or the
+    simulated BIDS dataset that holds it.
+    """
+    root = Path(bids_or_truth_dir)
+    if not (root.name == "simulation" and root.parent.name == "derivatives"):
+        root = truth_dir(root)
+    return root / subject / "anat" / _render(TRUTH_FILES[key], subject, template, None)
+
+
+def truth_table(bids_or_truth_dir: str | Path, key: str) -> Path:
+    """Path of a dataset-level ground-truth table (:data:`TRUTH_TABLES` key)."""
+    root = Path(bids_or_truth_dir)
+    if not (root.name == "simulation" and root.parent.name == "derivatives"):
+        root = truth_dir(root)
+    return root / TRUTH_TABLES[key]
+
+
+def effect_mask_name(effect: str, resolution: int, template: str = TEMPLATE_SPACE) -> str:
+    """File name of a planted effect's template-space mask (under the truth folder's ``effects``)."""
+    return f"effect-{effect}_" + bids_name("mask", ".nii.gz", space=template, res=resolution)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The output tree of one run.
+
+    Parameters
+    ----------
+    output_dir : str or Path
+        The run's ``output_dir``.
+    template : str
+        Template space identifier (default :data:`qsmvbm.templates.TEMPLATE_SPACE`).
+    resolution : int
+        Template-space resolution of the group maps, mm (``anat.template_resolution``).
+    """
+
+    output_dir: Path
+    template: str = TEMPLATE_SPACE
+    resolution: int = 2
+
+    def __post_init__(self):
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+
+    # ---- folders ----
+    @property
+    def derivatives(self) -> Path:
+        """``<output_dir>/derivatives/qsmvbm``: the BIDS-derivatives dataset."""
+        return self.output_dir / "derivatives" / "qsmvbm"
+
+    @property
+    def group_dir(self) -> Path:
+        return self.output_dir / "group"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.group_dir / "report"
+
+    @property
+    def logs(self) -> Path:
+        return self.output_dir / "logs"
+
+    @property
+    def benchmarks(self) -> Path:
+        return self.output_dir / "benchmarks"
+
+    @property
+    def sim_bids(self) -> Path:
+        """The simulated BIDS dataset (``bids_dir: null``)."""
+        return self.output_dir / "sim_bids"
+
+    # ---- files ----
+    def subject(self, key: str, subject: str = "{subject}") -> Path:
+        """A per-subject derivative (:data:`SUBJECT_FILES` key); ``{subject}`` left as a wildcard
+        unless given."""
+        spec = SUBJECT_FILES[key]
+        return (
+            self.derivatives
+            / subject
+            / spec["folder"]
+            / _render(spec, subject, self.template, self.resolution)
+        )
+
+    def group_map(self, modality: str, subject: str = "{subject}") -> Path:
+        """The smoothed template-space map of ``modality`` ('qsm' or 'gm') that enters the GLM."""
+        return self.subject(GROUP_MAP_KEYS[modality], subject)
+
+    def group(self, key: str, modality: str = "{modality}") -> Path:
+        """A group-level output (:data:`GROUP_FILES` key)."""
+        return self.group_dir / GROUP_FILES[key].format(modality=modality)
+
+    def report(self, key: str, modality: str = "{modality}") -> Path:
+        """A file of the study report (:data:`REPORT_FILES` key)."""
+        return self.report_dir / REPORT_FILES[key].format(modality=modality)
+
+    def dataset_description(self) -> Path:
+        return self.derivatives / DATASET_DESCRIPTION
+
+    def cohort_qsm_template(self, extension: str = ".nii.gz") -> Path:
+        """The cohort's median QSM template (multichannel normalization's QSM channel)."""
+        name = bids_name(
+            "Chimap", extension, tpl=self.template, res=self.resolution, desc="cohortmedian"
+        )
+        return self.derivatives / "templates" / name
+
+    def simulation_figure(self, subject: str = "{subject}") -> Path:
+        return self.output_dir / "simulation" / "figures" / f"{subject}_simulation.png"
+
+    def log(self, rule: str, subject: str | None = None) -> Path:
+        """Log of a rule's job (one per subject for per-subject rules)."""
+        if subject is None:
+            return self.logs / f"{rule}.log"
+        return self.logs / rule / f"{subject}.log"
+
+    def benchmark(self, rule: str, subject: str | None = None) -> Path:
+        """Snakemake ``benchmark:`` file of a rule's job."""
+        if subject is None:
+            return self.benchmarks / f"{rule}.tsv"
+        return self.benchmarks / rule / f"{subject}.tsv"
