@@ -26,7 +26,9 @@ ECHO_FILE = re.compile(
     rf"^(?P<pid>sub-[A-Za-z0-9]+)_(?P<pre>{_ENTITIES})echo-(?P<echo>\d+)_(?P<post>{_ENTITIES})"
     r"part-(?P<part>mag|phase)_MEGRE\.(?P<ext>nii(?:\.gz)?)$"
 )
-T1W_FILE = re.compile(rf"^(?P<pid>sub-[A-Za-z0-9]+)_(?P<pre>{_ENTITIES})T1w\.(?P<ext>nii(?:\.gz)?)$")
+T1W_FILE = re.compile(
+    rf"^(?P<pid>sub-[A-Za-z0-9]+)_(?P<pre>{_ENTITIES})T1w\.(?P<ext>nii(?:\.gz)?)$"
+)
 #: how phase may be stored: name -> (stored values per 2 pi, (lowest, highest) value allowed, integer-valued)
 PHASE_STORAGE = {
     "radians": (2 * np.pi, (-np.pi - 1e-3, 2 * np.pi + 1e-3), False),
@@ -51,7 +53,9 @@ def check_subject_id(pid: str, source: str = "participants.tsv") -> None:
         )
 
 
-def read_participants(bids_dir: str | Path, group_column: str = "group", groups=("ALS", "NC")) -> pd.DataFrame:
+def read_participants(
+    bids_dir: str | Path, group_column: str = "group", groups=("ALS", "NC")
+) -> pd.DataFrame:
     """Read and check ``participants.tsv``.
 
     Checks: the file exists; ``participant_id`` and ``group_column`` columns;
@@ -62,7 +66,9 @@ def read_participants(bids_dir: str | Path, group_column: str = "group", groups=
     path = Path(bids_dir) / "participants.tsv"
     if not path.is_file():
         raise BidsInputError(f"{path}: participants.tsv is missing from the BIDS dataset")
-    df = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype={"participant_id": str})
+    df = pd.read_csv(
+        path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype={"participant_id": str}
+    )
     for col in ("participant_id", group_column):
         if col not in df.columns:
             raise BidsInputError(f"{path}: no column {col!r} (columns: {', '.join(df.columns)})")
@@ -76,7 +82,9 @@ def read_participants(bids_dir: str | Path, group_column: str = "group", groups=
     bad = df[~df[group_column].isin(groups)]
     if len(bad):
         rows = ", ".join(f"{p}={g!r}" for p, g in zip(bad["participant_id"], bad[group_column]))
-        raise BidsInputError(f"{path}: column {group_column!r} has values outside {list(groups)}: {rows}")
+        raise BidsInputError(
+            f"{path}: column {group_column!r} has values outside {list(groups)}: {rows}"
+        )
     return df
 
 
@@ -165,7 +173,9 @@ def megre_files(bids_dir: str | Path, pid: str, filters: dict | None = None) -> 
     echoes = sorted(by_echo)
     missing = [n for n in range(1, max(echoes) + 1) if n not in by_echo]
     if missing:
-        raise BidsInputError(f"{anat}: missing echo(es) {missing} of {pid}'s MEGRE series (found {echoes})")
+        raise BidsInputError(
+            f"{anat}: missing echo(es) {missing} of {pid}'s MEGRE series (found {echoes})"
+        )
     out = []
     for n in echoes:
         parts = by_echo[n]
@@ -273,7 +283,9 @@ def detect_phase_storage(raw: np.ndarray, path: Path | str = "phase") -> PhaseSt
     vols = arr.reshape(arr.shape[:3] + (-1,)) if arr.ndim >= 3 else arr.reshape(-1, 1)
     even = max(histogram_evenness(vols[..., i]) for i in range(vols.shape[-1]))
     if hi > lo and even >= PHASE_EVENNESS_MIN:
-        return PhaseStorage("rescaled", _lattice_period(sample if sample.size < finite.size else finite, lo, hi))
+        return PhaseStorage(
+            "rescaled", _lattice_period(sample if sample.size < finite.size else finite, lo, hi)
+        )
     raise BidsInputError(
         f"{path}: phase values span [{lo:g}, {hi:g}] and do not fill that range as a wrapped phase does "
         f"(histogram evenness {even:.2f} < {PHASE_EVENNESS_MIN}): the scaling is ambiguous (not radians, degrees, "
@@ -312,7 +324,9 @@ def phase_to_radians(raw: np.ndarray, units: str | PhaseStorage) -> np.ndarray:
         rad = raw / np.float32(4096.0) * np.float32(np.pi)
     else:
         rad = raw * np.float32(2 * np.pi / storage.period)
-    return (np.mod(rad + np.float32(np.pi), np.float32(2 * np.pi)) - np.float32(np.pi)).astype(np.float32)
+    return (np.mod(rad + np.float32(np.pi), np.float32(2 * np.pi)) - np.float32(np.pi)).astype(
+        np.float32
+    )
 
 
 def _period_of(units: str) -> float:
@@ -356,8 +370,10 @@ def read_data(path: Path | str, dtype=np.float32) -> np.ndarray:
     try:
         return np.asarray(img.dataobj, dtype=dtype)
     except Exception as e:  # EOFError, zlib.error, OSError, ValueError...
-        raise BidsInputError(f"{path}: cannot read the image data ({type(e).__name__}: {e}); "
-                             "is the file truncated or corrupt?") from None
+        raise BidsInputError(
+            f"{path}: cannot read the image data ({type(e).__name__}: {e}); "
+            "is the file truncated or corrupt?"
+        ) from None
 
 
 def _number(meta: dict, key: str, path) -> float | None:
@@ -365,7 +381,9 @@ def _number(meta: dict, key: str, path) -> float | None:
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise BidsInputError(f"{path}: {key} {v!r} is not a number (BIDS: {key} in SI units, a JSON number)")
+        raise BidsInputError(
+            f"{path}: {key} {v!r} is not a number (BIDS: {key} in SI units, a JSON number)"
+        )
     return float(v)
 
 
@@ -395,7 +413,9 @@ def megre_metadata(bids_dir: str | Path, pid: str, filters: dict | None = None) 
             if shape is None:
                 shape, affine, ref = img.shape, img.affine, f[part]
             elif img.shape != shape:
-                raise BidsInputError(f"{f[part]}: shape {img.shape} differs from {ref.name} {shape}")
+                raise BidsInputError(
+                    f"{f[part]}: shape {img.shape} differs from {ref.name} {shape}"
+                )
             elif not np.allclose(img.affine, affine, atol=1e-3):
                 raise BidsInputError(f"{f[part]}: affine differs from {ref.name}")
         te_by_part = {}
@@ -404,7 +424,9 @@ def megre_metadata(bids_dir: str | Path, pid: str, filters: dict | None = None) 
             te = _number(meta, "EchoTime", f[part])
             if te is not None:
                 if not 0 < te < 1:
-                    raise BidsInputError(f"{f[part]}: EchoTime {te} is not in seconds (expected 0 < TE < 1 s)")
+                    raise BidsInputError(
+                        f"{f[part]}: EchoTime {te} is not in seconds (expected 0 < TE < 1 s)"
+                    )
                 te_by_part[part] = te
             b0 = _number(meta, "MagneticFieldStrength", f[part])
             if b0 is not None:
@@ -430,7 +452,9 @@ def megre_metadata(bids_dir: str | Path, pid: str, filters: dict | None = None) 
         )
     field_t = next(iter(fields))
     if field_t <= 0:
-        raise BidsInputError(f"{files[0]['phase']}: MagneticFieldStrength {field_t} is not positive")
+        raise BidsInputError(
+            f"{files[0]['phase']}: MagneticFieldStrength {field_t} is not positive"
+        )
     vs = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
     return {
         "echo_times_s": tes,
@@ -439,7 +463,9 @@ def megre_metadata(bids_dir: str | Path, pid: str, filters: dict | None = None) 
         "voxel_size_mm": vs.tolist(),
         "affine": np.asarray(affine).tolist(),
         "b0_direction_voxel": b0_direction_from_affine(affine).tolist(),
-        "files": [{"echo": f["echo"], "mag": str(f["mag"]), "phase": str(f["phase"])} for f in files],
+        "files": [
+            {"echo": f["echo"], "mag": str(f["mag"]), "phase": str(f["phase"])} for f in files
+        ],
     }
 
 
@@ -454,8 +480,13 @@ def check_magnitude(mag: np.ndarray, path) -> None:
         )
 
 
-def load_megre(bids_dir: str | Path, pid: str, phase_units: str = "auto", phase_scale: float | None = None,
-               filters: dict | None = None) -> MultiEchoGRE:
+def load_megre(
+    bids_dir: str | Path,
+    pid: str,
+    phase_units: str = "auto",
+    phase_scale: float | None = None,
+    filters: dict | None = None,
+) -> MultiEchoGRE:
     """Load and check a subject's multi-echo GRE (see :func:`megre_metadata`), phase in radians.
 
     ``phase_units``: ``'auto'`` (:func:`detect_phase_storage` on all echoes together) or a convention
@@ -476,7 +507,9 @@ def load_megre(bids_dir: str | Path, pid: str, phase_units: str = "auto", phase_
             if n_bad:
                 raise BidsInputError(f"{path}: {n_bad} NaN or infinite voxel(s)")
         check_magnitude(m, f["mag"])
-        mag[..., i] = np.abs(m)  # tolerated small negatives (interpolated magnitudes) are folded, as before
+        mag[..., i] = np.abs(
+            m
+        )  # tolerated small negatives (interpolated magnitudes) are folded, as before
         raw[..., i] = p
     where = f"{files[0]['phase']} (and its other echoes)"
     if phase_scale is not None:
@@ -497,8 +530,14 @@ def load_megre(bids_dir: str | Path, pid: str, phase_units: str = "auto", phase_
     phase = phase_to_radians(raw, storage)
     del raw
     return MultiEchoGRE(
-        mag, phase, np.asarray(meta["affine"]), np.asarray(meta["echo_times_s"]),
-        meta["field_strength_t"], storage.units, files, storage.period,
+        mag,
+        phase,
+        np.asarray(meta["affine"]),
+        np.asarray(meta["echo_times_s"]),
+        meta["field_strength_t"],
+        storage.units,
+        files,
+        storage.period,
     )
 
 
@@ -508,3 +547,28 @@ def subject_of(path) -> str:
     if not m:
         raise BidsInputError(f"{path}: file name does not start with a BIDS participant id")
     return m.group(1)
+
+
+def megre_candidates(bids_dir: str | Path, pid: str) -> list[Path]:
+    """Every multi-echo GRE file (NIfTI and JSON, all series) in a subject's ``anat`` folder, sorted.
+
+    Found from file names only: the workflow's input to the input check, which reads them and
+    reports duplicates, several series or missing echoes (:func:`megre_files`).
+    """
+    anat = Path(bids_dir) / pid / "anat"
+    return sorted(anat.glob(f"{pid}_*echo-*_MEGRE.*"))
+
+
+def missing_inputs(bids_dir: str | Path, pid: str, t1w_filters: dict | None = None) -> str | None:
+    """Why a subject cannot be processed at all (no folder, no or several T1w images, no GRE phase
+    images), or None. From file names only; the input check reads the files."""
+    anat = Path(bids_dir) / pid / "anat"
+    if not anat.is_dir():
+        return f"no folder {anat}"
+    try:
+        t1w_file(bids_dir, pid, t1w_filters)
+    except BidsInputError as err:
+        return str(err)
+    if not list(anat.glob(f"{pid}_*echo-*_part-phase_MEGRE.nii*")):
+        return f"no multi-echo GRE phase images in {anat}"
+    return None
