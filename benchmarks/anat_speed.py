@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,25 +32,39 @@ def main(argv=None) -> None:
     from qsmvbm.smk import set_threads
 
     set_threads(args.threads)
-    sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
-    import anat_t1
-
+    from qsmvbm.anat.pipeline import process_t1
     from qsmvbm.config import validate
 
-    params = validate({"anat": {"template_resolution": args.resolution}},
-                      ROOT / "workflow" / "schemas" / "config.schema.yaml")["anat"]
+    params = validate(
+        {"anat": {"template_resolution": args.resolution}},
+        ROOT / "workflow" / "schemas" / "config.schema.yaml",
+    )["anat"]
     t1w = Path(args.bids) / args.subject / "anat" / f"{args.subject}_T1w.nii.gz"
     with tempfile.TemporaryDirectory() as tmp:
-        names = ["preproc", "mask", "gm", "wm", "csf", "dseg", "affine", "warp", "inverse_warp",
-                 "template_t1", "template_mask", "volumes"]
+        names = [
+            "preproc",
+            "mask",
+            "gm",
+            "wm",
+            "csf",
+            "dseg",
+            "affine",
+            "warp",
+            "inverse_warp",
+            "template_t1",
+            "template_mask",
+            "volumes",
+        ]
         ext = {"affine": ".mat", "volumes": ".json"}
         out = {n: str(Path(tmp) / f"{n}{ext.get(n, '.nii.gz')}") for n in names}
         t0 = time.perf_counter()
-        info = anat_t1.run(t1w, params, out, logging.getLogger("bench"))
+        info = process_t1(t1w, params, out, logging.getLogger("bench"))
         total = time.perf_counter() - t0
     rec = {
         "subject": args.subject,
-        "t1_voxel_mm": json.loads(json.dumps(list(__import__("nibabel").load(t1w).header.get_zooms()), default=float)),
+        "t1_voxel_mm": json.loads(
+            json.dumps(list(__import__("nibabel").load(t1w).header.get_zooms()), default=float)
+        ),
         "template_resolution_mm": args.resolution,
         "threads": args.threads,
         "total_s": round(total, 1),

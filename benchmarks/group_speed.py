@@ -3,7 +3,7 @@
 1. ``perm``: permutation SVC (Freedman-Lane max-T) against nilearn's ``permuted_ols`` on the same data
    (68 subjects, the four default AAL3 ROIs at 2 mm, TIV as nuisance) and the same n_perm; wall time
    and the ratio.
-2. ``scale``: the group GLM script (``workflow/scripts/group_glm.py``, both passes, clusters, RFT and
+2. ``scale``: the group GLM script (``qsmvbm.stats.pipeline.group_glm``, both passes, clusters, RFT and
    permutation) on a 2,000-subject cohort at 2 mm: wall time and peak memory (ru_maxrss) of a fresh
    process. The cohort is made of symbolic links to the demo's real template-space maps under 2,000
    names (the numbers repeat; the I/O and the arithmetic are those of 2,000 subjects).
@@ -25,6 +25,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from qsmvbm.io import read_tsv
+from qsmvbm.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -54,40 +57,62 @@ def bench_perm(n_perm: int, threads: int) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
-        permuted_ols(x[:, None], Y, confounding_vars=(tiv - tiv.mean())[:, None], model_intercept=True,
-                     n_perm=n_perm, two_sided_test=False, random_state=0, n_jobs=threads, verbose=0,
-                     output_type="dict")
+        permuted_ols(
+            x[:, None],
+            Y,
+            confounding_vars=(tiv - tiv.mean())[:, None],
+            model_intercept=True,
+            n_perm=n_perm,
+            two_sided_test=False,
+            random_state=0,
+            n_jobs=threads,
+            verbose=0,
+            output_type="dict",
+        )
         theirs = time.perf_counter() - t0
-    return {"subjects": n, "voxels": int(Y.shape[1]), "n_perm": n_perm, "threads": threads,
-            "qsmvbm_s": round(ours, 2), "nilearn_permuted_ols_s": round(theirs, 2),
-            "speedup": round(theirs / ours, 1)}
+    return {
+        "subjects": n,
+        "voxels": int(Y.shape[1]),
+        "n_perm": n_perm,
+        "threads": threads,
+        "qsmvbm_s": round(ours, 2),
+        "nilearn_permuted_ols_s": round(theirs, 2),
+        "speedup": round(theirs / ours, 1),
+    }
 
 
 def make_cohort(demo: Path, n: int, where: Path) -> dict:
-    """Symlinks of the demo's template-space maps under ``n`` subject names and a design table."""
+    """Symlinks of the demo's template-space maps under ``n`` subject names (a run layout rooted
+    at ``where``) and a design table."""
     import pandas as pd
 
-    design = pd.read_csv(demo / "group" / "design.tsv", sep="\t")
+    demo_layout, lay = Layout(demo), Layout(where)
+    design = read_tsv(demo_layout.group("design"))
     src = list(design.participant_id)
-    anat = demo / "derivatives" / "qsmvbm"
-    files = {"qsm": [], "qsm_mask": [], "gm": []}
-    pat = {"qsm": "space-MNI152NLin2009aSym_res-2_desc-smoothed_Chimap.nii.gz",
-           "qsm_mask": "space-MNI152NLin2009aSym_res-2_desc-qsm_mask.nii.gz",
-           "gm": "space-MNI152NLin2009aSym_res-2_label-GM_desc-modulatedsmoothed_probseg.nii.gz"}
+    keys = {"qsm": "chi_smooth", "qsm_mask": "template_qsm_mask", "gm": "gm_mod_smooth"}
+    files = {k: [] for k in keys}
     rows = []
     rng = np.random.default_rng(1)
-    where.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         s = src[i % len(src)]
         pid = f"sub-S{i:05d}"
-        for k, p in pat.items():
-            link = where / f"{pid}_{p}"
+        for k, key in keys.items():
+            link = lay.subject(key, pid)
+            link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists():
-                link.symlink_to((anat / s / "anat" / f"{s}_{p}").resolve())
+                link.symlink_to(demo_layout.subject(key, s).resolve())
             files[k].append(str(link))
-        rows.append({"participant_id": pid, "group": "ALS" if i % 2 == 0 else "NC", "included": True,
-                     "tiv_ml": rng.normal(1450, 130), "age": rng.normal(51, 9)})
-    pd.DataFrame(rows).to_csv(where / "design.tsv", sep="\t", index=False)
+        rows.append(
+            {
+                "participant_id": pid,
+                "group": "ALS" if i % 2 == 0 else "NC",
+                "included": True,
+                "tiv_ml": rng.normal(1450, 130),
+                "age": rng.normal(51, 9),
+            }
+        )
+    lay.group_dir.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(lay.group("design"), sep="\t", index=False)
     return files
 
 
@@ -103,41 +128,78 @@ def bench_scale(n: int, demo: Path, n_perm: int) -> list[dict]:
         if r.returncode:
             raise RuntimeError(r.stderr[-3000:])
         info = json.loads(r.stdout.strip().splitlines()[-1])
-        results.append({"modality": modality, "subjects": n, "n_perm": n_perm, "wall_s": round(wall, 1),
-                        **info})
+        results.append(
+            {
+                "modality": modality,
+                "subjects": n,
+                "n_perm": n_perm,
+                "wall_s": round(wall, 1),
+                **info,
+            }
+        )
         print(results[-1], flush=True)
     del files
     return results
 
 
 def _glm_child(where: str, modality: str, n_perm: int) -> None:
-    """Run group_glm.run in this (fresh) process and print its peak RSS."""
+    """Run the group GLM (qsmvbm.stats.pipeline.group_glm) in this (fresh) process and print its
+    peak RSS."""
     import logging
 
-    sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
-    import group_glm
     from qsmvbm.config import workflow_defaults
+    from qsmvbm.stats.pipeline import group_glm
 
-    where = Path(where)
+    lay = Layout(where)
     group = workflow_defaults()["group"]
     group["n_perm"] = n_perm
-    pat = {"qsm": "*_desc-smoothed_Chimap.nii.gz", "gm": "*_label-GM_desc-modulatedsmoothed_probseg.nii.gz"}
-    maps = sorted(str(p) for p in where.glob(pat[modality]))
-    valid = sorted(str(p) for p in where.glob("*_desc-qsm_mask.nii.gz")) if modality == "qsm" else []
-    out = {k: str(where / f"{modality}_{k}.nii.gz") for k in ("tstat", "effect", "clusters", "mask")}
-    out |= {"table": str(where / f"{modality}_clusters.tsv"), "json": str(where / f"{modality}_glm.json")}
+    subjects = sorted(p.name for p in lay.derivatives.glob("sub-*"))
+    maps = [str(lay.group_map(modality, s)) for s in subjects]
+    valid = (
+        [str(lay.subject("template_qsm_mask", s)) for s in subjects] if modality == "qsm" else []
+    )
+    out = {
+        k: str(lay.group(key, modality))
+        for k, key in (
+            ("tstat", "tstat"),
+            ("effect", "effect"),
+            ("clusters", "cluster_map"),
+            ("mask", "svc_mask"),
+            ("table", "cluster_table"),
+            ("json", "glm_json"),
+        )
+    }
     t0 = time.perf_counter()
-    table = group_glm.run(where / "design.tsv", maps, valid, modality, group, "ALS", "NC", 2, out,
-                          logging.getLogger("bench"))
-    print(json.dumps({"glm_s": round(time.perf_counter() - t0, 1), "clusters": len(table),
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+    table = group_glm(
+        lay.group("design"),
+        maps,
+        valid,
+        modality,
+        group,
+        "ALS",
+        "NC",
+        2,
+        out,
+        logging.getLogger("bench"),
+    )
+    print(
+        json.dumps(
+            {
+                "glm_s": round(time.perf_counter() - t0, 1),
+                "clusters": len(table),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            }
+        )
+    )
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_glm":
         _glm_child(*sys.argv[2:4], int(sys.argv[4]))
         return
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("perm")
     p.add_argument("--n-perm", type=int, default=5000)
