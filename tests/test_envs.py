@@ -28,3 +28,14 @@ def test_conda_env_in_step_with_pyproject():
 def test_test_extras_pinned():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     _pins(project["optional-dependencies"]["test"])
+
+
+def test_conda_env_installs_the_package():
+    """--sdm conda: the scripts import qsmvbm as an installed package, so the environment's
+    post-deploy script (run by Snakemake after the build) installs it from the checkout."""
+    script = ROOT / "envs" / "qsmvbm.post-deploy.sh"
+    text = script.read_text()
+    assert script.stat().st_mode & 0o111, "post-deploy script not executable"
+    assert "pip install --no-deps --no-build-isolation --editable" in text
+    env = yaml.safe_load((ROOT / "envs" / "qsmvbm.yaml").read_text())
+    assert any(isinstance(d, str) and d.startswith("setuptools") for d in env["dependencies"])

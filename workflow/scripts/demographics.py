@@ -1,23 +1,18 @@
 """demographics.tsv: the study's Table 1 for the included subjects."""
 
-import sys
 from pathlib import Path
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from qsmvbm.io import save_tsv  # noqa: E402
-from qsmvbm.smk import logged  # noqa: E402
-from qsmvbm.stats.tables import demographics  # noqa: E402
+from qsmvbm.io import read_tsv, save_tsv
+from qsmvbm.smk import logged
+from qsmvbm.stats.design import included_rows
+from qsmvbm.stats.tables import demographics
 
 
 def run(design_tsv, patient: str, control: str, clinical: list, out: Path, log) -> pd.DataFrame:
-    design = pd.read_csv(design_tsv, sep="\t", na_values="n/a", keep_default_na=False)
-    inc = design[design["included"].astype(str) == "True"]
+    design = read_tsv(design_tsv)
+    inc = included_rows(design)
     table = demographics(inc, "group", patient, control, clinical)
     n_all = design["group"].value_counts()
     table.loc[0, patient] = f"{table.loc[0, patient]} ({n_all.get(patient, 0)} processed)"
@@ -29,7 +24,14 @@ def run(design_tsv, patient: str, control: str, clinical: list, out: Path, log) 
 
 def main(smk) -> None:
     with logged(smk.log[0]) as log:
-        run(smk.input[0], smk.params.patient, smk.params.control, list(smk.params.clinical), Path(smk.output[0]), log)
+        run(
+            smk.input[0],
+            smk.params.patient,
+            smk.params.control,
+            list(smk.params.clinical),
+            Path(smk.output[0]),
+            log,
+        )
 
 
 if __name__ == "__main__":

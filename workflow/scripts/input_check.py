@@ -1,25 +1,27 @@
 """Check a subject's raw T1w and GRE in full before any processing (a checkpoint): a subject whose
 inputs fail is excluded with the reason, and the study goes on."""
 
-import sys
 from pathlib import Path
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
-
-from qsmvbm.inputs import check_subject_inputs  # noqa: E402
-from qsmvbm.io import save_json  # noqa: E402
-from qsmvbm.smk import logged  # noqa: E402
+from qsmvbm.inputs import check_subject_inputs
+from qsmvbm.io import save_json
+from qsmvbm.smk import logged
 
 
 def main(smk) -> None:
     with logged(smk.log[0]) as log:
-        result = check_subject_inputs(Path(smk.params.bids_dir), smk.wildcards.subject, smk.input.t1w,
-                                      smk.params.phase_units, smk.params.phase_scale, dict(smk.params.megre_filters))
+        result = check_subject_inputs(
+            Path(smk.params.bids_dir),
+            smk.wildcards.subject,
+            smk.input.t1w,
+            smk.params.phase_units,
+            smk.params.phase_scale,
+            dict(smk.params.megre_filters),
+        )
         save_json(result, smk.output[0])
-        (log.info if result["ok"] else log.warning)("%s input check: %s", smk.wildcards.subject, result["reason"])
+        (log.info if result["ok"] else log.warning)(
+            "%s input check: %s", smk.wildcards.subject, result["reason"]
+        )
 
 
 if __name__ == "__main__":

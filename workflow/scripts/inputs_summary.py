@@ -1,22 +1,18 @@
 """Check a subject's raw inputs (MEGRE series and T1w) and summarise them as JSON."""
 
-import sys
 from pathlib import Path
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
+import nibabel as nib
+import numpy as np
 
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-
-from qsmvbm.bids import BidsInputError, megre_metadata  # noqa: E402
-from qsmvbm.io import load_json, save_json  # noqa: E402
-from qsmvbm.smk import logged  # noqa: E402
+from qsmvbm.bids import BidsInputError, megre_metadata
+from qsmvbm.io import load_json, save_json
+from qsmvbm.smk import logged
 
 
-def summarise(bids_dir: Path, subject: str, t1w: Path, check: dict | None = None, filters: dict | None = None) -> dict:
+def summarise(
+    bids_dir: Path, subject: str, t1w: Path, check: dict | None = None, filters: dict | None = None
+) -> dict:
     """Header-level facts of the inputs plus the phase storage that the input check found."""
     meta = megre_metadata(bids_dir, subject, filters)
     if check is not None:
@@ -36,11 +32,20 @@ def summarise(bids_dir: Path, subject: str, t1w: Path, check: dict | None = None
 def main(smk) -> None:
     with logged(smk.log[0]) as log:
         check = load_json(smk.input.check) if hasattr(smk.input, "check") else None
-        meta = summarise(Path(smk.params.bids_dir), smk.wildcards.subject, Path(smk.input.t1w), check,
-                         dict(getattr(smk.params, "megre_filters", {}) or {}))
+        meta = summarise(
+            Path(smk.params.bids_dir),
+            smk.wildcards.subject,
+            Path(smk.input.t1w),
+            check,
+            dict(getattr(smk.params, "megre_filters", {}) or {}),
+        )
         save_json(meta, smk.output[0])
-        log.info("%s: %d echoes, B0 %.1f T", smk.wildcards.subject, len(meta["echo_times_s"]),
-                 meta["field_strength_t"])
+        log.info(
+            "%s: %d echoes, B0 %.1f T",
+            smk.wildcards.subject,
+            len(meta["echo_times_s"]),
+            meta["field_strength_t"],
+        )
 
 
 if __name__ == "__main__":

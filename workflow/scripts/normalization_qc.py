@@ -1,25 +1,33 @@
 """Cohort normalization QC table: metrics, thresholds, overrides; exclusions are logged."""
 
 import json
-import sys
 from pathlib import Path
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
+import nibabel as nib
+import pandas as pd
 
-import nibabel as nib  # noqa: E402
-import pandas as pd  # noqa: E402
+from qsmvbm.anat.qc import cohort_qc, deep_grey_roi, mask_qc_columns
+from qsmvbm.bids import subject_of
+from qsmvbm.io import read_tsv, save_tsv
+from qsmvbm.smk import logged
 
-from qsmvbm.anat.qc import cohort_qc, deep_grey_roi, mask_qc_columns  # noqa: E402
-from qsmvbm.bids import subject_of  # noqa: E402
-from qsmvbm.io import save_tsv  # noqa: E402
-from qsmvbm.smk import logged  # noqa: E402
-
-COLUMNS = ["participant_id", "group", "dice_brain", "t1_corr", "qsm_dgm_corr", "qsm_dgm_robust_z",
-           "qsm_mask_in_template", "qsm_mask_dice_t1", "qsm_mask_outside_t1", "qsm_mask_tiv_ratio", "tiv_ml",
-           "gm_tiv", "passed_qc", "included", "reason"]
+COLUMNS = [
+    "participant_id",
+    "group",
+    "dice_brain",
+    "t1_corr",
+    "qsm_dgm_corr",
+    "qsm_dgm_robust_z",
+    "qsm_mask_in_template",
+    "qsm_mask_dice_t1",
+    "qsm_mask_outside_t1",
+    "qsm_mask_tiv_ratio",
+    "tiv_ml",
+    "gm_tiv",
+    "passed_qc",
+    "included",
+    "reason",
+]
 
 
 def plausibility_metrics(qsm_jsons, volume_jsons) -> pd.DataFrame:
@@ -27,7 +35,9 @@ def plausibility_metrics(qsm_jsons, volume_jsons) -> pd.DataFrame:
     rows = {}
     for f in volume_jsons:
         v = json.loads(Path(f).read_text())
-        rows.setdefault(subject_of(f), {}).update(tiv_ml=v["TIV_ml"], gm_tiv=v["GM_ml"] / v["TIV_ml"])
+        rows.setdefault(subject_of(f), {}).update(
+            tiv_ml=v["TIV_ml"], gm_tiv=v["GM_ml"] / v["TIV_ml"]
+        )
     for f in qsm_jsons:
         m = json.loads(Path(f).read_text()).get("MaskPlausibility")
         if m:
@@ -35,8 +45,19 @@ def plausibility_metrics(qsm_jsons, volume_jsons) -> pd.DataFrame:
     return pd.DataFrame([{"participant_id": k, **v} for k, v in rows.items()])
 
 
-def run(qc_files, chi_files, check_files, input_exclusions: dict, participants: Path, params: dict,
-        group_column: str, out: Path, log, qsm_jsons=(), volume_jsons=()) -> pd.DataFrame:
+def run(
+    qc_files,
+    chi_files,
+    check_files,
+    input_exclusions: dict,
+    participants: Path,
+    params: dict,
+    group_column: str,
+    out: Path,
+    log,
+    qsm_jsons=(),
+    volume_jsons=(),
+) -> pd.DataFrame:
     """QC table of every subject: processed ones with metrics and verdicts, plus those whose
     inputs were missing or failed the input check (excluded, with the reason)."""
     metrics = pd.DataFrame([json.loads(Path(f).read_text()) for f in qc_files])
@@ -55,14 +76,29 @@ def run(qc_files, chi_files, check_files, input_exclusions: dict, participants: 
         c = json.loads(Path(f).read_text())
         if not c["ok"]:
             pid = Path(f).name.split("_")[0]
-            failed.append({"participant_id": pid, "passed_qc": False, "included": False,
-                           "reason": f"input check failed: {c['reason']}"})
-    failed += [{"participant_id": pid, "passed_qc": False, "included": False, "reason": f"missing input: {why}"}
-               for pid, why in input_exclusions.items()]
+            failed.append(
+                {
+                    "participant_id": pid,
+                    "passed_qc": False,
+                    "included": False,
+                    "reason": f"input check failed: {c['reason']}",
+                }
+            )
+    failed += [
+        {
+            "participant_id": pid,
+            "passed_qc": False,
+            "included": False,
+            "reason": f"missing input: {why}",
+        }
+        for pid, why in input_exclusions.items()
+    ]
     if failed:
         table = pd.concat([table, pd.DataFrame(failed)], ignore_index=True)
-    groups = pd.read_csv(participants, sep="\t", na_values="n/a")[["participant_id", group_column]]
-    table = table.merge(groups.rename(columns={group_column: "group"}), on="participant_id", how="left")
+    groups = read_tsv(participants, keep_default_na=True)[["participant_id", group_column]]
+    table = table.merge(
+        groups.rename(columns={group_column: "group"}), on="participant_id", how="left"
+    )
     save_tsv(table.reindex(columns=COLUMNS), out)
     for _, r in table[~table.included].iterrows():
         log.warning("EXCLUDED %s: %s", r.participant_id, r.reason)
@@ -72,9 +108,19 @@ def run(qc_files, chi_files, check_files, input_exclusions: dict, participants: 
 
 def main(smk) -> None:
     with logged(smk.log[0]) as log:
-        run(smk.input.qc, smk.input.chi, smk.input.checks, dict(smk.params.input_exclusions),
-            Path(smk.input.participants), dict(smk.params.qc), smk.params.group_column,
-            Path(smk.output.table), log, list(smk.input.qsm_json), list(smk.input.volumes))
+        run(
+            smk.input.qc,
+            smk.input.chi,
+            smk.input.checks,
+            dict(smk.params.input_exclusions),
+            Path(smk.input.participants),
+            dict(smk.params.qc),
+            smk.params.group_column,
+            Path(smk.output.table),
+            log,
+            list(smk.input.qsm_json),
+            list(smk.input.volumes),
+        )
 
 
 if __name__ == "__main__":

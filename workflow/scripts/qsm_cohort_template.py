@@ -1,22 +1,16 @@
 """The cohort QSM template of multichannel normalization: voxelwise median of the subjects'
 T1-normalized QSM maps, smoothed for registration."""
 
-import sys
 from pathlib import Path
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
+import nibabel as nib
+import numpy as np
 
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-
-import qsmvbm  # noqa: E402
-from qsmvbm.anat import normalize  # noqa: E402
-from qsmvbm.io import save_json, save_nifti  # noqa: E402
-from qsmvbm.smk import logged  # noqa: E402
-from qsmvbm.templates import TEMPLATE_SPACE, load_template  # noqa: E402
+import qsmvbm
+from qsmvbm.anat import normalize
+from qsmvbm.io import save_json, save_nifti
+from qsmvbm.smk import logged
+from qsmvbm.templates import TEMPLATE_SPACE, load_template
 
 
 def pick(n: int, k: int) -> list[int]:
@@ -35,7 +29,9 @@ def run(chi_files: list, mask_files: list, params: dict, resolution: int, out: d
     for i in use:
         img = nib.load(chi_files[i])
         if img.shape != tpl.t1.shape:
-            raise ValueError(f"{chi_files[i]}: shape {img.shape} is not the template grid {tpl.t1.shape}")
+            raise ValueError(
+                f"{chi_files[i]}: shape {img.shape} is not the template grid {tpl.t1.shape}"
+            )
         maps.append(img.get_fdata(dtype=np.float32))
         masks.append(np.asarray(nib.load(mask_files[i]).dataobj) > 0)
     med, defined = normalize.cohort_template(maps, masks, params["template_min_fraction"])
@@ -58,8 +54,14 @@ def run(chi_files: list, mask_files: list, params: dict, resolution: int, out: d
 
 def main(smk) -> None:
     with logged(smk.log[0]) as log:
-        run(list(smk.input.chi), list(smk.input.mask), dict(smk.params.multichannel),
-            int(smk.params.template_resolution), dict(smk.output.items()), log)
+        run(
+            list(smk.input.chi),
+            list(smk.input.mask),
+            dict(smk.params.multichannel),
+            int(smk.params.template_resolution),
+            dict(smk.output.items()),
+            log,
+        )
 
 
 if __name__ == "__main__":

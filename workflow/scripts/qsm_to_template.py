@@ -1,28 +1,24 @@
 """One subject's QSM in template space through the T1-only registration: the inputs of the cohort
 QSM template of multichannel normalization."""
 
-import sys
-from pathlib import Path
+import numpy as np
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
-
-import numpy as np  # noqa: E402
-
-from qsmvbm.anat import normalize  # noqa: E402
-from qsmvbm.anat.antsio import load_ants, to_ants  # noqa: E402
-from qsmvbm.io import save_nifti  # noqa: E402
-from qsmvbm.smk import logged, set_threads  # noqa: E402
-from qsmvbm.templates import load_template  # noqa: E402
+from qsmvbm.anat import normalize
+from qsmvbm.anat.antsio import load_ants, to_ants
+from qsmvbm.io import save_nifti
+from qsmvbm.smk import logged, set_threads
+from qsmvbm.templates import load_template
 
 
 def run(inp: dict, resolution: int, out: dict, log) -> None:
     tpl = load_template(resolution)
     T = to_ants(tpl.t1, tpl.affine)
-    chi, mask = normalize.warp_qsm(T, load_ants(inp["chi"]), load_ants(inp["qsm_mask"]),
-                                   [inp["warp"], inp["affine"], inp["gre_xfm"]])
+    chi, mask = normalize.warp_qsm(
+        T,
+        load_ants(inp["chi"]),
+        load_ants(inp["qsm_mask"]),
+        [inp["warp"], inp["affine"], inp["gre_xfm"]],
+    )
     save_nifti(chi, tpl.affine, out["chi"])
     save_nifti(mask, tpl.affine, out["qsm_mask"], dtype=np.uint8)
     log.info("QSM in template space (T1-only registration): %d voxels", int(mask.sum()))
@@ -31,7 +27,12 @@ def run(inp: dict, resolution: int, out: dict, log) -> None:
 def main(smk) -> None:
     set_threads(smk.threads)
     with logged(smk.log[0]) as log:
-        run(dict(smk.input.items()), int(smk.params.template_resolution), dict(smk.output.items()), log)
+        run(
+            dict(smk.input.items()),
+            int(smk.params.template_resolution),
+            dict(smk.output.items()),
+            log,
+        )
 
 
 if __name__ == "__main__":

@@ -1,25 +1,19 @@
 """GRE to T1w rigid registration (mutual information) of one subject."""
 
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
 
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy import ndimage  # noqa: E402
-
-from qsmvbm.anat import normalize, t1  # noqa: E402
-from qsmvbm.anat.antsio import to_ants  # noqa: E402
-from qsmvbm.bids import megre_files  # noqa: E402
-from qsmvbm.io import save_json  # noqa: E402
-from qsmvbm.qsm.mask import ball, brain_mask_from_magnitude  # noqa: E402
-from qsmvbm.smk import logged, set_threads  # noqa: E402
+from qsmvbm.anat import normalize, t1
+from qsmvbm.anat.antsio import to_ants
+from qsmvbm.bids import megre_files
+from qsmvbm.io import save_json
+from qsmvbm.qsm.mask import ball, brain_mask_from_magnitude
+from qsmvbm.smk import logged, set_threads
 
 
 def _load(path):
@@ -27,7 +21,15 @@ def _load(path):
     return img.get_fdata(dtype=np.float32), img.affine
 
 
-def run(bids_dir: Path, subject: str, inp: dict, seed: int, out: dict, log, megre_filters: dict | None = None) -> dict:
+def run(
+    bids_dir: Path,
+    subject: str,
+    inp: dict,
+    seed: int,
+    out: dict,
+    log,
+    megre_filters: dict | None = None,
+) -> dict:
     """Rigid GRE echo-1 magnitude -> T1w; each image masked by its own dilated brain mask."""
     mag, gaff = _load(megre_files(bids_dir, subject, megre_filters)[0]["mag"])
     gvs0 = np.linalg.norm(gaff[:3, :3], axis=0)
@@ -43,7 +45,10 @@ def run(bids_dir: Path, subject: str, inp: dict, seed: int, out: dict, log, megr
     with tempfile.TemporaryDirectory(dir=Path(out["xfm"]).parent, prefix=".ants_") as tmp:
         reg = t1.register(fixed, moving, "Rigid", str(Path(tmp) / "rigid_"), seed)
         shutil.copy(reg["fwdtransforms"][0], out["xfm"])
-    warped_mask = normalize.warp(fixed, to_ants((gmask > 0).astype(np.float32), gaff), [out["xfm"]]).numpy() > 0.5
+    warped_mask = (
+        normalize.warp(fixed, to_ants((gmask > 0).astype(np.float32), gaff), [out["xfm"]]).numpy()
+        > 0.5
+    )
     info = {
         "Transform": "rigid, mutual information (ANTs Mattes), GRE echo-1 magnitude -> T1w",
         "RandomSeed": seed,
@@ -58,8 +63,15 @@ def main(smk) -> None:
     set_threads(smk.threads)
     with logged(smk.log[0]) as log:
         bids_dir = Path(smk.input.megre[0]).parents[2]
-        run(bids_dir, smk.wildcards.subject, dict(smk.input.items()), smk.params.seed,
-            dict(smk.output.items()), log, dict(smk.params.megre_filters))
+        run(
+            bids_dir,
+            smk.wildcards.subject,
+            dict(smk.input.items()),
+            smk.params.seed,
+            dict(smk.output.items()),
+            log,
+            dict(smk.params.megre_filters),
+        )
 
 
 if __name__ == "__main__":

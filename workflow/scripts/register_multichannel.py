@@ -3,24 +3,18 @@ started from the subject's T1-only affine."""
 
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import qsmvbm  # noqa: E402
-from qsmvbm.anat import normalize, t1  # noqa: E402
-from qsmvbm.anat.antsio import load_ants, to_ants  # noqa: E402
-from qsmvbm.io import save_json  # noqa: E402
-from qsmvbm.smk import logged, set_threads  # noqa: E402
-from qsmvbm.templates import TEMPLATE_SPACE, load_template  # noqa: E402
-from qsmvbm.timing import Stopwatch  # noqa: E402
+import qsmvbm
+from qsmvbm.anat import normalize, t1
+from qsmvbm.anat.antsio import load_ants, to_ants
+from qsmvbm.io import save_json
+from qsmvbm.smk import logged, set_threads
+from qsmvbm.templates import TEMPLATE_SPACE, load_template
+from qsmvbm.timing import Stopwatch
 
 
 def run(inp: dict, params: dict, out: dict, log) -> dict:
@@ -31,19 +25,32 @@ def run(inp: dict, params: dict, out: dict, log) -> dict:
     t1_img = load_ants(inp["t1"])
     brain = t1_img.new_image_like((load_ants(inp["t1_mask"]).numpy() > 0).astype(np.float32))
     # the subject's QSM on its T1 grid (GRE->T1 rigid), 0 outside its mask, smoothed like the template
-    chi_t1, qmask_t1 = normalize.warp_qsm(t1_img, load_ants(inp["chi"]), load_ants(inp["qsm_mask"]), [inp["gre_xfm"]])
+    chi_t1, qmask_t1 = normalize.warp_qsm(
+        t1_img, load_ants(inp["chi"]), load_ants(inp["qsm_mask"]), [inp["gre_xfm"]]
+    )
     chi_t1 = normalize.smooth(chi_t1, mc["qsm_fwhm_mm"], np.asarray(t1_img.spacing), qmask_t1)
     qtpl = load_ants(inp["qsm_template"])
     watch.tick("prepare")
     xfm_dir = Path(out["affine"]).parent
     with tempfile.TemporaryDirectory(dir=xfm_dir, prefix=".ants_mc_") as tmp:
-        reg = t1.register_multichannel(T, t1_img * brain, qtpl, t1_img.new_image_like(chi_t1), inp["affine"],
-                                       str(Path(tmp) / "mc_"), params["random_seed"], mc["qsm_weight"],
-                                       mc["metric"], mc["metric_param"])
+        reg = t1.register_multichannel(
+            T,
+            t1_img * brain,
+            qtpl,
+            t1_img.new_image_like(chi_t1),
+            inp["affine"],
+            str(Path(tmp) / "mc_"),
+            params["random_seed"],
+            mc["qsm_weight"],
+            mc["metric"],
+            mc["metric_param"],
+        )
         watch.tick("syn_multichannel")
         shutil.copy(next(f for f in reg["fwdtransforms"] if f.endswith(".mat")), out["affine"])
         shutil.copy(next(f for f in reg["fwdtransforms"] if f.endswith(".nii.gz")), out["warp"])
-        shutil.copy(next(f for f in reg["invtransforms"] if f.endswith(".nii.gz")), out["inverse_warp"])
+        shutil.copy(
+            next(f for f in reg["invtransforms"] if f.endswith(".nii.gz")), out["inverse_warp"]
+        )
     # how well the QSM channel matches the cohort template after the registration
     fwd = [out["warp"], out["affine"]]
     warped_chi = normalize.warp(T, t1_img.new_image_like(chi_t1), fwd).numpy()
@@ -51,9 +58,11 @@ def run(inp: dict, params: dict, out: dict, log) -> dict:
     info = {
         "TemplateSpace": TEMPLATE_SPACE,
         "Method": "ANTs SyNOnly from the T1-only affine; channels: T1w (MI, weight 1) and QSM "
-                  f"({mc['metric']}[{mc['metric_param']}], weight {mc['qsm_weight']}) vs the cohort QSM template",
+        f"({mc['metric']}[{mc['metric_param']}], weight {mc['qsm_weight']}) vs the cohort QSM template",
         "QSMTemplate": str(inp["qsm_template"]),
-        "QSMCorrelationWithTemplate": normalize.masked_correlation(warped_chi, qtpl.numpy(), defined & tpl.mask),
+        "QSMCorrelationWithTemplate": normalize.masked_correlation(
+            warped_chi, qtpl.numpy(), defined & tpl.mask
+        ),
         "RandomSeed": params["random_seed"],
         "Timings_s": watch.timings,
         "Parameters": mc,

@@ -1,30 +1,32 @@
 """Group figures of the report: SVC t-maps (Figure 1), group boxes (2), QSM vs GM (3), clinical (4)."""
 
 import json
-import sys
 from pathlib import Path
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
+import nibabel as nib
+import numpy as np
 
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from qsmvbm.atlas import aal3_on_grid, region_mask  # noqa: E402
-from qsmvbm.report import figures  # noqa: E402
-from qsmvbm.smk import logged  # noqa: E402
-from qsmvbm.templates import load_template  # noqa: E402
+from qsmvbm.atlas import aal3_on_grid, region_mask
+from qsmvbm.io import read_tsv
+from qsmvbm.report import figures
+from qsmvbm.smk import logged
+from qsmvbm.templates import load_template
 
 
 def read(path):
-    return pd.read_csv(path, sep="\t", na_values="n/a", keep_default_na=False)
+    return read_tsv(path)
 
 
-def run(inp: dict, patient: str, control: str, clinical: list, rois_names: list, resolution: int, out: dict,
-        log) -> None:
+def run(
+    inp: dict,
+    patient: str,
+    control: str,
+    clinical: list,
+    rois_names: list,
+    resolution: int,
+    out: dict,
+    log,
+) -> None:
     tpl = load_template(resolution)
     template_img = nib.Nifti1Image(tpl.t1, tpl.affine)
     clusters = read(inp["clusters"])
@@ -32,13 +34,23 @@ def run(inp: dict, patient: str, control: str, clinical: list, rois_names: list,
     roi_img = nib.Nifti1Image(rois.astype(np.float32), tpl.affine)
     for mod in ("qsm", "gm"):
         info = json.loads(Path(inp[f"{mod}_glm"]).read_text())
-        figures.svc_figure(nib.load(inp[f"{mod}_tstat"]), nib.load(inp[f"{mod}_clusters"]), roi_img, template_img,
-                           clusters[clusters.modality == mod], info["cluster_forming_t"],
-                           f"{mod.upper()}: {info['contrast']}", out[f"{mod}_svc"])
+        figures.svc_figure(
+            nib.load(inp[f"{mod}_tstat"]),
+            nib.load(inp[f"{mod}_clusters"]),
+            roi_img,
+            template_img,
+            clusters[clusters.modality == mod],
+            info["cluster_forming_t"],
+            f"{mod.upper()}: {info['contrast']}",
+            out[f"{mod}_svc"],
+        )
     values = read(inp["values"])
     design = read(inp["design"])
-    values = values.merge(design[["participant_id"] + [c for c in design.columns if c not in values.columns]],
-                          on="participant_id", how="left")
+    values = values.merge(
+        design[["participant_id"] + [c for c in design.columns if c not in values.columns]],
+        on="participant_id",
+        how="left",
+    )
     regions = list(json.loads(Path(inp["columns"]).read_text())["regions"])
     stats, corr = read(inp["stats"]), read(inp["correlations"])
     figures.roi_group_figure(values, stats, regions, patient, control, out["roi_groups"])
@@ -49,8 +61,16 @@ def run(inp: dict, patient: str, control: str, clinical: list, rois_names: list,
 
 def main(smk) -> None:
     with logged(smk.log[0]) as log:
-        run(dict(smk.input), smk.params.patient, smk.params.control, list(smk.params.clinical),
-            list(smk.params.rois), int(smk.params.resolution), dict(smk.output), log)
+        run(
+            dict(smk.input),
+            smk.params.patient,
+            smk.params.control,
+            list(smk.params.clinical),
+            list(smk.params.rois),
+            int(smk.params.resolution),
+            dict(smk.output),
+            log,
+        )
 
 
 if __name__ == "__main__":

@@ -1,30 +1,31 @@
 """Report tables (HTML): demographics, clusters, ROI statistics, correlations, QC exclusions."""
 
-import sys
 from pathlib import Path
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
-
-import pandas as pd  # noqa: E402
-
-from qsmvbm.io import atomic_path  # noqa: E402
-from qsmvbm.report.tables import table_html  # noqa: E402
-from qsmvbm.smk import logged  # noqa: E402
+from qsmvbm.io import atomic_path, read_tsv
+from qsmvbm.report.tables import table_html
+from qsmvbm.smk import logged
 
 TITLES = {
-    "demographics": ("Table 1. Demographic and clinical profile of the included participants",
-                     "Age: two-sample t-test; sex: chi-squared without continuity correction; clinical scores "
-                     "mean ± SD [range]."),
-    "clusters": ("Clusters within the small volumes (p < cluster-forming threshold, uncorrected)",
-                 "Peaks in MNI mm; p_fwe_rft: SPM-style random-field SVC; p_fwe_perm: permutation max-T over the "
-                 "ROI; shaded rows are significant by the configured rule."),
-    "roi_stats": ("Group comparisons of the ROI values",
-                  "QSM: two-sample t-test; GM: ANCOVA with the GM model's covariates; Lilliefors normality p per "
-                  "group."),
-    "correlations": ("Correlations of ROI values", "Pearson or partial correlation; alternative as configured."),
+    "demographics": (
+        "Table 1. Demographic and clinical profile of the included participants",
+        "Age: two-sample t-test; sex: chi-squared without continuity correction; clinical scores "
+        "mean ± SD [range].",
+    ),
+    "clusters": (
+        "Clusters within the small volumes (p < cluster-forming threshold, uncorrected)",
+        "Peaks in MNI mm; p_fwe_rft: SPM-style random-field SVC; p_fwe_perm: permutation max-T over the "
+        "ROI; shaded rows are significant by the configured rule.",
+    ),
+    "roi_stats": (
+        "Group comparisons of the ROI values",
+        "QSM: two-sample t-test; GM: ANCOVA with the GM model's covariates; Lilliefors normality p per "
+        "group.",
+    ),
+    "correlations": (
+        "Correlations of ROI values",
+        "Pearson or partial correlation; alternative as configured.",
+    ),
     "qc": ("Normalization QC: excluded subjects", "Every subject not included, with the reason."),
 }
 
@@ -36,10 +37,13 @@ def write(html: str, path) -> None:
 
 def run(inp: dict, out: dict, log) -> None:
     for key, (title, note) in TITLES.items():
-        df = pd.read_csv(inp[key], sep="\t", na_values="n/a", keep_default_na=False)
+        df = read_tsv(inp[key])
         if key == "qc":
             df = df[df["included"].astype(str) != "True"][["participant_id", "group", "reason"]]
-        write(table_html(df, title, note, highlight="significant" if key == "clusters" else None), out[key])
+        write(
+            table_html(df, title, note, highlight="significant" if key == "clusters" else None),
+            out[key],
+        )
         log.info("%s: %d rows", key, len(df))
 
 

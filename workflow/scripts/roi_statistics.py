@@ -1,26 +1,22 @@
 """roi_stats.tsv and correlations.tsv: group tests, normality and correlations of the ROI values."""
 
 import json
-import sys
 from pathlib import Path
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from qsmvbm.io import save_tsv  # noqa: E402
-from qsmvbm.smk import logged  # noqa: E402
-from qsmvbm.stats.design import COVARIATES  # noqa: E402
-from qsmvbm.stats.tables import correlation_table, group_test  # noqa: E402
+from qsmvbm.io import read_tsv, save_tsv
+from qsmvbm.smk import logged
+from qsmvbm.stats.design import COVARIATES
+from qsmvbm.stats.tables import correlation_table, group_test
 
 
-def run(values_tsv, columns_json, design_tsv, group: dict, patient: str, control: str, out: dict, log):
-    values = pd.read_csv(values_tsv, sep="\t", na_values="n/a", keep_default_na=False)
+def run(
+    values_tsv, columns_json, design_tsv, group: dict, patient: str, control: str, out: dict, log
+):
+    values = read_tsv(values_tsv)
     regions = list(json.loads(Path(columns_json).read_text())["regions"])
-    design = pd.read_csv(design_tsv, sep="\t", na_values="n/a", keep_default_na=False)
+    design = read_tsv(design_tsv)
     extra = [c for c in design.columns if c not in values.columns]
     data = values.merge(design[["participant_id"] + extra], on="participant_id", how="left")
     rows = []
@@ -31,20 +27,38 @@ def run(values_tsv, columns_json, design_tsv, group: dict, patient: str, control
             rows.append({"region": region, "measure": mod, **res})
     stats_table = pd.DataFrame(rows)
     if not len(stats_table):
-        stats_table = pd.DataFrame(columns=["region", "measure", "value", "test", "covariates", "t", "F", "df", "p"])
+        stats_table = pd.DataFrame(
+            columns=["region", "measure", "value", "test", "covariates", "t", "F", "df", "p"]
+        )
     save_tsv(stats_table, out["stats"])
     groups = {"patients": [patient], "controls": [control], "all": [patient, control]}
     corr = correlation_table(data, group["correlations"], regions, group["clinical_scores"], groups)
     save_tsv(corr, out["correlations"])
     for _, r in corr[corr.p < 0.05].iterrows():
-        log.info("correlation %s ~ %s in %s: r=%.3f p=%.4f (%s)", r.x, r.y, r.group, r.r, r.p, r.alternative)
+        log.info(
+            "correlation %s ~ %s in %s: r=%.3f p=%.4f (%s)",
+            r.x,
+            r.y,
+            r.group,
+            r.r,
+            r.p,
+            r.alternative,
+        )
     return stats_table, corr
 
 
 def main(smk) -> None:
     with logged(smk.log[0]) as log:
-        run(smk.input.values, smk.input.columns, smk.input.design, dict(smk.params.group), smk.params.patient,
-            smk.params.control, dict(smk.output), log)
+        run(
+            smk.input.values,
+            smk.input.columns,
+            smk.input.design,
+            dict(smk.params.group),
+            smk.params.patient,
+            smk.params.control,
+            dict(smk.output),
+            log,
+        )
 
 
 if __name__ == "__main__":

@@ -1,30 +1,27 @@
 """roi_values.tsv: each included subject's mean QSM (ppm) and modulated GM in every significant cluster."""
 
-import sys
 from pathlib import Path
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
+import nibabel as nib
+import numpy as np
+import pandas as pd
 
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from qsmvbm.bids import subject_of  # noqa: E402
-from qsmvbm.io import save_json, save_tsv  # noqa: E402
-from qsmvbm.smk import logged  # noqa: E402
-from qsmvbm.stats.roi import cluster_regions, region_means  # noqa: E402
+from qsmvbm.bids import subject_of
+from qsmvbm.io import read_tsv, save_json, save_tsv
+from qsmvbm.smk import logged
+from qsmvbm.stats.design import included_rows
+from qsmvbm.stats.roi import cluster_regions, region_means
 
 
-def run(clusters_tsv, cluster_maps, design_tsv, qsm_maps, gm_maps, group: dict, out: dict, log) -> pd.DataFrame:
-    clusters = pd.read_csv(clusters_tsv, sep="\t", na_values="n/a", keep_default_na=False)
+def run(
+    clusters_tsv, cluster_maps, design_tsv, qsm_maps, gm_maps, group: dict, out: dict, log
+) -> pd.DataFrame:
+    clusters = read_tsv(clusters_tsv)
     labels = {Path(f).name.split("_")[0]: np.asarray(nib.load(f).dataobj) for f in cluster_maps}
     source = ["qsm", "gm"] if group["roi_source"] == "both" else [group["roi_source"]]
     regions = cluster_regions(clusters, labels, source, group["combine"])
-    design = pd.read_csv(design_tsv, sep="\t", na_values="n/a", keep_default_na=False)
-    design = design[design["included"].astype(str) == "True"].reset_index(drop=True)
+    design = read_tsv(design_tsv)
+    design = included_rows(design)
     files = {"qsm": {subject_of(f): f for f in qsm_maps}, "gm": {subject_of(f): f for f in gm_maps}}
     rows = []
     for _, s in design.iterrows():
@@ -35,31 +32,61 @@ def run(clusters_tsv, cluster_maps, design_tsv, qsm_maps, gm_maps, group: dict, 
                 row[f"{mod}_{name}"] = v
         row["tiv_ml"] = s.tiv_ml
         rows.append(row)
-    cols = ["participant_id", "group"] + [f"{m}_{n}" for n in regions for m in ("qsm", "gm")] + ["tiv_ml"]
+    cols = (
+        ["participant_id", "group"]
+        + [f"{m}_{n}" for n in regions for m in ("qsm", "gm")]
+        + ["tiv_ml"]
+    )
     table = pd.DataFrame(rows, columns=cols)
     save_tsv(table, out["tsv"])
     vvol = None
     for f in cluster_maps:
         vvol = float(abs(np.linalg.det(nib.load(f).affine[:3, :3])))
-    meta = {"regions": {n: {"from_modality": r["modality"], "rois": r["rois"], "cluster_ids": r["cluster_ids"],
-                            "n_voxels": int(r["mask"].sum()), "volume_mm3": float(r["mask"].sum() * vvol)}
-                        for n, r in regions.items()},
-            "columns": {**{f"qsm_{n}": {"Description": f"mean susceptibility in region {n}", "Units": "ppm"}
-                           for n in regions},
-                        **{f"gm_{n}": {"Description": f"mean Jacobian-modulated, smoothed GM in region {n}",
-                                       "Units": "mL GM per mL template volume"} for n in regions},
-                        "tiv_ml": {"Description": "total intracranial volume", "Units": "mL"}}}
+    meta = {
+        "regions": {
+            n: {
+                "from_modality": r["modality"],
+                "rois": r["rois"],
+                "cluster_ids": r["cluster_ids"],
+                "n_voxels": int(r["mask"].sum()),
+                "volume_mm3": float(r["mask"].sum() * vvol),
+            }
+            for n, r in regions.items()
+        },
+        "columns": {
+            **{
+                f"qsm_{n}": {"Description": f"mean susceptibility in region {n}", "Units": "ppm"}
+                for n in regions
+            },
+            **{
+                f"gm_{n}": {
+                    "Description": f"mean Jacobian-modulated, smoothed GM in region {n}",
+                    "Units": "mL GM per mL template volume",
+                }
+                for n in regions
+            },
+            "tiv_ml": {"Description": "total intracranial volume", "Units": "mL"},
+        },
+    }
     save_json(meta, out["json"])
     log.info("%d regions, %d subjects", len(regions), len(table))
     if not regions:
-        log.warning("no significant cluster: roi_values.tsv has no region columns")
+        log.warning("no significant cluster: %s has no region columns", Path(out["tsv"]).name)
     return table
 
 
 def main(smk) -> None:
     with logged(smk.log[0]) as log:
-        run(smk.input.clusters, list(smk.input.cluster_maps), smk.input.design, list(smk.input.qsm_maps),
-            list(smk.input.gm_maps), dict(smk.params.group), dict(smk.output), log)
+        run(
+            smk.input.clusters,
+            list(smk.input.cluster_maps),
+            smk.input.design,
+            list(smk.input.qsm_maps),
+            list(smk.input.gm_maps),
+            dict(smk.params.group),
+            dict(smk.output),
+            log,
+        )
 
 
 if __name__ == "__main__":

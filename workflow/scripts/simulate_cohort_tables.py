@@ -1,16 +1,10 @@
 """Write the simulated cohort's tables (participants, effects, effect masks)."""
 
-import sys
 from pathlib import Path
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
-
-from qsmvbm.simulate.cohort_io import write_cohort_tables  # noqa: E402
-from qsmvbm.simulate.settings import load_simulation_config  # noqa: E402
-from qsmvbm.smk import logged  # noqa: E402
+from qsmvbm.simulate.cohort_io import write_cohort_tables
+from qsmvbm.simulate.settings import load_simulation_config
+from qsmvbm.smk import logged
 
 
 def main(smk) -> None:

@@ -1,15 +1,9 @@
 """Figure of one simulated subject: magnitude, wrapped phase, true chi, T1w."""
 
-import sys
 from pathlib import Path
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
-
-from qsmvbm.simulate.figure import plot_subject  # noqa: E402
-from qsmvbm.smk import logged  # noqa: E402
+from qsmvbm.simulate.figure import plot_subject
+from qsmvbm.smk import logged
 
 
 def main(smk) -> None:

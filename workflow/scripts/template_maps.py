@@ -1,22 +1,14 @@
 """Template-space maps of one subject: QSM (GRE->T1->template in one interpolation),
 Jacobian-modulated GM, smoothing, per-subject normalization QC metrics and overlay."""
 
-import sys
-from pathlib import Path
+import numpy as np
 
-try:
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
-except NameError:  # imported by a test
-    pass
-
-import numpy as np  # noqa: E402
-
-from qsmvbm.anat import normalize  # noqa: E402
-from qsmvbm.anat.antsio import load_ants, to_ants  # noqa: E402
-from qsmvbm.anat.figures import normalization_overlay  # noqa: E402
-from qsmvbm.io import save_json, save_nifti  # noqa: E402
-from qsmvbm.smk import logged, set_threads  # noqa: E402
-from qsmvbm.templates import TEMPLATE_SPACE, load_template  # noqa: E402
+from qsmvbm.anat import normalize
+from qsmvbm.anat.antsio import load_ants, to_ants
+from qsmvbm.anat.figures import normalization_overlay
+from qsmvbm.io import save_json, save_nifti
+from qsmvbm.smk import logged, set_threads
+from qsmvbm.templates import TEMPLATE_SPACE, load_template
 
 
 def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
@@ -28,7 +20,9 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
     chi, qmask = normalize.warp_qsm(T, load_ants(inp["chi"]), load_ants(inp["qsm_mask"]), fwd_gre)
     save_nifti(chi, tpl.affine, out["chi"])
     save_nifti(qmask, tpl.affine, out["qsm_mask"], dtype=np.uint8)
-    save_nifti(normalize.smooth(chi, params["qsm_fwhm_mm"], vs, qmask), tpl.affine, out["chi_smooth"])
+    save_nifti(
+        normalize.smooth(chi, params["qsm_fwhm_mm"], vs, qmask), tpl.affine, out["chi_smooth"]
+    )
     gm = normalize.warp(T, load_ants(inp["gm"]), fwd_t1).numpy()
     jac = normalize.jacobian(T, fwd_t1, params["modulation"])
     mgm = (np.clip(gm, 0, 1) * jac).astype(np.float32)
@@ -49,8 +43,14 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
         "TemplateSpace": TEMPLATE_SPACE,
     }
     save_json(qc, out["qc"])
-    normalization_overlay(t1w, chi, tpl, out["png"], f"{subject}: normalization to {TEMPLATE_SPACE} "
-                          f"(Dice {qc['dice_brain']:.3f}, T1 r {qc['t1_corr']:.3f})")
+    normalization_overlay(
+        t1w,
+        chi,
+        tpl,
+        out["png"],
+        f"{subject}: normalization to {TEMPLATE_SPACE} "
+        f"(Dice {qc['dice_brain']:.3f}, T1 r {qc['t1_corr']:.3f})",
+    )
     log.info("%s: %s", subject, qc)
     return qc
 
@@ -58,7 +58,13 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
 def main(smk) -> None:
     set_threads(smk.threads)
     with logged(smk.log[0]) as log:
-        run(dict(smk.input.items()), dict(smk.params.anat), dict(smk.output.items()), smk.wildcards.subject, log)
+        run(
+            dict(smk.input.items()),
+            dict(smk.params.anat),
+            dict(smk.output.items()),
+            smk.wildcards.subject,
+            log,
+        )
 
 
 if __name__ == "__main__":
