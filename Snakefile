@@ -2,7 +2,9 @@
 # Run `snakemake --cores N` (config/config.yaml) or `--profile profiles/slurm`.
 
 
-include: "workflow/rules/common.smk"
+include: "workflow/rules/config.smk"
+include: "workflow/rules/subjects.smk"
+include: "workflow/rules/functions.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -45,6 +47,6 @@ localrules:
 
 onsuccess:
     # the summary line a user reads last: who was left out of the group analyses, and why
-    _summary = exclusion_summary(GROUP / "qc" / "normalization_qc.tsv")
+    _summary = exclusion_summary(L.group("qc_table"))
     if _summary:
         logger.warning(_summary)

@@ -7,23 +7,22 @@ rule anat_t1:
     input:
         t1w=raw_t1w,
     output:
-        preproc=ANAT / "{subject}_space-T1w_desc-preproc_T1w.nii.gz",
-        mask=ANAT / "{subject}_space-T1w_desc-brain_mask.nii.gz",
-        gm=ANAT / "{subject}_space-T1w_label-GM_probseg.nii.gz",
-        wm=ANAT / "{subject}_space-T1w_label-WM_probseg.nii.gz",
-        csf=ANAT / "{subject}_space-T1w_label-CSF_probseg.nii.gz",
-        dseg=ANAT / "{subject}_space-T1w_dseg.nii.gz",
-        affine=ANAT / f"{{subject}}_from-T1w_to-{TPL}_mode-image_desc-affine_xfm.mat",
-        warp=ANAT / f"{{subject}}_from-T1w_to-{TPL}_mode-image_desc-warp_xfm.nii.gz",
-        inverse_warp=ANAT
-        / f"{{subject}}_from-{TPL}_to-T1w_mode-image_desc-warp_xfm.nii.gz",
-        template_t1=ANAT / f"{{subject}}_space-{TPL}_res-{RES}_desc-preproc_T1w.nii.gz",
-        template_mask=ANAT / f"{{subject}}_space-{TPL}_res-{RES}_desc-brain_mask.nii.gz",
-        volumes=ANAT / "{subject}_desc-volumes.json",
+        preproc=L.subject("t1_preproc"),
+        mask=L.subject("t1_mask"),
+        gm=L.subject("gm"),
+        wm=L.subject("wm"),
+        csf=L.subject("csf"),
+        dseg=L.subject("dseg"),
+        affine=L.subject("affine"),
+        warp=L.subject("warp"),
+        inverse_warp=L.subject("inverse_warp"),
+        template_t1=L.subject("template_t1"),
+        template_mask=L.subject("template_mask"),
+        volumes=L.subject("volumes"),
     log:
-        LOGS / "anat_t1" / "{subject}.log",
+        L.log("anat_t1", "{subject}"),
     benchmark:
-        BENCH / "anat_t1" / "{subject}.tsv"
+        L.benchmark("anat_t1", "{subject}")
     group:
         "subject"
     conda:

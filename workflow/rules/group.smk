@@ -11,13 +11,13 @@ rule group_design:
     input:
         participants=participants_tsv(),
         qc=rules.normalization_qc.output.table,
-        volumes=volume_files,
+        volumes=ok_subject_files("volumes"),
     output:
-        GROUP / "design.tsv",
+        L.group("design"),
     log:
-        LOGS / "group_design.log",
+        L.log("group_design"),
     benchmark:
-        BENCH / "group_design.tsv"
+        L.benchmark("group_design")
     conda:
         ENV
     threads: 1
@@ -38,16 +38,16 @@ rule group_glm:
         unpack(glm_inputs),
         design=rules.group_design.output[0],
     output:
-        tstat=GROUP / "{modality}_tstat.nii.gz",
-        effect=GROUP / "{modality}_effect.nii.gz",
-        clusters=GROUP / "{modality}_clusters.nii.gz",
-        mask=GROUP / "{modality}_mask.nii.gz",
-        table=GROUP / "{modality}_clusters.tsv",
-        json=GROUP / "{modality}_glm.json",
+        tstat=L.group("tstat"),
+        effect=L.group("effect"),
+        clusters=L.group("cluster_map"),
+        mask=L.group("svc_mask"),
+        table=L.group("cluster_table"),
+        json=L.group("glm_json"),
     log:
-        LOGS / "group_glm_{modality}.log",
+        L.log("group_glm_{modality}"),
     benchmark:
-        BENCH / "group_glm_{modality}.tsv"
+        L.benchmark("group_glm_{modality}")
     conda:
         ENV
     threads: 2
@@ -65,13 +65,13 @@ rule group_glm:
 
 rule cluster_table:
     input:
-        expand(GROUP / "{modality}_clusters.tsv", modality=MODALITIES),
+        expand(L.group("cluster_table"), modality=MODALITIES),
     output:
-        GROUP / "clusters.tsv",
+        L.group("clusters"),
     log:
-        LOGS / "cluster_table.log",
+        L.log("cluster_table"),
     benchmark:
-        BENCH / "cluster_table.tsv"
+        L.benchmark("cluster_table")
     conda:
         ENV
     threads: 1
@@ -86,15 +86,15 @@ rule roi_values:
     input:
         unpack(roi_value_inputs),
         clusters=rules.cluster_table.output[0],
-        cluster_maps=expand(GROUP / "{modality}_clusters.nii.gz", modality=MODALITIES),
+        cluster_maps=expand(L.group("cluster_map"), modality=MODALITIES),
         design=rules.group_design.output[0],
     output:
-        tsv=GROUP / "roi_values.tsv",
-        json=GROUP / "roi_values.json",
+        tsv=L.group("roi_values"),
+        json=L.group("roi_values_json"),
     log:
-        LOGS / "roi_values.log",
+        L.log("roi_values"),
     benchmark:
-        BENCH / "roi_values.tsv"
+        L.benchmark("roi_values")
     conda:
         ENV
     threads: 1
@@ -113,12 +113,12 @@ rule roi_statistics:
         columns=rules.roi_values.output.json,
         design=rules.group_design.output[0],
     output:
-        stats=GROUP / "roi_stats.tsv",
-        correlations=GROUP / "correlations.tsv",
+        stats=L.group("roi_stats"),
+        correlations=L.group("correlations"),
     log:
-        LOGS / "roi_statistics.log",
+        L.log("roi_statistics"),
     benchmark:
-        BENCH / "roi_statistics.tsv"
+        L.benchmark("roi_statistics")
     conda:
         ENV
     threads: 1
@@ -137,11 +137,11 @@ rule demographics:
     input:
         rules.group_design.output[0],
     output:
-        GROUP / "demographics.tsv",
+        L.group("demographics"),
     log:
-        LOGS / "demographics.log",
+        L.log("demographics"),
     benchmark:
-        BENCH / "demographics.tsv"
+        L.benchmark("demographics")
     conda:
         ENV
     threads: 1

@@ -10,11 +10,11 @@ checkpoint input_check:
         megre=raw_megre,
         t1w=raw_t1w,
     output:
-        INPUT_CHECK,
+        L.subject("input_check"),
     log:
-        LOGS / "input_check" / "{subject}.log",
+        L.log("input_check", "{subject}"),
     benchmark:
-        BENCH / "input_check" / "{subject}.tsv"
+        L.benchmark("input_check", "{subject}")
     group:
         "subject"
     conda:
@@ -36,13 +36,13 @@ rule inputs_summary:
     input:
         megre=raw_megre,
         t1w=raw_t1w,
-        check=INPUT_CHECK,
+        check=L.subject("input_check"),
     output:
-        DERIV / "{subject}" / "anat" / "{subject}_desc-inputs_summary.json",
+        L.subject("inputs_summary"),
     log:
-        LOGS / "inputs_summary" / "{subject}.log",
+        L.log("inputs_summary", "{subject}"),
     benchmark:
-        BENCH / "inputs_summary" / "{subject}.tsv"
+        L.benchmark("inputs_summary", "{subject}")
     group:
         "subject"
     conda:
@@ -60,11 +60,11 @@ rule inputs_summary:
 
 rule derivatives_description:
     output:
-        DERIV / "dataset_description.json",
+        L.dataset_description(),
     log:
-        LOGS / "derivatives_description.log",
+        L.log("derivatives_description"),
     benchmark:
-        BENCH / "derivatives_description.tsv"
+        L.benchmark("derivatives_description")
     conda:
         ENV
     threads: 1

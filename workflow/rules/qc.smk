@@ -3,18 +3,18 @@
 
 rule normalization_qc:
     input:
-        qc=normalization_qc_files,
-        chi=template_chi_files,
+        qc=ok_subject_files("normalization_qc"),
+        chi=ok_subject_files("template_chi"),
         checks=input_check_files,
-        qsm_json=qsm_sidecar_files,
-        volumes=volume_files,
+        qsm_json=ok_subject_files("chi_json"),
+        volumes=ok_subject_files("volumes"),
         participants=participants_tsv(),
     output:
-        table=GROUP / "qc" / "normalization_qc.tsv",
+        table=L.group("qc_table"),
     log:
-        LOGS / "normalization_qc.log",
+        L.log("normalization_qc"),
     benchmark:
-        BENCH / "normalization_qc.tsv"
+        L.benchmark("normalization_qc")
     conda:
         ENV
     threads: 1

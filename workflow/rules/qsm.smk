@@ -7,43 +7,25 @@ rule qsm:
         megre=raw_megre,
         checked=rules.inputs_summary.output[0],
     output:
-        chi=DERIV / "{subject}" / "anat" / "{subject}_space-MEGRE_Chimap.nii.gz",
-        chi_json=DERIV / "{subject}" / "anat" / "{subject}_space-MEGRE_Chimap.json",
-        mask=DERIV
-        / "{subject}"
-        / "anat"
-        / "{subject}_space-MEGRE_desc-brain_mask.nii.gz",
-        final_mask=DERIV
-        / "{subject}"
-        / "anat"
-        / "{subject}_space-MEGRE_desc-qsm_mask.nii.gz",
-        total_field=DERIV
-        / "{subject}"
-        / "anat"
-        / "{subject}_space-MEGRE_desc-total_fieldmap.nii.gz",
-        local_field=DERIV
-        / "{subject}"
-        / "anat"
-        / "{subject}_space-MEGRE_desc-local_fieldmap.nii.gz",
-        noise=DERIV
-        / "{subject}"
-        / "anat"
-        / "{subject}_space-MEGRE_desc-noise_fieldmap.nii.gz",
-        r2star=DERIV / "{subject}" / "anat" / "{subject}_space-MEGRE_R2starmap.nii.gz",
-        magnitude=DERIV
-        / "{subject}"
-        / "anat"
-        / "{subject}_space-MEGRE_desc-echo1_magnitude.nii.gz",
+        chi=L.subject("chi"),
+        chi_json=L.subject("chi_json"),
+        mask=L.subject("gre_brain_mask"),
+        final_mask=L.subject("qsm_mask"),
+        total_field=L.subject("total_field"),
+        local_field=L.subject("local_field"),
+        noise=L.subject("noise"),
+        r2star=L.subject("r2star"),
+        magnitude=L.subject("magnitude"),
         qc=report(
-            DERIV / "{subject}" / "figures" / "{subject}_space-MEGRE_desc-qsm_qc.png",
+            L.subject("qsm_qc_png"),
             caption="../report/qsm_qc.rst",
             category="QSM",
             subcategory="{subject}",
         ),
     log:
-        LOGS / "qsm" / "{subject}.log",
+        L.log("qsm", "{subject}"),
     benchmark:
-        BENCH / "qsm" / "{subject}.tsv"
+        L.benchmark("qsm", "{subject}")
     group:
         "subject"
     conda:

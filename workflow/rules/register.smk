@@ -7,12 +7,12 @@ rule register_gre:
         t1=rules.anat_t1.output.preproc,
         t1_mask=rules.anat_t1.output.mask,
     output:
-        xfm=ANAT / "{subject}_from-MEGRE_to-T1w_mode-image_xfm.mat",
-        json=ANAT / "{subject}_from-MEGRE_to-T1w_mode-image_xfm.json",
+        xfm=L.subject("gre_xfm"),
+        json=L.subject("gre_xfm_json"),
     log:
-        LOGS / "register_gre" / "{subject}.log",
+        L.log("register_gre", "{subject}"),
     benchmark:
-        BENCH / "register_gre" / "{subject}.tsv"
+        L.benchmark("register_gre", "{subject}")
     group:
         "subject"
     conda:
@@ -36,12 +36,12 @@ rule qsm_t1reg_template_space:
         affine=rules.anat_t1.output.affine,
         warp=rules.anat_t1.output.warp,
     output:
-        chi=ANAT / f"{{subject}}_space-{TPL}_res-{RES}_desc-t1reg_Chimap.nii.gz",
-        qsm_mask=ANAT / f"{{subject}}_space-{TPL}_res-{RES}_desc-t1regqsm_mask.nii.gz",
+        chi=L.subject("t1reg_chi"),
+        qsm_mask=L.subject("t1reg_qsm_mask"),
     log:
-        LOGS / "qsm_t1reg_template_space" / "{subject}.log",
+        L.log("qsm_t1reg_template_space", "{subject}"),
     benchmark:
-        BENCH / "qsm_t1reg_template_space" / "{subject}.tsv"
+        L.benchmark("qsm_t1reg_template_space", "{subject}")
     group:
         "subject"
     conda:
@@ -60,12 +60,12 @@ rule qsm_cohort_template:
     input:
         unpack(t1reg_qsm_files),
     output:
-        template=COHORT_QSM_TEMPLATE,
-        json=str(COHORT_QSM_TEMPLATE).replace(".nii.gz", ".json"),
+        template=L.cohort_qsm_template(),
+        json=L.cohort_qsm_template(".json"),
     log:
-        LOGS / "qsm_cohort_template.log",
+        L.log("qsm_cohort_template"),
     benchmark:
-        BENCH / "qsm_cohort_template.tsv"
+        L.benchmark("qsm_cohort_template")
     conda:
         ENV
     threads: 1
@@ -87,19 +87,16 @@ rule register_multichannel:
         chi=rules.qsm.output.chi,
         qsm_mask=rules.qsm.output.final_mask,
         gre_xfm=rules.register_gre.output.xfm,
-        qsm_template=COHORT_QSM_TEMPLATE,
+        qsm_template=L.cohort_qsm_template(),
     output:
-        affine=ANAT
-        / f"{{subject}}_from-T1w_to-{TPL}_mode-image_desc-multichannelaffine_xfm.mat",
-        warp=ANAT
-        / f"{{subject}}_from-T1w_to-{TPL}_mode-image_desc-multichannelwarp_xfm.nii.gz",
-        inverse_warp=ANAT
-        / f"{{subject}}_from-{TPL}_to-T1w_mode-image_desc-multichannelwarp_xfm.nii.gz",
-        json=ANAT / f"{{subject}}_from-T1w_to-{TPL}_desc-multichannel_xfm.json",
+        affine=L.subject("mc_affine"),
+        warp=L.subject("mc_warp"),
+        inverse_warp=L.subject("mc_inverse_warp"),
+        json=L.subject("mc_json"),
     log:
-        LOGS / "register_multichannel" / "{subject}.log",
+        L.log("register_multichannel", "{subject}"),
     benchmark:
-        BENCH / "register_multichannel" / "{subject}.tsv"
+        L.benchmark("register_multichannel", "{subject}")
     group:
         "subject_multichannel"
     conda:
@@ -125,25 +122,22 @@ rule template_maps:
         t1=rules.anat_t1.output.preproc,
         t1_mask=rules.anat_t1.output.mask,
     output:
-        chi=ANAT / f"{{subject}}_space-{TPL}_res-{RES}_Chimap.nii.gz",
-        chi_smooth=ANAT
-        / f"{{subject}}_space-{TPL}_res-{RES}_desc-smoothed_Chimap.nii.gz",
-        qsm_mask=ANAT / f"{{subject}}_space-{TPL}_res-{RES}_desc-qsm_mask.nii.gz",
-        gm_mod=ANAT
-        / f"{{subject}}_space-{TPL}_res-{RES}_label-GM_desc-modulated_probseg.nii.gz",
-        gm_mod_smooth=ANAT
-        / f"{{subject}}_space-{TPL}_res-{RES}_label-GM_desc-modulatedsmoothed_probseg.nii.gz",
-        qc=ANAT / f"{{subject}}_space-{TPL}_desc-normalization_qc.json",
+        chi=L.subject("template_chi"),
+        chi_smooth=L.subject("chi_smooth"),
+        qsm_mask=L.subject("template_qsm_mask"),
+        gm_mod=L.subject("gm_mod"),
+        gm_mod_smooth=L.subject("gm_mod_smooth"),
+        qc=L.subject("normalization_qc"),
         png=report(
-            FIGS / f"{{subject}}_space-{TPL}_desc-normalization_qc.png",
+            L.subject("normalization_qc_png"),
             caption="../report/normalization_qc.rst",
             category="Normalization",
             subcategory="{subject}",
         ),
     log:
-        LOGS / "template_maps" / "{subject}.log",
+        L.log("template_maps", "{subject}"),
     benchmark:
-        BENCH / "template_maps" / "{subject}.tsv"
+        L.benchmark("template_maps", "{subject}")
     group:
         template_maps_group()
     conda:

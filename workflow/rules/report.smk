@@ -1,16 +1,14 @@
 # The study report: group figures, tables and the generated methods text (snakemake --report).
 
-REPORT = GROUP / "report"
-
 
 rule report_figures:
     input:
-        qsm_tstat=GROUP / "qsm_tstat.nii.gz",
-        gm_tstat=GROUP / "gm_tstat.nii.gz",
-        qsm_clusters=GROUP / "qsm_clusters.nii.gz",
-        gm_clusters=GROUP / "gm_clusters.nii.gz",
-        qsm_glm=GROUP / "qsm_glm.json",
-        gm_glm=GROUP / "gm_glm.json",
+        qsm_tstat=L.group("tstat", "qsm"),
+        gm_tstat=L.group("tstat", "gm"),
+        qsm_clusters=L.group("cluster_map", "qsm"),
+        gm_clusters=L.group("cluster_map", "gm"),
+        qsm_glm=L.group("glm_json", "qsm"),
+        gm_glm=L.group("glm_json", "gm"),
         clusters=rules.cluster_table.output[0],
         values=rules.roi_values.output.tsv,
         columns=rules.roi_values.output.json,
@@ -19,39 +17,39 @@ rule report_figures:
         design=rules.group_design.output[0],
     output:
         qsm_svc=report(
-            REPORT / "fig1_qsm_svc.png",
+            L.report("fig1", "qsm"),
             caption="../report/fig_svc.rst",
             category="1. Group results",
             subcategory="Figure 1: SVC t-maps",
         ),
         gm_svc=report(
-            REPORT / "fig1_gm_svc.png",
+            L.report("fig1", "gm"),
             caption="../report/fig_svc.rst",
             category="1. Group results",
             subcategory="Figure 1: SVC t-maps",
         ),
         roi_groups=report(
-            REPORT / "fig2_roi_groups.png",
+            L.report("fig2"),
             caption="../report/fig_roi_groups.rst",
             category="1. Group results",
             subcategory="Figure 2: ROI values per group",
         ),
         qsm_vs_gm=report(
-            REPORT / "fig3_qsm_vs_gm.png",
+            L.report("fig3"),
             caption="../report/fig_qsm_vs_gm.rst",
             category="1. Group results",
             subcategory="Figure 3: QSM vs GM",
         ),
         clinical=report(
-            REPORT / "fig4_clinical.png",
+            L.report("fig4"),
             caption="../report/fig_clinical.rst",
             category="1. Group results",
             subcategory="Figure 4: clinical correlations",
         ),
     log:
-        LOGS / "report_figures.log",
+        L.log("report_figures"),
     benchmark:
-        BENCH / "report_figures.tsv"
+        L.benchmark("report_figures")
     conda:
         ENV
     threads: 1
@@ -77,39 +75,39 @@ rule report_tables:
         qc=rules.normalization_qc.output.table,
     output:
         demographics=report(
-            REPORT / "table1_demographics.html",
+            L.report("table1"),
             caption="../report/table.rst",
             category="2. Tables",
             labels={"table": "Table 1: demographics"},
         ),
         clusters=report(
-            REPORT / "table2_clusters.html",
+            L.report("table2"),
             caption="../report/table.rst",
             category="2. Tables",
             labels={"table": "Clusters"},
         ),
         roi_stats=report(
-            REPORT / "table3_roi_stats.html",
+            L.report("table3"),
             caption="../report/table.rst",
             category="2. Tables",
             labels={"table": "ROI statistics"},
         ),
         correlations=report(
-            REPORT / "table4_correlations.html",
+            L.report("table4"),
             caption="../report/table.rst",
             category="2. Tables",
             labels={"table": "Correlations"},
         ),
         qc=report(
-            REPORT / "table5_qc_exclusions.html",
+            L.report("table5"),
             caption="../report/table.rst",
             category="2. Tables",
             labels={"table": "QC exclusions"},
         ),
     log:
-        LOGS / "report_tables.log",
+        L.log("report_tables"),
     benchmark:
-        BENCH / "report_tables.tsv"
+        L.benchmark("report_tables")
     conda:
         ENV
     threads: 1
@@ -125,14 +123,14 @@ rule qc_figure:
         rules.normalization_qc.output.table,
     output:
         report(
-            REPORT / "qc_summary.png",
+            L.report("qc_summary"),
             caption="../report/qc_summary.rst",
             category="3. Quality control",
         ),
     log:
-        LOGS / "qc_figure.log",
+        L.log("qc_figure"),
     benchmark:
-        BENCH / "qc_figure.tsv"
+        L.benchmark("qc_figure")
     conda:
         ENV
     threads: 1
@@ -149,19 +147,19 @@ rule methods_text:
     input:
         design=rules.group_design.output[0],
         qc=rules.normalization_qc.output.table,
-        qsm_glm=GROUP / "qsm_glm.json",
-        gm_glm=GROUP / "gm_glm.json",
+        qsm_glm=L.group("glm_json", "qsm"),
+        gm_glm=L.group("glm_json", "gm"),
     output:
         html=report(
-            REPORT / "methods.html",
+            L.report("methods_html"),
             caption="../report/methods.rst",
             category="0. Methods",
         ),
-        md=REPORT / "methods.md",
+        md=L.report("methods_md"),
     log:
-        LOGS / "methods_text.log",
+        L.log("methods_text"),
     benchmark:
-        BENCH / "methods_text.tsv"
+        L.benchmark("methods_text")
     conda:
         ENV
     threads: 1

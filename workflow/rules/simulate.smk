@@ -1,18 +1,19 @@
 # The cohort simulator (used when bids_dir is null): dataset tables, then one job per subject.
+from qsmvbm.layout import truth_table
 
 
 rule simulate_cohort_tables:
     input:
         config["simulation"],
     output:
-        participants=SIM_BIDS / "participants.tsv",
-        description=SIM_BIDS / "dataset_description.json",
-        subjects=SIM_BIDS / "derivatives" / "simulation" / "subjects.tsv",
-        effects=SIM_BIDS / "derivatives" / "simulation" / "effects.tsv",
+        participants=L.sim_bids / "participants.tsv",
+        description=L.sim_bids / "dataset_description.json",
+        subjects=truth_table(L.sim_bids, "subjects"),
+        effects=truth_table(L.sim_bids, "effects"),
     log:
-        LOGS / "simulate_cohort_tables.log",
+        L.log("simulate_cohort_tables"),
     benchmark:
-        BENCH / "simulate_cohort_tables.tsv"
+        L.benchmark("simulate_cohort_tables")
     conda:
         ENV
     threads: 1
@@ -31,9 +32,9 @@ rule simulate_subject:
     output:
         sim_subject_outputs() + sim_truth_outputs(),
     log:
-        LOGS / "simulate_subject" / "{subject}.log",
+        L.log("simulate_subject", "{subject}"),
     benchmark:
-        BENCH / "simulate_subject" / "{subject}.tsv"
+        L.benchmark("simulate_subject", "{subject}")
     group:
         "subject"
     conda:
@@ -51,14 +52,14 @@ rule simulation_figure:
         sim_subject_outputs() + sim_truth_outputs(),
     output:
         report(
-            OUT / "simulation" / "figures" / "{subject}_simulation.png",
+            L.simulation_figure(),
             caption="../report/simulation_figure.rst",
             category="Simulation",
         ),
     log:
-        LOGS / "simulation_figure" / "{subject}.log",
+        L.log("simulation_figure", "{subject}"),
     benchmark:
-        BENCH / "simulation_figure" / "{subject}.tsv"
+        L.benchmark("simulation_figure", "{subject}")
     conda:
         ENV
     threads: 1

@@ -1,0 +1,151 @@
+# Input functions and targets. Paths come from the layout `L`; the subjects from subjects.smk.
+import json
+
+from qsmvbm.bids import megre_candidates, t1w_file
+from qsmvbm.inputs import exclusion_summary
+from qsmvbm.simulate.subject import bids_paths, truth_paths
+
+
+def sim_subject_outputs():
+    """Output patterns of one simulated subject's raw BIDS files and sidecars."""
+    return [str(p) for p in bids_paths(L.sim_bids, "{subject}", N_SIM_ECHOES).values()]
+
+
+def sim_truth_outputs():
+    """Output patterns of one simulated subject's ground truth."""
+    return [str(p) for p in truth_paths(L.sim_bids, "{subject}").values()]
+
+
+def raw_megre(wildcards):
+    """A subject's multi-echo GRE files (NIfTI + JSON). Simulated: the simulator's outputs."""
+    if SIMULATED:
+        return [
+            str(p).format(subject=wildcards.subject)
+            for p in sim_subject_outputs()
+            if "MEGRE" in str(p)
+        ]
+    return [str(p) for p in megre_candidates(BIDS, wildcards.subject)]
+
+
+def raw_t1w(wildcards):
+    """A subject's T1w image."""
+    if SIMULATED:
+        return str(bids_paths(L.sim_bids, wildcards.subject, N_SIM_ECHOES)["T1w"])
+    return str(t1w_file(BIDS, wildcards.subject, BIDS_FILTERS["t1w"]))
+
+
+def qsm_mask_inputs(wildcards):
+    """The T1w brain mask, the GRE->T1w rigid that brings it over and the T1w volumes: the QSM mask
+    (``qsm.mask.source: t1``) or the reference its plausibility is checked against."""
+    return {
+        key: str(L.subject(name, wildcards.subject))
+        for key, name in (
+            ("t1_mask", "t1_mask"),
+            ("gre_xfm", "gre_xfm"),
+            ("volumes", "volumes"),
+        )
+    }
+
+
+def normalization_xfm(kind):
+    """The subject->template transform used for the template-space maps (``kind``: 'affine' or
+    'warp'): the multichannel SyN's or the T1-only SyN's."""
+    return L.subject(f"mc_{kind}" if MULTICHANNEL else kind)
+
+
+def template_maps_group():
+    """Cluster job group of the template-space maps: with multichannel normalization they wait for
+    the cohort QSM template, so they form a second per-subject group after it."""
+    return "subject_multichannel" if MULTICHANNEL else "subject"
+
+
+def participants_tsv():
+    return str(BIDS / "participants.tsv")
+
+
+def subject_files(key, subjects=None):
+    """The per-subject file ``key`` (qsmvbm.layout.SUBJECT_FILES) of every subject in ``subjects``
+    (default: every subject of the run)."""
+    return expand(
+        str(L.subject(key)), subject=SUBJECTS if subjects is None else subjects
+    )
+
+
+def input_check_files(wildcards):
+    return subject_files("input_check")
+
+
+def ok_subjects():
+    """Subjects whose raw inputs passed the input check (evaluates the checkpoint)."""
+    ok = []
+    for s in SUBJECTS:
+        with open(checkpoints.input_check.get(subject=s).output[0]) as f:
+            if json.load(f)["ok"]:
+                ok.append(s)
+    return ok
+
+
+def ok_subject_files(key):
+    """An input function: file ``key`` of every subject that passed the input check."""
+
+    def files(wildcards):
+        return subject_files(key, ok_subjects())
+
+    return files
+
+
+def t1reg_qsm_files(wildcards):
+    """Every T1-normalized template-space QSM (and its mask): the cohort QSM template's inputs."""
+    subjects = ok_subjects()
+    return {
+        "chi": subject_files("t1reg_chi", subjects),
+        "mask": subject_files("t1reg_qsm_mask", subjects),
+    }
+
+
+def glm_inputs(wildcards):
+    """Template-space maps of every subject that reached normalization (QC filters in the design);
+    for QSM also each subject's template-space QSM mask."""
+    subjects = ok_subjects()
+    files = {"maps": expand(str(L.group_map(wildcards.modality)), subject=subjects)}
+    if wildcards.modality == "qsm":
+        files["valid"] = subject_files("template_qsm_mask", subjects)
+    return files
+
+
+def roi_value_inputs(wildcards):
+    subjects = ok_subjects()
+    return {
+        f"{m}_maps": expand(str(L.group_map(m)), subject=subjects)
+        for m in ("qsm", "gm")
+    }
+
+
+def group_targets():
+    return [
+        str(p)
+        for p in (
+            L.group("clusters"),
+            L.group("roi_values"),
+            L.group("roi_stats"),
+            L.group("correlations"),
+            L.group("demographics"),
+            L.report("fig1", "qsm"),
+            L.report("table1"),
+            L.report("qc_summary"),
+            L.report("methods_html"),
+        )
+    ]
+
+
+def all_targets(wildcards):
+    """The default targets; per-subject ones for the subjects that passed the input check."""
+    subjects = ok_subjects()
+    targets = [str(L.dataset_description())]
+    targets += subject_files("inputs_summary", subjects)
+    targets += subject_files("chi", subjects)
+    targets.append(str(L.group("qc_table")))
+    targets += group_targets()
+    if SIMULATED:
+        targets += expand(str(L.simulation_figure()), subject=SUBJECTS)[:1]
+    return targets
