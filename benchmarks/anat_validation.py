@@ -27,36 +27,49 @@ from scipy import stats
 from qsmvbm import atlas
 from qsmvbm.anat.antsio import to_ants
 from qsmvbm.anat.normalize import dice
+from qsmvbm.io import read_tsv
+from qsmvbm.layout import Layout, truth_dir, truth_file, truth_table
 from qsmvbm.simulate.subject import load_true_transform
-from qsmvbm.templates import TEMPLATE_SPACE
 from qsmvbm.transforms import sample, world_coords
 
-REGIONS = {"Thalamus": ["Thalamus"], "Precentral_L": ["Precentral_L"], "Precentral_R": ["Precentral_R"],
-           "Caudate": ["Caudate_L", "Caudate_R"], "Putamen": ["Putamen_L", "Putamen_R"],
-           "Pallidum": ["Pallidum_L", "Pallidum_R"]}
-#: transform files of each normalization (anat.normalization): affine, inverse warp
+REGIONS = {
+    "Thalamus": ["Thalamus"],
+    "Precentral_L": ["Precentral_L"],
+    "Precentral_R": ["Precentral_R"],
+    "Caudate": ["Caudate_L", "Caudate_R"],
+    "Putamen": ["Putamen_L", "Putamen_R"],
+    "Pallidum": ["Pallidum_L", "Pallidum_R"],
+}
+#: transform files (qsmvbm.layout keys) of each normalization (anat.normalization): affine, inverse warp
 XFM = {
-    "t1": ("desc-affine_xfm.mat", "desc-warp_xfm.nii.gz"),
-    "multichannel": ("desc-multichannelaffine_xfm.mat", "desc-multichannelwarp_xfm.nii.gz"),
+    "t1": ("affine", "inverse_warp"),
+    "multichannel": ("mc_affine", "mc_inverse_warp"),
 }
 
 
-def region_dice(anat: Path, truth: Path, pid: str, normalization: str = "t1") -> dict:
+def region_dice(lay: Layout, truth: Path, pid: str, normalization: str = "t1") -> dict:
     import ants
 
-    t1 = nib.load(anat / f"{pid}_space-T1w_desc-preproc_T1w.nii.gz")
+    t1 = nib.load(lay.subject("t1_preproc", pid))
     labels, laff = atlas.load_aal3()
     tf = load_true_transform(truth, pid)
     mni = tf.to_mni("T1w", world_coords(t1.shape, t1.affine))
     true_lab = sample(labels.astype(np.float32), laff, mni, order=0).astype(np.int16)
-    est_lab = ants.apply_transforms(
-        fixed=to_ants(t1.get_fdata(dtype=np.float32), t1.affine),
-        moving=to_ants(labels.astype(np.float32), laff),
-        transformlist=[str(anat / f"{pid}_from-T1w_to-{TEMPLATE_SPACE}_mode-image_{XFM[normalization][0]}"),
-                       str(anat / f"{pid}_from-{TEMPLATE_SPACE}_to-T1w_mode-image_{XFM[normalization][1]}")],
-        whichtoinvert=[True, False], interpolator="genericLabel").numpy().astype(np.int16)
-    return {name: dice(atlas.region_mask(est_lab, regs), atlas.region_mask(true_lab, regs))
-            for name, regs in REGIONS.items()}
+    est_lab = (
+        ants.apply_transforms(
+            fixed=to_ants(t1.get_fdata(dtype=np.float32), t1.affine),
+            moving=to_ants(labels.astype(np.float32), laff),
+            transformlist=[str(lay.subject(key, pid)) for key in XFM[normalization]],
+            whichtoinvert=[True, False],
+            interpolator="genericLabel",
+        )
+        .numpy()
+        .astype(np.int16)
+    )
+    return {
+        name: dice(atlas.region_mask(est_lab, regs), atlas.region_mask(true_lab, regs))
+        for name, regs in REGIONS.items()
+    }
 
 
 def effect_masks(truth: Path, effects: pd.DataFrame) -> dict:
@@ -72,39 +85,57 @@ def effect_masks(truth: Path, effects: pd.DataFrame) -> dict:
 def true_region_masks(truth: Path, pid: str, masks: dict, grid_img) -> dict:
     """Each planted effect's region (``masks`` from :func:`effect_masks`) on the subject's grid of
     ``grid_img`` (a T1w-space image), through the TRUE subject->MNI map: name -> bool array."""
-    mni = load_true_transform(truth, pid).to_mni("T1w", world_coords(grid_img.shape, grid_img.affine))
-    return {name: sample(m.astype(np.float32), aff, mni, order=0) > 0 for name, (m, aff) in masks.items()}
+    mni = load_true_transform(truth, pid).to_mni(
+        "T1w", world_coords(grid_img.shape, grid_img.affine)
+    )
+    return {
+        name: sample(m.astype(np.float32), aff, mni, order=0) > 0
+        for name, (m, aff) in masks.items()
+    }
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", default="results")
     ap.add_argument("--out", default="benchmarks/results/anat_validation.json")
-    ap.add_argument("--normalization", choices=sorted(XFM), default="t1",
-                    help="whose transforms to score for Dice (the template-space maps are whatever the run made)")
+    ap.add_argument(
+        "--resolution", type=int, default=2, help="the run's anat.template_resolution (mm)"
+    )
+    ap.add_argument(
+        "--normalization",
+        choices=sorted(XFM),
+        default="t1",
+        help="whose transforms to score for Dice (the template-space maps are whatever the run made)",
+    )
     args = ap.parse_args(argv)
     res = Path(args.results)
-    deriv = res / "derivatives" / "qsmvbm"
-    truth = res / "sim_bids" / "derivatives" / "simulation"
-    parts = pd.read_csv(res / "sim_bids" / "participants.tsv", sep="\t", na_values="n/a")
-    mult = pd.read_csv(truth / "subjects.tsv", sep="\t")
-    effects = pd.read_csv(truth / "effects.tsv", sep="\t")
+    lay = Layout(res, resolution=args.resolution)
+    truth = truth_dir(lay.sim_bids)
+    parts = read_tsv(lay.sim_bids / "participants.tsv", keep_default_na=True)
+    mult = pd.read_csv(truth_table(truth, "subjects"), sep="\t")
+    effects = pd.read_csv(truth_table(truth, "effects"), sep="\t")
     masks = effect_masks(truth, effects)
     rows = []
     for pid in parts.participant_id:
-        anat = deriv / pid / "anat"
-        vol_f = anat / f"{pid}_desc-volumes.json"
+        vol_f = lay.subject("volumes", pid)
         if not vol_f.exists():
             continue
         est = json.loads(vol_f.read_text())
-        tru = json.loads((truth / pid / "anat" / f"{pid}_desc-truth.json").read_text())
-        row = {"participant_id": pid, "group": parts.set_index("participant_id").loc[pid, "group"],
-               "GM_est": est["GM_ml"], "GM_true": tru["GM_ml"], "TIV_est": est["TIV_ml"], "TIV_true": tru["TIV_ml"]}
-        row.update({f"dice_{k}": v for k, v in region_dice(anat, truth, pid, args.normalization).items()})
-        mgm_f = next(anat.glob(f"{pid}_space-{TEMPLATE_SPACE}_res-*_label-GM_desc-modulated_probseg.nii.gz"))
-        mgm = nib.load(mgm_f)
+        tru = json.loads(truth_file(truth, "truth_json", pid).read_text())
+        row = {
+            "participant_id": pid,
+            "group": parts.set_index("participant_id").loc[pid, "group"],
+            "GM_est": est["GM_ml"],
+            "GM_true": tru["GM_ml"],
+            "TIV_est": est["TIV_ml"],
+            "TIV_true": tru["TIV_ml"],
+        }
+        row.update(
+            {f"dice_{k}": v for k, v in region_dice(lay, truth, pid, args.normalization).items()}
+        )
+        mgm = nib.load(lay.subject("gm_mod", pid))
         vox_t = float(np.prod(mgm.header.get_zooms()[:3])) / 1000
-        gm_true = nib.load(truth / pid / "anat" / f"{pid}_space-T1w_label-GM_probseg.nii.gz")
+        gm_true = nib.load(truth_file(truth, "gm", pid))
         vox_s = float(np.prod(gm_true.header.get_zooms()[:3])) / 1000
         in_region = true_region_masks(truth, pid, masks, gm_true)
         for name, (m, aff) in masks.items():
@@ -115,18 +146,26 @@ def main(argv=None) -> None:
         rows.append(row)
     df = pd.DataFrame(rows).merge(mult.drop(columns="group"), on="participant_id")
     out = {"n_subjects": len(df), "normalization": args.normalization}
-    qc_f = res / "group" / "qc" / "normalization_qc.tsv"
+    qc_f = lay.group("qc_table")
     if qc_f.exists():
         qc = pd.read_csv(qc_f, sep="\t")
         col = next((c for c in qc.columns if c.startswith("qsm_dgm_corr")), None)
         if col:
-            out["qsm_dgm_corr_with_cohort_median"] = {"median": float(qc[col].median()), "min": float(qc[col].min())}
+            out["qsm_dgm_corr_with_cohort_median"] = {
+                "median": float(qc[col].median()),
+                "min": float(qc[col].min()),
+            }
     for k in ("GM", "TIV"):
         e, t = df[f"{k}_est"], df[f"{k}_true"]
-        out[k] = {"pearson_r": float(stats.pearsonr(e, t)[0]), "mean_bias_ml": float((e - t).mean()),
-                  "mean_bias_percent": float(((e - t) / t).mean() * 100)}
-    out["dice_estimated_vs_true"] = {k: {"median": float(df[f"dice_{k}"].median()), "min": float(df[f"dice_{k}"].min())}
-                                     for k in REGIONS}
+        out[k] = {
+            "pearson_r": float(stats.pearsonr(e, t)[0]),
+            "mean_bias_ml": float((e - t).mean()),
+            "mean_bias_percent": float(((e - t) / t).mean() * 100),
+        }
+    out["dice_estimated_vs_true"] = {
+        k: {"median": float(df[f"dice_{k}"].median()), "min": float(df[f"dice_{k}"].min())}
+        for k in REGIONS
+    }
     pat = df.group == df.group.iloc[0] if "ALS" not in set(df.group) else df.group == "ALS"
     out["planted_atrophy"] = {}
     for _, e in effects.iterrows():
@@ -141,13 +180,20 @@ def main(argv=None) -> None:
             "measured_relative_difference": float(a.mean() / c.mean() - 1),
             "measured_relative_difference_tiv_normalised": float(a_t.mean() / c_t.mean() - 1),
             "t_test_tiv_normalised": float(stats.ttest_ind(a_t, c_t).statistic),
-            "r_with_multiplier_in_patients": float(stats.pearsonr(a_t, df.loc[pat, f"m_{e['name']}"])[0]),
-            "true_region_gm_relative_difference": float(df.loc[pat, f"gm_ml_true_{e['name']}"].mean()
-                                                        / df.loc[~pat, f"gm_ml_true_{e['name']}"].mean() - 1),
-            "measured_vs_true_region_gm_ml_r": float(stats.pearsonr(df[f"gm_ml_{e['name']}"],
-                                                                     df[f"gm_ml_true_{e['name']}"])[0]),
-            "measured_over_true_region_gm_ml_median": float((df[f"gm_ml_{e['name']}"]
-                                                              / df[f"gm_ml_true_{e['name']}"]).median()),
+            "r_with_multiplier_in_patients": float(
+                stats.pearsonr(a_t, df.loc[pat, f"m_{e['name']}"])[0]
+            ),
+            "true_region_gm_relative_difference": float(
+                df.loc[pat, f"gm_ml_true_{e['name']}"].mean()
+                / df.loc[~pat, f"gm_ml_true_{e['name']}"].mean()
+                - 1
+            ),
+            "measured_vs_true_region_gm_ml_r": float(
+                stats.pearsonr(df[f"gm_ml_{e['name']}"], df[f"gm_ml_true_{e['name']}"])[0]
+            ),
+            "measured_over_true_region_gm_ml_median": float(
+                (df[f"gm_ml_{e['name']}"] / df[f"gm_ml_true_{e['name']}"]).median()
+            ),
         }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from qsmvbm.layout import Layout
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / "out" / "dag"
@@ -52,9 +54,9 @@ def fake_cohort(n: int) -> tuple[Path, Path]:
     time.sleep(1.1)
     for i in range(n):
         pid = f"sub-{'ALS' if i % 2 == 0 else 'NC'}{i:05d}"
-        d = out / "derivatives" / "qsmvbm" / pid / "anat"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / f"{pid}_desc-t1check.json").write_text('{"ok": true, "reason": "fake"}')
+        check = Layout(out).subject("input_check", pid)  # the input_check checkpoint's record
+        check.parent.mkdir(parents=True, exist_ok=True)
+        check.write_text('{"ok": true, "reason": "fake"}')
     (base / ".done").touch()
     return bids, out
 
@@ -62,13 +64,21 @@ def fake_cohort(n: int) -> tuple[Path, Path]:
 def measure(args: list[str], timeout_s: float) -> dict:
     """Wall time, peak RSS and job count of one dry run in a fresh process (stopped after
     ``timeout_s``: then ``rc`` is "timeout" and the wall time is the limit)."""
-    code = ("import resource, subprocess, sys, time, json; t=time.perf_counter(); "
-            "r=subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-            "print(json.dumps({'rc': r.returncode, 'wall_s': time.perf_counter()-t, "
-            "'maxrss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024, "
-            "'tail': (r.stdout+r.stderr)[-4000:]}))")
-    proc = subprocess.Popen([sys.executable, "-c", code, sys.executable, "-m", "snakemake", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    code = (
+        "import resource, subprocess, sys, time, json; t=time.perf_counter(); "
+        "r=subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "print(json.dumps({'rc': r.returncode, 'wall_s': time.perf_counter()-t, "
+        "'maxrss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024, "
+        "'tail': (r.stdout+r.stderr)[-4000:]}))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, sys.executable, "-m", "snakemake", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, _ = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -86,7 +96,9 @@ def measure(args: list[str], timeout_s: float) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--subjects", type=int, nargs="+", default=[100, 1000, 10000])
     ap.add_argument("--variants", nargs="+", default=["local", "grouped-50", "batch-1/10"])
     ap.add_argument("--timeout-s", type=float, default=1800.0, help="per dry run")
@@ -94,27 +106,44 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     previous = OUT / "dag_scaling.json"
     # keep earlier measurements of other cohort sizes (each size is a separate, long run)
-    rows = [r for r in (json.loads(previous.read_text())["rows"] if previous.exists() else [])
-            if not (r["subjects"] in args.subjects and r["variant"] in args.variants)]
+    rows = [
+        r
+        for r in (json.loads(previous.read_text())["rows"] if previous.exists() else [])
+        if not (r["subjects"] in args.subjects and r["variant"] in args.variants)
+    ]
     for n in args.subjects:
         bids, out = fake_cohort(n)
         head = ["-n", "--quiet", "rules", "--cores", "2"]
-        cfg = ["--config", f"bids_dir={bids}", f"output_dir={out}"]  # last: --config takes what follows
-        variants = {"local": [], "grouped-50": ["--group-components", "subject=50"],
-                    "batch-1/10": ["--batch", "normalization_qc=1/10"]}
+        cfg = [
+            "--config",
+            f"bids_dir={bids}",
+            f"output_dir={out}",
+        ]  # last: --config takes what follows
+        variants = {
+            "local": [],
+            "grouped-50": ["--group-components", "subject=50"],
+            "batch-1/10": ["--batch", "normalization_qc=1/10"],
+        }
         for name, extra in variants.items():
             if name not in args.variants:
                 continue
             res = measure(head + extra + cfg, args.timeout_s)
-            rows.append({"subjects": n, "variant": name, **{k: round(v, 2) if isinstance(v, float) else v
-                                                           for k, v in res.items()}})
+            rows.append(
+                {
+                    "subjects": n,
+                    "variant": name,
+                    **{k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()},
+                }
+            )
             print(rows[-1], flush=True)
             rows.sort(key=lambda r: (r["subjects"], list(variants).index(r["variant"])))
             save(rows)
 
 
 def save(rows: list[dict]) -> None:
-    (OUT / "dag_scaling.json").write_text(json.dumps({"rows": rows, "cpu_count": os.cpu_count()}, indent=2))
+    (OUT / "dag_scaling.json").write_text(
+        json.dumps({"rows": rows, "cpu_count": os.cpu_count()}, indent=2)
+    )
     with open(OUT / "dag_scaling.tsv", "w") as f:
         cols = ["subjects", "variant", "jobs", "wall_s", "maxrss_mb", "rc"]
         f.write("\t".join(cols) + "\n")

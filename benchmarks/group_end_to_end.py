@@ -46,32 +46,59 @@ import numpy as np
 import pandas as pd
 
 from qsmvbm.config import workflow_defaults
+from qsmvbm.layout import Layout, truth_dir, truth_table
 from qsmvbm.stats.tables import fisher_ci
 
 OUT = Path(__file__).resolve().parent / "results"
-ROI_OF_EFFECT = {"precentralL": "Precentral_L", "thalamusR": "Thalamus_R", "thalamusL": "Thalamus_L"}
+ROI_OF_EFFECT = {
+    "precentralL": "Precentral_L",
+    "thalamusR": "Thalamus_R",
+    "thalamusL": "Thalamus_L",
+}
 
 
 def _strongest(clusters: pd.DataFrame) -> dict:
     """The highest-t cluster of a clusters.tsv subset: peak (MNI mm), t, FWE p's, volume, as plain numbers."""
     best = clusters.sort_values("peak_t", ascending=False).iloc[0]
-    keys = ["peak_x", "peak_y", "peak_z", "peak_t", "p_fwe_rft", "p_fwe_perm", "volume_mm3", "significant"]
+    keys = [
+        "peak_x",
+        "peak_y",
+        "peak_z",
+        "peak_t",
+        "p_fwe_rft",
+        "p_fwe_perm",
+        "volume_mm3",
+        "significant",
+    ]
     return json.loads(best[keys].to_json())
 
 
 def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None) -> dict:
     truth_bids = truth_bids or run / "sim_bids"
-    effects = pd.read_csv(truth_bids / "derivatives" / "simulation" / "effects.tsv", sep="\t")
-    clusters = pd.read_csv(run / "group" / "clusters.tsv", sep="\t")
-    corr = pd.read_csv(run / "group" / "correlations.tsv", sep="\t")
+    lay = Layout(run)
+    effects = pd.read_csv(truth_table(truth_bids, "effects"), sep="\t")
+    clusters = pd.read_csv(lay.group("clusters"), sep="\t")
+    corr = pd.read_csv(lay.group("correlations"), sep="\t")
     sig = clusters[clusters.significant.astype(str) == "True"]
-    res = {"run": str(run), "clusters": sig.to_dict("records"), "effects": [], "false_positive_rois": []}
+    res = {
+        "run": str(run),
+        "clusters": sig.to_dict("records"),
+        "effects": [],
+        "false_positive_rois": [],
+    }
     planted_rois = set()
     for _, e in effects.iterrows():
         roi = ROI_OF_EFFECT.get(e["name"])
         region = json.loads(e["region"])
-        centre = np.array(region.get("sphere_mni", [e.centroid_x, e.centroid_y, e.centroid_z]), float)
-        row = {"effect": e["name"], "roi": roi, "chi_delta_ppm": e.chi_delta_ppm, "gm_change": e.gm_change}
+        centre = np.array(
+            region.get("sphere_mni", [e.centroid_x, e.centroid_y, e.centroid_z]), float
+        )
+        row = {
+            "effect": e["name"],
+            "roi": roi,
+            "chi_delta_ppm": e.chi_delta_ppm,
+            "gm_change": e.gm_change,
+        }
         for mod in ("qsm", "gm"):
             if (mod == "qsm" and e.chi_delta_ppm == 0) or (mod == "gm" and e.gm_change == 0):
                 continue
@@ -81,20 +108,38 @@ def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None)
                 best = _strongest(c)
                 peak = [best.pop(k) for k in ("peak_x", "peak_y", "peak_z")]
                 d = float(np.linalg.norm(np.array(peak, float) - centre))
-                row[mod] = {"found": True, "peak": peak, "distance_mm": round(d, 1), "within_6mm": d <= 6.0,
-                            **{k: best[k] for k in ("peak_t", "p_fwe_rft", "p_fwe_perm", "volume_mm3")}}
+                row[mod] = {
+                    "found": True,
+                    "peak": peak,
+                    "distance_mm": round(d, 1),
+                    "within_6mm": d <= 6.0,
+                    **{k: best[k] for k in ("peak_t", "p_fwe_rft", "p_fwe_perm", "volume_mm3")},
+                }
             else:
                 row[mod] = {"found": False}
         score = e.get("clinical_score")
         if isinstance(score, str) and score != "n/a":
             target = float(e.target_r)
-            rows = corr[(corr.y == score) & corr.x.str.startswith("qsm_") & corr.x.str.contains(roi) &
-                        (corr.covariates.fillna("") == "")]
+            rows = corr[
+                (corr.y == score)
+                & corr.x.str.startswith("qsm_")
+                & corr.x.str.contains(roi)
+                & (corr.covariates.fillna("") == "")
+            ]
             row["clinical"] = []
             for _, r in rows.iterrows():
                 lo, hi = fisher_ci(r.r, int(r.n))
-                row["clinical"].append({"x": r.x, "score": score, "planted_r": target, "r": r.r, "p": r.p,
-                                        "ci95": [lo, hi], "planted_in_ci": lo <= target <= hi})
+                row["clinical"].append(
+                    {
+                        "x": r.x,
+                        "score": score,
+                        "planted_r": target,
+                        "r": r.r,
+                        "p": r.p,
+                        "ci95": [lo, hi],
+                        "planted_in_ci": lo <= target <= hi,
+                    }
+                )
         res["effects"].append(row)
     for _, c in sig.iterrows():
         if (c.modality, c.roi) not in planted_rois:
@@ -102,7 +147,7 @@ def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None)
     # every search (modality x ROI of the run's GLM) with its strongest cluster, significant or not
     res["searches"] = []
     for mod in ("qsm", "gm"):
-        glm = json.loads((run / "group" / f"{mod}_glm.json").read_text())
+        glm = json.loads(lay.group("glm_json", mod).read_text())
         for roi in glm["roi_voxels"]:
             c = clusters[(clusters.modality == mod) & (clusters.roi == roi)]
             row = {"modality": mod, "roi": roi, "n_clusters": len(c)}
@@ -110,7 +155,9 @@ def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None)
                 row.update(_strongest(c))
             res["searches"].append(row)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"group_end_to_end_{name or run.parent.name}.json").write_text(json.dumps(res, indent=2, default=str))
+    (OUT / f"group_end_to_end_{name or run.parent.name}.json").write_text(
+        json.dumps(res, indent=2, default=str)
+    )
     print(json.dumps(res, indent=2, default=str))
     return res
 
@@ -118,7 +165,9 @@ def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None)
 def make_null(run: Path, new: Path, seed: int = 0, outs: tuple[str, ...] = ("out",)) -> None:
     """Controls of ``run`` relabelled at random into two halves, linked (not copied) into ``new``; the
     derivatives are linked into each ``new/<out>``."""
-    parts = pd.read_csv(run / "sim_bids" / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
+    parts = pd.read_csv(
+        run / "sim_bids" / "participants.tsv", sep="\t", dtype=str, keep_default_na=False
+    )
     nc = parts[parts.group == "NC"].copy()
     rng = np.random.default_rng(seed)
     labels = np.array(["ALS"] * (len(nc) // 2) + ["NC"] * (len(nc) - len(nc) // 2))
@@ -140,17 +189,36 @@ def make_null(run: Path, new: Path, seed: int = 0, outs: tuple[str, ...] = ("out
                 dst.symlink_to(src.resolve())
     nc.to_csv(bids / "participants.tsv", sep="\t", index=False)
     # the null cohort's truth: no effect
-    truth = bids / "derivatives" / "simulation"
+    truth = truth_dir(bids)
     truth.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(columns=["name", "group", "region", "chi_delta_ppm", "gm_change", "clinical_score", "target_r",
-                          "centroid_x", "centroid_y", "centroid_z"]).to_csv(truth / "effects.tsv", sep="\t",
-                                                                             index=False)
-    print(f"null cohort: {len(nc)} controls relabelled {dict(zip(*np.unique(labels, return_counts=True)))} "
-          f"-> {new}")
+    pd.DataFrame(
+        columns=[
+            "name",
+            "group",
+            "region",
+            "chi_delta_ppm",
+            "gm_change",
+            "clinical_score",
+            "target_r",
+            "centroid_x",
+            "centroid_y",
+            "centroid_z",
+        ]
+    ).to_csv(truth_table(truth, "effects"), sep="\t", index=False)
+    print(
+        f"null cohort: {len(nc)} controls relabelled {dict(zip(*np.unique(labels, return_counts=True)))} "
+        f"-> {new}"
+    )
 
 
-def null_relabellings(run: Path, base: Path, seeds: int, cores: int = 2, family: str = "roi",
-                      volumes: tuple[str, ...] = ("sphere", "roi")) -> pd.DataFrame:
+def null_relabellings(
+    run: Path,
+    base: Path,
+    seeds: int,
+    cores: int = 2,
+    family: str = "roi",
+    volumes: tuple[str, ...] = ("sphere", "roi"),
+) -> pd.DataFrame:
     """Group stage on ``seeds`` random relabellings of the controls, with each SVC search volume and the FWE
     family ``family`` (the other group settings: the workflow defaults); one row per (seed, svc_volume,
     modality, roi): the smallest FWE p of the clusters of at least ``group.min_cluster_mm3``."""
@@ -164,33 +232,66 @@ def null_relabellings(run: Path, base: Path, seeds: int, cores: int = 2, family:
         make_null(run, new, seed, outs=tuple(tag.values()))
         for vol in volumes:
             out = new / tag[vol]
-            if not (out / "group" / "clusters.tsv").exists():
+            if not Layout(out).group("clusters").exists():
                 with open(new / f"{tag[vol]}.log", "w") as log:
-                    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "--rerun-triggers", "mtime",
-                                    "--until", "cluster_table", "--config", f"bids_dir={new / 'bids'}",
-                                    f"output_dir={out}", f"group={{svc_volume: {vol}, fwe_family: {family}}}"],
-                                   cwd=repo, stdout=log, stderr=subprocess.STDOUT, check=True)
-            cl = pd.read_csv(out / "group" / "clusters.tsv", sep="\t")
+                    subprocess.run(
+                        [
+                            sys.executable,
+                            "-m",
+                            "snakemake",
+                            "--cores",
+                            str(cores),
+                            "--rerun-triggers",
+                            "mtime",
+                            "--until",
+                            "cluster_table",
+                            "--config",
+                            f"bids_dir={new / 'bids'}",
+                            f"output_dir={out}",
+                            f"group={{svc_volume: {vol}, fwe_family: {family}}}",
+                        ],
+                        cwd=repo,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        check=True,
+                    )
+            cl = pd.read_csv(Layout(out).group("clusters"), sep="\t")
             for mod in group["modalities"]:
                 for roi in group["rois"]:
                     c = cl[(cl.modality == mod) & (cl.roi == roi) & (cl.volume_mm3 >= min_mm3)]
-                    rows.append({"seed": seed, "svc_volume": vol, "modality": mod, "roi": roi,
-                                 "min_p_fwe_rft": c.p_fwe_rft.min() if len(c) else 1.0,
-                                 "min_p_fwe_perm": c.p_fwe_perm.min() if len(c) else 1.0})
+                    rows.append(
+                        {
+                            "seed": seed,
+                            "svc_volume": vol,
+                            "modality": mod,
+                            "roi": roi,
+                            "min_p_fwe_rft": c.p_fwe_rft.min() if len(c) else 1.0,
+                            "min_p_fwe_perm": c.p_fwe_perm.min() if len(c) else 1.0,
+                        }
+                    )
         print(f"seed {seed} done", flush=True)
     df = pd.DataFrame(rows)
     df["fp_rft"] = df.min_p_fwe_rft < alpha
     df["fp_perm"] = df.min_p_fwe_perm < alpha
-    per_search = df.groupby(["svc_volume", "modality", "roi"])[["fp_rft", "fp_perm"]].mean().reset_index()
-    per_cohort = df.groupby(["svc_volume", "seed"])[["fp_rft", "fp_perm"]].any().groupby("svc_volume").mean()
+    per_search = (
+        df.groupby(["svc_volume", "modality", "roi"])[["fp_rft", "fp_perm"]].mean().reset_index()
+    )
+    per_cohort = (
+        df.groupby(["svc_volume", "seed"])[["fp_rft", "fp_perm"]].any().groupby("svc_volume").mean()
+    )
     OUT.mkdir(parents=True, exist_ok=True)
     name = "group_null_relabellings" + ("" if family == "roi" else f"_family-{family}")
     df.to_csv(OUT / f"{name}.tsv", sep="\t", index=False)
-    summary = {"run": str(run), "n_cohorts": seeds, "alpha": alpha, "min_cluster_mm3": min_mm3,
-               "fwe_family": family,
-               "note": "controls relabelled at random 17 v 17 (QC exclusions applied by the workflow)",
-               "per_search_rate": per_search.to_dict("records"),
-               "any_search_rate": per_cohort.reset_index().to_dict("records")}
+    summary = {
+        "run": str(run),
+        "n_cohorts": seeds,
+        "alpha": alpha,
+        "min_cluster_mm3": min_mm3,
+        "fwe_family": family,
+        "note": "controls relabelled at random 17 v 17 (QC exclusions applied by the workflow)",
+        "per_search_rate": per_search.to_dict("records"),
+        "any_search_rate": per_cohort.reset_index().to_dict("records"),
+    }
     (OUT / f"{name}.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return df
@@ -198,16 +299,24 @@ def null_relabellings(run: Path, base: Path, seeds: int, cores: int = 2, family:
 
 def make_subset(run: Path, new: Path, per_group: int) -> None:
     """First ``per_group`` finished subjects of each group of ``run``: raw linked, derivatives copied."""
-    parts = pd.read_csv(run / "sim_bids" / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
-    deriv = run / "derivatives" / "qsmvbm"
+    parts = pd.read_csv(
+        run / "sim_bids" / "participants.tsv", sep="\t", dtype=str, keep_default_na=False
+    )
+    lay = Layout(run)
+    deriv = lay.derivatives
 
     def finished(pid: str) -> bool:
         """QSM and T1 processing done (the anat_t1 benchmark is written when the job has ended)."""
-        anat = deriv / pid / "anat"
-        return ((run / "benchmarks" / "anat_t1" / f"{pid}.tsv").exists() and (anat / f"{pid}_desc-volumes.json").exists()
-                and (anat / f"{pid}_space-MEGRE_Chimap.nii.gz").exists())
+        return (
+            lay.benchmark("anat_t1", pid).exists()
+            and lay.subject("volumes", pid).exists()
+            and lay.subject("chi", pid).exists()
+        )
 
-    chosen = {grp: g[g.participant_id.map(finished)].head(per_group) for grp, g in parts.groupby("group", sort=False)}
+    chosen = {
+        grp: g[g.participant_id.map(finished)].head(per_group)
+        for grp, g in parts.groupby("group", sort=False)
+    }
     short = {grp: len(g) for grp, g in chosen.items() if len(g) < per_group}
     if short:
         raise SystemExit(f"{run}: fewer than {per_group} finished subjects in {short}")
@@ -224,15 +333,21 @@ def make_subset(run: Path, new: Path, per_group: int) -> None:
         if not (out / pid).exists():
             shutil.copytree(deriv / pid, out / pid, copy_function=shutil.copy2)
     keep.to_csv(bids / "participants.tsv", sep="\t", index=False)
-    print(f"subset: { {k: int(v) for k, v in keep.group.value_counts().items()} } of {run} -> {new}")
+    print(
+        f"subset: { {k: int(v) for k, v in keep.group.value_counts().items()} } of {run} -> {new}"
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="what", required=True)
     e = sub.add_parser("evaluate")
     e.add_argument("run", type=Path)
-    e.add_argument("--truth", type=Path, default=None, help="the simulated BIDS (default RUN/sim_bids)")
+    e.add_argument(
+        "--truth", type=Path, default=None, help="the simulated BIDS (default RUN/sim_bids)"
+    )
     e.add_argument("--name", default=None)
     n = sub.add_parser("null")
     n.add_argument("run", type=Path)
@@ -243,8 +358,12 @@ def main() -> None:
     m.add_argument("base", type=Path)
     m.add_argument("--seeds", type=int, default=20)
     m.add_argument("--cores", type=int, default=2)
-    m.add_argument("--family", default="roi", choices=["roi", "modality", "analysis"], help="group.fwe_family")
-    m.add_argument("--volumes", nargs="+", default=["sphere", "roi"], help="group.svc_volume values")
+    m.add_argument(
+        "--family", default="roi", choices=["roi", "modality", "analysis"], help="group.fwe_family"
+    )
+    m.add_argument(
+        "--volumes", nargs="+", default=["sphere", "roi"], help="group.svc_volume values"
+    )
     s = sub.add_parser("subset")
     s.add_argument("run", type=Path)
     s.add_argument("new", type=Path)
@@ -255,7 +374,9 @@ def main() -> None:
     elif a.what == "null":
         make_null(a.run, a.new, a.seed)
     elif a.what == "nulls":
-        null_relabellings(a.run, a.base, a.seeds, a.cores, family=a.family, volumes=tuple(a.volumes))
+        null_relabellings(
+            a.run, a.base, a.seeds, a.cores, family=a.family, volumes=tuple(a.volumes)
+        )
     else:
         make_subset(a.run, a.new, a.per_group)
 

@@ -37,9 +37,18 @@ from scipy import ndimage
 
 from qsmvbm.anat.antsio import LPS
 from qsmvbm.anat.qc import deep_grey_roi, robust_z_below
-from qsmvbm.templates import TEMPLATE_SPACE
+from qsmvbm.layout import Layout, truth_file
 
-TISSUES = ("cortical_gm", "wm", "caudate", "putamen", "pallidum", "thalamus", "substantia_nigra", "red_nucleus")
+TISSUES = (
+    "cortical_gm",
+    "wm",
+    "caudate",
+    "putamen",
+    "pallidum",
+    "thalamus",
+    "substantia_nigra",
+    "red_nucleus",
+)
 
 
 def rigid_error_mm(ants_mat: Path, true_gre_to_t1: np.ndarray, t1_points: np.ndarray) -> np.ndarray:
@@ -65,7 +74,7 @@ def local_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray, window: in
         return ndimage.uniform_filter(x, window)
 
     ma, mb = box(a), box(b)
-    cov, va, vb = box(a * b) - ma * mb, box(a * a) - ma ** 2, box(b * b) - mb ** 2
+    cov, va, vb = box(a * b) - ma * mb, box(a * a) - ma**2, box(b * b) - mb**2
     ok = mask & (va > 1e-12) & (vb > 1e-12)
     return float(np.mean(cov[ok] / np.sqrt(va[ok] * vb[ok])))
 
@@ -74,37 +83,44 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
     ap.add_argument("--anat-table", help="the .tsv of benchmarks/anat_validation.py for this run")
-    ap.add_argument("--window", type=int, default=5, help="local correlation window (voxels of the template grid)")
+    ap.add_argument(
+        "--window",
+        type=int,
+        default=5,
+        help="local correlation window (voxels of the template grid)",
+    )
     ap.add_argument("--out", default="benchmarks/results/qc_diagnosis.json")
     args = ap.parse_args(argv)
     res = Path(args.results)
-    deriv = res / "derivatives" / "qsmvbm"
-    truth = res / "sim_bids" / "derivatives" / "simulation"
-    qc = pd.read_csv(res / "group" / "qc" / "normalization_qc.tsv", sep="\t")
+    lay = Layout(res)
+    truth = lay.sim_bids
+    qc = pd.read_csv(lay.group("qc_table"), sep="\t")
     rng = np.random.default_rng(0)
     rows = []
     for pid in qc.participant_id:
-        anat = deriv / pid / "anat"
-        tru = json.loads((truth / pid / "anat" / f"{pid}_desc-truth.json").read_text())
+        tru = json.loads(truth_file(truth, "truth_json", pid).read_text())
         row = {"participant_id": pid}
-        mask = nib.load(anat / f"{pid}_space-T1w_desc-brain_mask.nii.gz")
+        mask = nib.load(lay.subject("t1_mask", pid))
         ijk = np.argwhere(np.asarray(mask.dataobj) > 0)
         ijk = ijk[rng.choice(len(ijk), min(3000, len(ijk)), replace=False)]
         pts = ijk @ mask.affine[:3, :3].T + mask.affine[:3, 3]
-        err = rigid_error_mm(anat / f"{pid}_from-MEGRE_to-T1w_mode-image_xfm.mat",
-                             np.asarray(tru["MEGRE_to_T1w_world"]), pts)
-        row.update(gre_to_t1_error_mm_mean=float(err.mean()), gre_to_t1_error_mm_max=float(err.max()))
-        m = np.asarray(nib.load(anat / f"{pid}_space-MEGRE_desc-qsm_mask.nii.gz").dataobj) > 0
-        x = nib.load(anat / f"{pid}_space-MEGRE_Chimap.nii.gz").get_fdata(dtype=np.float32)[m]
-        y = nib.load(truth / pid / "anat" / f"{pid}_space-MEGRE_desc-true_Chimap.nii.gz").get_fdata(
-            dtype=np.float32)[m]
+        err = rigid_error_mm(
+            lay.subject("gre_xfm", pid), np.asarray(tru["MEGRE_to_T1w_world"]), pts
+        )
+        row.update(
+            gre_to_t1_error_mm_mean=float(err.mean()), gre_to_t1_error_mm_max=float(err.max())
+        )
+        m = np.asarray(nib.load(lay.subject("qsm_mask", pid)).dataobj) > 0
+        x = nib.load(lay.subject("chi", pid)).get_fdata(dtype=np.float32)[m]
+        y = nib.load(truth_file(truth, "chi", pid)).get_fdata(dtype=np.float32)[m]
         x, y = x - np.median(x), y - np.median(y)
-        row.update(qsm_rmse_ppm=float(np.sqrt(np.mean((x - y) ** 2))), qsm_r=float(np.corrcoef(x, y)[0, 1]))
+        row.update(
+            qsm_rmse_ppm=float(np.sqrt(np.mean((x - y) ** 2))), qsm_r=float(np.corrcoef(x, y)[0, 1])
+        )
         row.update({f"chi_{t}": tru["tissue_chi_ppm"][t] for t in TISSUES})
         rows.append(row)
     df = qc.merge(pd.DataFrame(rows), on="participant_id")
-    maps = [nib.load(next((deriv / pid / "anat").glob(f"{pid}_space-{TEMPLATE_SPACE}_res-*_Chimap.nii.gz")))
-            for pid in df.participant_id]
+    maps = [nib.load(lay.subject("template_chi", pid)) for pid in df.participant_id]
     roi = deep_grey_roi(maps[0].shape, maps[0].affine)
     maps = [m.get_fdata(dtype=np.float32) for m in maps]
     median = np.median(np.stack(maps), axis=0)
@@ -115,32 +131,55 @@ def main(argv=None) -> None:
         df[f"chi_z_{t}"] = (c - c.mean()) / c.std()
     if args.anat_table:
         dice = pd.read_csv(args.anat_table, sep="\t")
-        df = df.merge(dice[["participant_id"] + [c for c in dice.columns if c.startswith("dice_")]],
-                      on="participant_id", how="left")
-    checks = ["gre_to_t1_error_mm_mean", "qsm_rmse_ppm", "qsm_r"] + [c for c in df.columns if c.startswith("dice_")
-                                                                     and c != "dice_brain"]
+        df = df.merge(
+            dice[["participant_id"] + [c for c in dice.columns if c.startswith("dice_")]],
+            on="participant_id",
+            how="left",
+        )
+    checks = ["gre_to_t1_error_mm_mean", "qsm_rmse_ppm", "qsm_r"] + [
+        c for c in df.columns if c.startswith("dice_") and c != "dice_brain"
+    ]
     pct = df[checks].rank(pct=True)
-    out = {"results": str(res), "n_subjects": len(df),
-           "cohort": {c: {"median": float(df[c].median()), "min": float(df[c].min()), "max": float(df[c].max())}
-                      for c in checks},
-           "local_correlation": {"window_voxels": args.window,
-                                 "flagged_at_robust_z_3.5": df.participant_id[df.qsm_dgm_lncc_robust_z > 3.5].tolist(),
-                                 "robust_z_of_the_global_metric_flags": {
-                                     pid: float(z) for pid, z in zip(df.participant_id, df.qsm_dgm_lncc_robust_z)
-                                     if pid in set(df.participant_id[~df.passed_qc.astype(bool)])}},
-           "flagged": []}
+    out = {
+        "results": str(res),
+        "n_subjects": len(df),
+        "cohort": {
+            c: {
+                "median": float(df[c].median()),
+                "min": float(df[c].min()),
+                "max": float(df[c].max()),
+            }
+            for c in checks
+        },
+        "local_correlation": {
+            "window_voxels": args.window,
+            "flagged_at_robust_z_3.5": df.participant_id[df.qsm_dgm_lncc_robust_z > 3.5].tolist(),
+            "robust_z_of_the_global_metric_flags": {
+                pid: float(z)
+                for pid, z in zip(df.participant_id, df.qsm_dgm_lncc_robust_z)
+                if pid in set(df.participant_id[~df.passed_qc.astype(bool)])
+            },
+        },
+        "flagged": [],
+    }
     # what the deep-grey QSM correlation follows across the cohort: Pearson r with each candidate
     nuclei = [t for t in TISSUES if t not in ("cortical_gm", "wm")]
     df["chi_nuclei_sum_z2"] = sum(df[f"chi_z_{t}"] ** 2 for t in nuclei)
-    out["qsm_dgm_corr_pearson_r_with"] = {c: float(np.corrcoef(df.qsm_dgm_corr, df[c])[0, 1])
-                                          for c in ["chi_nuclei_sum_z2"] + checks}
+    out["qsm_dgm_corr_pearson_r_with"] = {
+        c: float(np.corrcoef(df.qsm_dgm_corr, df[c])[0, 1]) for c in ["chi_nuclei_sum_z2"] + checks
+    }
     for i in np.flatnonzero(~df.passed_qc.to_numpy(bool)):
         r = df.iloc[i]
-        out["flagged"].append({
-            "participant_id": r.participant_id, "reason": r.reason, "included": bool(r.included),
-            **{c: float(r[c]) for c in checks}, **{f"{c}_percentile": float(pct.iloc[i][c]) for c in checks},
-            "tissue_chi_z": {t: round(float(r[f"chi_z_{t}"]), 2) for t in TISSUES},
-        })
+        out["flagged"].append(
+            {
+                "participant_id": r.participant_id,
+                "reason": r.reason,
+                "included": bool(r.included),
+                **{c: float(r[c]) for c in checks},
+                **{f"{c}_percentile": float(pct.iloc[i][c]) for c in checks},
+                "tissue_chi_z": {t: round(float(r[f"chi_z_{t}"]), 2) for t in TISSUES},
+            }
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     df.to_csv(Path(args.out).with_suffix(".tsv"), sep="\t", index=False, float_format="%.4g")

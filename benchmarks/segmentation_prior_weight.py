@@ -23,36 +23,42 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from anat_validation import (  # benchmarks/ (this script's folder) is on sys.path
+    effect_masks,
+    true_region_masks,
+)
 from scipy import stats
 
-from anat_validation import effect_masks, true_region_masks  # benchmarks/ (this script's folder) is on sys.path
 from qsmvbm.anat import t1
 from qsmvbm.anat.antsio import to_ants
+from qsmvbm.layout import Layout, truth_dir, truth_file, truth_table
 from qsmvbm.templates import load_template
 
 
 def measure(res: Path, n: int, settings: list, outf: str) -> None:
-    deriv = res / "derivatives/qsmvbm"
-    truth = res / "sim_bids/derivatives/simulation"
-    parts = pd.read_csv(res / "sim_bids/participants.tsv", sep="\t")
-    masks = effect_masks(truth, pd.read_csv(truth / "effects.tsv", sep="\t"))
+    lay = Layout(res)
+    truth = truth_dir(lay.sim_bids)
+    parts = pd.read_csv(lay.sim_bids / "participants.tsv", sep="\t")
+    masks = effect_masks(truth, pd.read_csv(truth_table(truth, "effects"), sep="\t"))
     tpl = load_template(2)
-    pids = (list(parts.participant_id[parts.group == "ALS"][: n // 2])
-            + list(parts.participant_id[parts.group == "NC"][: n // 2]))
+    pids = list(parts.participant_id[parts.group == "ALS"][: n // 2]) + list(
+        parts.participant_id[parts.group == "NC"][: n // 2]
+    )
     rows = []
     for pid in pids:
-        a = deriv / pid / "anat"
-        pre = nib.load(a / f"{pid}_space-T1w_desc-preproc_T1w.nii.gz")
+        pre = nib.load(lay.subject("t1_preproc", pid))
         n4 = to_ants(pre.get_fdata(dtype=np.float32), pre.affine)
-        mask = nib.load(a / f"{pid}_space-T1w_desc-brain_mask.nii.gz").get_fdata() > 0
-        aff = next(a.glob(f"{pid}_from-T1w_to-*_desc-affine_xfm.mat"))
-        iw = next(a.glob(f"{pid}_from-MNI*_to-T1w_mode-image_desc-warp_xfm.nii.gz"))
-        priors = t1.template_priors(tpl, n4, [str(aff), str(iw)])
-        gt = nib.load(truth / pid / "anat" / f"{pid}_space-T1w_label-GM_probseg.nii.gz")
+        mask = nib.load(lay.subject("t1_mask", pid)).get_fdata() > 0
+        priors = t1.template_priors(
+            tpl, n4, [str(lay.subject("affine", pid)), str(lay.subject("inverse_warp", pid))]
+        )
+        gt = nib.load(truth_file(truth, "gm", pid))
         vox = float(np.prod(gt.header.get_zooms()[:3])) / 1000
         regions = true_region_masks(truth, pid, masks, gt)
-        row = {"participant_id": pid,
-               "GM_true": json.loads((truth / pid / "anat" / f"{pid}_desc-truth.json").read_text())["GM_ml"]}
+        row = {
+            "participant_id": pid,
+            "GM_true": json.loads(truth_file(truth, "truth_json", pid).read_text())["GM_ml"],
+        }
         for k, r in regions.items():
             row[f"true_{k}"] = float(gt.get_fdata()[r].sum() * vox)
         for s in settings:
@@ -68,15 +74,21 @@ def measure(res: Path, n: int, settings: list, outf: str) -> None:
 
 def summarize(outf: str, settings: list) -> dict:
     df = pd.read_csv(outf, sep="\t")
-    regions = [c[len("true_"):] for c in df.columns if c.startswith("true_")]
+    regions = [c[len("true_") :] for c in df.columns if c.startswith("true_")]
     out = {"n_subjects": len(df), "settings": {}}
     for s in settings:
         tag = f"pw{s['pw']}_mrf{s['mrf']}"
-        d = {"GM": {"pearson_r": float(stats.pearsonr(df[f"{tag}_GM"], df.GM_true)[0]),
-                    "median_measured_over_true": float((df[f"{tag}_GM"] / df.GM_true).median())}}
+        d = {
+            "GM": {
+                "pearson_r": float(stats.pearsonr(df[f"{tag}_GM"], df.GM_true)[0]),
+                "median_measured_over_true": float((df[f"{tag}_GM"] / df.GM_true).median()),
+            }
+        }
         for k in regions:
-            d[k] = {"pearson_r": float(stats.pearsonr(df[f"{tag}_{k}"], df[f"true_{k}"])[0]),
-                    "median_measured_over_true": float((df[f"{tag}_{k}"] / df[f"true_{k}"]).median())}
+            d[k] = {
+                "pearson_r": float(stats.pearsonr(df[f"{tag}_{k}"], df[f"true_{k}"])[0]),
+                "median_measured_over_true": float((df[f"{tag}_{k}"] / df[f"true_{k}"]).median()),
+            }
         out["settings"][tag] = d
     Path(outf).with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
     return out

@@ -10,9 +10,10 @@ import pytest
 from qsmvbm.anat import normalize, t1
 from qsmvbm.anat.antsio import from_ants, to_ants
 from qsmvbm.anat.qc import cohort_qc
+from qsmvbm.layout import Layout
 from qsmvbm.simulate.cohort_io import truth_dir
 from qsmvbm.simulate.subject import truth_paths
-from qsmvbm.templates import TEMPLATE_SPACE, load_template
+from qsmvbm.templates import load_template
 from qsmvbm.transforms import rotation_matrix
 
 
@@ -45,18 +46,31 @@ def anat_run(tiny_cohort, tiny_run):
     import ants
 
     pid = "sub-NC002"
-    anat = tiny_run / "derivatives" / "qsmvbm" / pid / "anat"
-    aff = str(anat / f"{pid}_from-T1w_to-{TEMPLATE_SPACE}_mode-image_desc-affine_xfm.mat")
-    reg = {"fwdtransforms": [str(anat / f"{pid}_from-T1w_to-{TEMPLATE_SPACE}_mode-image_desc-warp_xfm.nii.gz"), aff],
-           "invtransforms": [aff, str(anat / f"{pid}_from-{TEMPLATE_SPACE}_to-T1w_mode-image_desc-warp_xfm.nii.gz")]}
-    seg = {k: nib.load(anat / f"{pid}_space-T1w_label-{k.upper()}_probseg.nii.gz").get_fdata(dtype=np.float32)
-           for k in ("gm", "wm", "csf")}
-    img = nib.load(anat / f"{pid}_space-T1w_desc-preproc_T1w.nii.gz")
-    mask = nib.load(anat / f"{pid}_space-T1w_desc-brain_mask.nii.gz").get_fdata() > 0
-    vols = json.loads((anat / f"{pid}_desc-volumes.json").read_text())
+    lay = Layout(tiny_run)
+    aff = str(lay.subject("affine", pid))
+    reg = {
+        "fwdtransforms": [str(lay.subject("warp", pid)), aff],
+        "invtransforms": [aff, str(lay.subject("inverse_warp", pid))],
+    }
+    seg = {
+        k: nib.load(lay.subject(k, pid)).get_fdata(dtype=np.float32) for k in ("gm", "wm", "csf")
+    }
+    img = nib.load(lay.subject("t1_preproc", pid))
+    mask = nib.load(lay.subject("t1_mask", pid)).get_fdata() > 0
+    vols = json.loads(lay.subject("volumes", pid).read_text())
     tpl = load_template(2)
-    return {"pid": pid, "mask": mask, "seg": seg, "vols": vols, "reg": reg, "img": img,
-            "T": to_ants(tpl.t1, tpl.affine), "tpl": tpl, "truth": tiny_cohort, "ants": ants}
+    return {
+        "pid": pid,
+        "mask": mask,
+        "seg": seg,
+        "vols": vols,
+        "reg": reg,
+        "img": img,
+        "T": to_ants(tpl.t1, tpl.affine),
+        "tpl": tpl,
+        "truth": tiny_cohort,
+        "ants": ants,
+    }
 
 
 def test_brain_mask_and_volumes_match_truth(anat_run):
@@ -91,10 +105,21 @@ def test_cohort_qc_flags_a_misregistered_subject():
     roi[8:22, 8:22, 8:22] = True
     maps = [base + rng.normal(0, 0.02, base.shape).astype(np.float32) for _ in range(9)]
     maps.append(np.roll(base, 6, axis=0))  # a misregistered subject
-    metrics = pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(10)],
-                            "dice_brain": [0.98] * 9 + [0.97], "t1_corr": [0.9] * 10})
-    thr = {"dice_min": 0.9, "t1_corr_min": 0.8, "qsm_dgm_corr_min": 0.5, "qsm_dgm_robust_z_max": 3.5,
-           "include": [], "exclude": ["sub-03"]}
+    metrics = pd.DataFrame(
+        {
+            "participant_id": [f"sub-{i:02d}" for i in range(10)],
+            "dice_brain": [0.98] * 9 + [0.97],
+            "t1_corr": [0.9] * 10,
+        }
+    )
+    thr = {
+        "dice_min": 0.9,
+        "t1_corr_min": 0.8,
+        "qsm_dgm_corr_min": 0.5,
+        "qsm_dgm_robust_z_max": 3.5,
+        "include": [],
+        "exclude": ["sub-03"],
+    }
     out = cohort_qc(metrics, maps, roi, thr)
     assert out.loc[9, "passed_qc"] == False  # noqa: E712
     assert "deep-grey QSM correlation" in out.loc[9, "reason"]
@@ -102,13 +127,13 @@ def test_cohort_qc_flags_a_misregistered_subject():
     assert out.loc[3, "reason"] == "excluded by config"
     thr["include"] = ["sub-09"]
     out = cohort_qc(metrics, maps, roi, thr)
-    assert out.loc[9, "included"] and out.loc[9, "reason"].startswith("included by config despite QC")
+    assert out.loc[9, "included"] and out.loc[9, "reason"].startswith(
+        "included by config despite QC"
+    )
 
 
 _REGISTER_TWICE = r"""
-import sys
 import numpy as np, nibabel as nib
-sys.path.insert(0, {lib!r})
 from qsmvbm.smk import set_threads
 set_threads(1)
 from qsmvbm.anat import t1
@@ -127,17 +152,23 @@ def test_registration_is_reproducible_with_the_seed(tiny_cohort, tmp_path):
     the seed must really reach antsRegistration (ANTsPy takes it from ``ants.config``)."""
     import subprocess
     import sys
-    from pathlib import Path
 
-    lib = str(Path(t1.__file__).resolve().parents[2])
     t1w = str(tiny_cohort / "sub-ALS001" / "anat" / "sub-ALS001_T1w.nii.gz")
     outs = [tmp_path / f"warped{i}.npy" for i in range(2)]
     # the two single-threaded processes run side by side
-    procs = [subprocess.Popen([sys.executable, "-c", _REGISTER_TWICE.format(lib=lib, t1w=t1w,
-                                                                           prefix=str(tmp_path / f"r{i}_"),
-                                                                           out=str(out))],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i, out in enumerate(outs)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _REGISTER_TWICE.format(t1w=t1w, prefix=str(tmp_path / f"r{i}_"), out=str(out)),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i, out in enumerate(outs)
+    ]
     for p in procs:
         log = p.communicate()[0]
         assert p.returncode == 0, log[-3000:]
@@ -198,7 +229,9 @@ def test_multichannel_syn_aligns_what_t1_cannot_see(tmp_path):
     moving_q = to_ants(nuclei(4.0), tpl.affine)
     ident = ants.registration(T, T, "Affine", outprefix=str(tmp_path / "aff_"))["fwdtransforms"][0]
     syn = t1.register(T, T, "SyNOnly", str(tmp_path / "t1_"), 1, initial_transform=ident)
-    mc = t1.register_multichannel(T, T, fixed_q, moving_q, ident, str(tmp_path / "mc_"), 1, qsm_weight=1.0)
+    mc = t1.register_multichannel(
+        T, T, fixed_q, moving_q, ident, str(tmp_path / "mc_"), 1, qsm_weight=1.0
+    )
 
     def residual(reg) -> float:
         w = normalize.warp(T, moving_q, reg["fwdtransforms"]).numpy()
@@ -211,18 +244,35 @@ def test_multichannel_syn_aligns_what_t1_cannot_see(tmp_path):
 def test_plausibility_checks_name_each_problem():
     from qsmvbm.anat.qc import plausibility_problems
 
-    thr = {"qsm_mask_dice_min": 0.8, "qsm_mask_outside_max": 0.15, "qsm_mask_tiv_max": 1.15,
-           "tiv_ml_range": [900, 2200], "gm_tiv_range": [0.25, 0.65]}
-    good = {"qsm_mask_dice_t1": 0.98, "qsm_mask_outside_t1": 0.01, "qsm_mask_tiv_ratio": 0.95, "tiv_ml": 1450.0,
-            "gm_tiv": 0.45}
+    thr = {
+        "qsm_mask_dice_min": 0.8,
+        "qsm_mask_outside_max": 0.15,
+        "qsm_mask_tiv_max": 1.15,
+        "tiv_ml_range": [900, 2200],
+        "gm_tiv_range": [0.25, 0.65],
+    }
+    good = {
+        "qsm_mask_dice_t1": 0.98,
+        "qsm_mask_outside_t1": 0.01,
+        "qsm_mask_tiv_ratio": 0.95,
+        "tiv_ml": 1450.0,
+        "gm_tiv": 0.45,
+    }
     assert plausibility_problems(pd.Series(good), thr) == []
     # the real 3 T head of the issue: the mask took the whole head, the T1w extraction the neck
-    bad = {"qsm_mask_dice_t1": 0.55, "qsm_mask_outside_t1": 0.5, "qsm_mask_tiv_ratio": 1.27, "tiv_ml": 2290.0,
-           "gm_tiv": 0.65 + 0.01}
+    bad = {
+        "qsm_mask_dice_t1": 0.55,
+        "qsm_mask_outside_t1": 0.5,
+        "qsm_mask_tiv_ratio": 1.27,
+        "tiv_ml": 2290.0,
+        "gm_tiv": 0.65 + 0.01,
+    }
     why = plausibility_problems(pd.Series(bad), thr)
     assert len(why) == 5 and why[0].startswith("QSM mask Dice with the T1w brain 0.550 < 0.8")
     assert "50% of the QSM mask outside the T1w brain" in why[1] and "TIV 2290 mL outside" in why[3]
-    assert plausibility_problems(pd.Series({"tiv_ml": np.nan}), thr) == []  # not measured: no verdict
+    assert (
+        plausibility_problems(pd.Series({"tiv_ml": np.nan}), thr) == []
+    )  # not measured: no verdict
 
 
 def test_old_magnitude_mask_fails_the_plausibility_check_and_the_default_passes(tiny_run):
@@ -230,25 +280,28 @@ def test_old_magnitude_mask_fails_the_plausibility_check_and_the_default_passes(
     one subject of four; the T1w brain mask in GRE space (the default) passes for all."""
     from qsmvbm.anat.qc import mask_qc_columns, plausibility_problems
     from qsmvbm.bids import load_megre
-    from qsmvbm.qsm.mask import brain_mask_from_magnitude, mask_plausibility
     from qsmvbm.config import validate
+    from qsmvbm.qsm.mask import brain_mask_from_magnitude, mask_plausibility
 
     from .conftest import ROOT
 
     thr = validate({}, ROOT / "workflow" / "schemas" / "config.schema.yaml")["qc"]
     failing = []
     for pid in ("sub-ALS001", "sub-ALS002", "sub-NC001", "sub-NC002"):
-        anat = tiny_run / "derivatives" / "qsmvbm" / pid / "anat"
-        sidecar = json.loads((anat / f"{pid}_space-MEGRE_Chimap.json").read_text())
+        lay = Layout(tiny_run)
+        sidecar = json.loads(lay.subject("chi_json", pid).read_text())
         m = sidecar["MaskPlausibility"]
         row = pd.Series(mask_qc_columns(m))
-        assert sidecar["MaskSource"].startswith("T1w brain mask") and plausibility_problems(row, thr) == [], pid
+        assert (
+            sidecar["MaskSource"].startswith("T1w brain mask")
+            and plausibility_problems(row, thr) == []
+        ), pid
         gre = load_megre(tiny_run / "sim_bids", pid)
         old = brain_mask_from_magnitude(gre.mag, gre.voxel_size, erode_mm=0.0)
-        t1_in_gre = normalize.t1_mask_in_gre(anat / f"{pid}_space-T1w_desc-brain_mask.nii.gz",
-                                             anat / f"{pid}_from-MEGRE_to-T1w_mode-image_xfm.mat",
-                                             gre.mag.shape[:3], gre.affine)
-        tiv = json.loads((anat / f"{pid}_desc-volumes.json").read_text())["TIV_ml"]
+        t1_in_gre = normalize.t1_mask_in_gre(
+            lay.subject("t1_mask", pid), lay.subject("gre_xfm", pid), gre.mag.shape[:3], gre.affine
+        )
+        tiv = json.loads(lay.subject("volumes", pid).read_text())["TIV_ml"]
         p = mask_plausibility(old, t1_in_gre, gre.voxel_size, tiv)
         row = pd.Series(mask_qc_columns(p))
         if plausibility_problems(row, thr):
@@ -262,9 +315,19 @@ def test_robust_z_rule_needs_a_cohort():
     base = rng.normal(0, 1, (20, 20, 20)).astype(np.float32)
     roi = np.ones(base.shape, bool)
     maps = [base + rng.normal(0, s, base.shape).astype(np.float32) for s in (0.3, 0.31, 0.32, 0.6)]
-    metrics = pd.DataFrame({"participant_id": [f"sub-{i}" for i in range(4)], "dice_brain": [0.98] * 4,
-                            "t1_corr": [0.9] * 4})
-    thr = {"dice_min": 0.9, "t1_corr_min": 0.8, "qsm_dgm_corr_min": 0.5, "qsm_dgm_robust_z_max": 3.5}
+    metrics = pd.DataFrame(
+        {
+            "participant_id": [f"sub-{i}" for i in range(4)],
+            "dice_brain": [0.98] * 4,
+            "t1_corr": [0.9] * 4,
+        }
+    )
+    thr = {
+        "dice_min": 0.9,
+        "t1_corr_min": 0.8,
+        "qsm_dgm_corr_min": 0.5,
+        "qsm_dgm_robust_z_max": 3.5,
+    }
     z = cohort_qc(metrics, maps, roi, thr)
     assert z.loc[3, "qsm_dgm_robust_z"] > 3.5 and not z.loc[3, "included"]
     out = cohort_qc(metrics, maps, roi, {**thr, "robust_z_min_subjects": 10})
@@ -279,9 +342,13 @@ def test_n4_handles_a_zero_filled_background():
     g = np.indices((60, 60, 60)).astype(np.float32) - 30
     r = np.sqrt((g**2).sum(0))
     bias = 1 + 0.01 * g[0]
-    img = np.where(r < 20, np.rint(100 * bias + np.random.default_rng(0).normal(0, 2, r.shape)), 0).astype(np.float32)
+    img = np.where(
+        r < 20, np.rint(100 * bias + np.random.default_rng(0).normal(0, 2, r.shape)), 0
+    ).astype(np.float32)
     a = to_ants(img, np.diag([2.0, 2.0, 2.0, 1.0]))
-    assert np.isnan(ants.iMath(a, "TruncateIntensity", 0.0, 0.995).numpy()).any()  # the ITK behaviour
+    assert np.isnan(
+        ants.iMath(a, "TruncateIntensity", 0.0, 0.995).numpy()
+    ).any()  # the ITK behaviour
     out = t1.n4(a).numpy()
     assert np.isfinite(out).all()
     inside = r < 15

@@ -7,27 +7,39 @@ import subprocess
 
 import pytest
 
+from qsmvbm.layout import Layout
+
 from .conftest import TINY, run_snakemake
 
-FIGURES = ["fig1_qsm_svc.png", "fig1_gm_svc.png", "fig2_roi_groups.png", "fig3_qsm_vs_gm.png", "fig4_clinical.png",
-           "qc_summary.png"]
-TABLES = ["table1_demographics.html", "table2_clusters.html", "table3_roi_stats.html", "table4_correlations.html",
-          "table5_qc_exclusions.html", "methods.html"]
-PER_SUBJECT = ["sub-ALS001_space-MEGRE_desc-qsm_qc.png", "sub-NC002_space-MNI152NLin2009aSym_desc-normalization_qc.png"]
+_L = Layout("")
+FIGURES = [_L.report("fig1", m).name for m in ("qsm", "gm")] + [
+    _L.report(k).name for k in ("fig2", "fig3", "fig4", "qc_summary")
+]
+TABLES = [
+    _L.report(k).name for k in ("table1", "table2", "table3", "table4", "table5", "methods_html")
+]
+PER_SUBJECT = [
+    _L.subject("qsm_qc_png", "sub-ALS001").name,
+    _L.subject("normalization_qc_png", "sub-NC002").name,
+]
 
 
 def chromium() -> str | None:
     """Path of Debian's chromium; installed with apt when missing and possible (CI runs as root)."""
     exe = shutil.which("chromium")
     if exe is None and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, text=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, text=True
+        )
         exe = shutil.which("chromium")
     return exe
 
 
 def test_report_builds_with_every_figure_and_table(tiny_run, tmp_path):
     report = tiny_run / "report.html"
-    run_snakemake("--report", str(report), "--config", f"simulation={TINY}", f"output_dir={tiny_run}")
+    run_snakemake(
+        "--report", str(report), "--config", f"simulation={TINY}", f"output_dir={tiny_run}"
+    )
     text = report.read_text(errors="replace")
     missing = [name for name in FIGURES + TABLES + PER_SUBJECT if name not in text]
     assert not missing, f"not in the report: {missing}"
@@ -37,28 +49,56 @@ def test_report_builds_with_every_figure_and_table(tiny_run, tmp_path):
     if exe is None:
         pytest.skip("chromium is not installed and apt-get is unavailable (not root)")
     shot = tmp_path / "report.png"
-    r = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--enable-logging=stderr", "--v=0",
-                        "--window-size=1400,1000", "--virtual-time-budget=15000", "--dump-dom",
-                        report.as_uri()], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1400,1000",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     console = [ln for ln in r.stderr.splitlines() if "CONSOLE" in ln]
     errors = [ln for ln in console if "Uncaught" in ln or "Error" in ln]
     assert not errors, errors
     dom = r.stdout
     assert "qsmvbm study report" in dom and "1. Group results" in dom
-    r = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                        f"--user-data-dir={tmp_path / 'chromium-profile2'}", "--window-size=1400,1000",
-                        "--virtual-time-budget=15000", f"--screenshot={shot}", report.as_uri()],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'chromium-profile2'}",
+            "--window-size=1400,1000",
+            "--virtual-time-budget=15000",
+            f"--screenshot={shot}",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert shot.stat().st_size > 20000
 
 
 def test_group_tables_are_on_disk(tiny_run):
-    rep = tiny_run / "group" / "report"
+    rep = Layout(tiny_run).report_dir
     for name in FIGURES + TABLES:
         assert (rep / name).stat().st_size > 500, name
-    md = (rep / "methods.md").read_text()
+    md = Layout(tiny_run).report("methods_md").read_text()
     assert "4 participants were processed" in md and "[1] Li Q" in md
 
 
@@ -66,25 +106,42 @@ def test_methods_text_follows_config():
     from qsmvbm.config import workflow_defaults
     from qsmvbm.report.methods import methods_paragraphs
 
-    counts = {"processed": {"ALS": 2, "NC": 2}, "included": {"ALS": 2, "NC": 1}, "excluded": {"sub-NC002": "bad"}}
+    counts = {
+        "processed": {"ALS": 2, "NC": 2},
+        "included": {"ALS": 2, "NC": 1},
+        "excluded": {"sub-NC002": "bad"},
+    }
     glm = {"qsm": {"fwhm_mm": [4.7, 5.0, 4.8], "df": 1}, "gm": {}}
 
     def text(overrides):
-        paras, refs = methods_paragraphs(workflow_defaults(overrides), counts, glm, "MNI152NLin2009aSym", None)
+        paras, refs = methods_paragraphs(
+            workflow_defaults(overrides), counts, glm, "MNI152NLin2009aSym", None
+        )
         return " ".join(paras + refs)
 
     base = text({})
     assert "STAR-QSM" in base and "V-SHARP" in base and "p < 0.005 uncorrected" in base
     assert "sub-NC002 (bad)" in base and "Wei H" in base
     tv = text({"qsm": {"inversion": "tvadmm", "tvadmm": {"lam": 0.001}}})
-    assert "total-variation regularized inversion by ADMM" in tv and "lambda 0.001" in tv and "STAR-QSM" not in tv
+    assert (
+        "total-variation regularized inversion by ADMM" in tv
+        and "lambda 0.001" in tv
+        and "STAR-QSM" not in tv
+    )
     assert "Bilgic B" in tv and "Wei H" not in tv
     thr = text({"group": {"cluster_forming_p": 0.001, "n_perm": 10000, "svc_volume": "roi"}})
-    assert "p < 0.001 uncorrected" in thr and "10000 permutations" in thr and "the whole region" in thr
+    assert (
+        "p < 0.001 uncorrected" in thr and "10000 permutations" in thr and "the whole region" in thr
+    )
     assert "Each region was corrected on its own" in base
-    assert "across the 8 searches (4 regions x 2 modalities)" in base and "(34% if the searches" in base
+    assert (
+        "across the 8 searches (4 regions x 2 modalities)" in base
+        and "(34% if the searches" in base
+    )
     two = text({"group": {"rois": ["Thalamus_L", "Thalamus_R"]}})
-    assert "across the 4 searches (2 regions x 2 modalities)" in two and "(19% if the searches" in two
+    assert (
+        "across the 4 searches (2 regions x 2 modalities)" in two and "(19% if the searches" in two
+    )
     assert "all regions of both modalities" in text({"group": {"fwe_family": "analysis"}})
     assert "cohort QSM template" not in base
     mc = text({"anat": {"normalization": "multichannel", "multichannel": {"qsm_weight": 0.5}}})

@@ -18,12 +18,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from qsmvbm.layout import Layout
+
 from .conftest import ROOT, run_snakemake
 
 PER_SUBJECT = {"input_check", "inputs_summary", "qsm", "anat_t1", "register_gre", "template_maps"}
-GROUP_RULES = {"normalization_qc", "group_design", "group_glm", "cluster_table", "roi_values", "roi_statistics"}
-JOB = re.compile(r"^ *(?:local)?(?:rule|checkpoint) (\w+):\n(.*?)(?=^ *\[|^ *(?:local)?(?:rule|checkpoint) |\Z)",
-                 re.M | re.S)
+GROUP_RULES = {
+    "normalization_qc",
+    "group_design",
+    "group_glm",
+    "cluster_table",
+    "roi_values",
+    "roi_statistics",
+}
+JOB = re.compile(
+    r"^ *(?:local)?(?:rule|checkpoint) (\w+):\n(.*?)(?=^ *\[|^ *(?:local)?(?:rule|checkpoint) |\Z)",
+    re.M | re.S,
+)
 
 
 def planned(*args) -> list[tuple[str, str | None]]:
@@ -40,14 +51,20 @@ def planned(*args) -> list[tuple[str, str | None]]:
 def local_slurm(tmp_path_factory):
     """State folder of a running one-node SLURM, or the reason there is none (a str)."""
     state = tmp_path_factory.mktemp("slurm_state")
-    r = subprocess.run(["bash", str(ROOT / "tests" / "slurm" / "start-local-slurm.sh"), str(state)],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        ["bash", str(ROOT / "tests" / "slurm" / "start-local-slurm.sh"), str(state)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if r.returncode == 3:
         yield f"no SLURM here: {r.stderr.strip()}"
         return
     assert r.returncode == 0 and "ready" in r.stdout, r.stdout + r.stderr
     yield state
-    subprocess.run(["bash", str(ROOT / "tests" / "slurm" / "stop-local-slurm.sh"), str(state)], timeout=120)
+    subprocess.run(
+        ["bash", str(ROOT / "tests" / "slurm" / "stop-local-slurm.sh"), str(state)], timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +80,16 @@ def bids_run(tiny_cohort, local_slurm, tmp_path_factory):
         return bids, out, None
     # the profile waits 20 s before its first status check of a job (kind to a real cluster's
     # controller); a one-node test cluster can be asked every 2 s
-    r = run_snakemake("--profile", "profiles/slurm", "--slurm-no-account",
-                      "--slurm-init-seconds-before-status-checks", "2", "--config", f"bids_dir={bids}",
-                      f"output_dir={out}")
+    r = run_snakemake(
+        "--profile",
+        "profiles/slurm",
+        "--slurm-no-account",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--config",
+        f"bids_dir={bids}",
+        f"output_dir={out}",
+    )
     return bids, out, r.stdout + r.stderr
 
 
@@ -79,22 +103,29 @@ def test_slurm_profile_runs_the_cohort_like_a_local_run(bids_run, local_slurm, t
     # per subject, the T1w checkpoint, then ONE cluster job (group "subject") with inputs_summary,
     # qsm, anat_t1, register_gre and template_maps
     assert "group_subject" in log
-    shown = subprocess.run(["scontrol", "show", "job", str(ids[-1])], capture_output=True, text=True)
-    assert f"JobId={ids[-1]}" in shown.stdout and "JobState=COMPLETED" in shown.stdout, shown.stdout + shown.stderr
+    shown = subprocess.run(
+        ["scontrol", "show", "job", str(ids[-1])], capture_output=True, text=True
+    )
+    assert f"JobId={ids[-1]}" in shown.stdout and "JobState=COMPLETED" in shown.stdout, (
+        shown.stdout + shown.stderr
+    )
     slurmd_log = (local_slurm / "log" / "slurmd.log").read_text()
-    assert all(f"job {i}" in slurmd_log or f"JobId={i}" in slurmd_log or f"StepId={i}." in slurmd_log
-               for i in ids[:3]), slurmd_log[-2000:]
+    assert all(
+        f"job {i}" in slurmd_log or f"JobId={i}" in slurmd_log or f"StepId={i}." in slurmd_log
+        for i in ids[:3]
+    ), slurmd_log[-2000:]
     for pid in ("sub-ALS001", "sub-NC002"):
-        assert filecmp.cmp(bids / pid / "anat" / f"{pid}_echo-1_part-phase_MEGRE.nii.gz",
-                           local / "sim_bids" / pid / "anat" / f"{pid}_echo-1_part-phase_MEGRE.nii.gz",
-                           shallow=False)
-        for name in (f"{pid}_space-MEGRE_Chimap.nii.gz", f"{pid}_space-MNI152NLin2009aSym_res-2_Chimap.nii.gz",
-                     f"{pid}_space-MNI152NLin2009aSym_res-2_label-GM_desc-modulatedsmoothed_probseg.nii.gz"):
-            a = np.asarray(nib.load(local / "derivatives" / "qsmvbm" / pid / "anat" / name).dataobj)
-            b = np.asarray(nib.load(out / "derivatives" / "qsmvbm" / pid / "anat" / name).dataobj)
-            np.testing.assert_allclose(a, b, atol=1e-5, err_msg=name)
-    ca = pd.read_csv(local / "group" / "clusters.tsv", sep="\t")
-    cb = pd.read_csv(out / "group" / "clusters.tsv", sep="\t")
+        assert filecmp.cmp(
+            bids / pid / "anat" / f"{pid}_echo-1_part-phase_MEGRE.nii.gz",
+            local / "sim_bids" / pid / "anat" / f"{pid}_echo-1_part-phase_MEGRE.nii.gz",
+            shallow=False,
+        )
+        for key in ("chi", "template_chi", "gm_mod_smooth"):
+            a = np.asarray(nib.load(Layout(local).subject(key, pid)).dataobj)
+            b = np.asarray(nib.load(Layout(out).subject(key, pid)).dataobj)
+            np.testing.assert_allclose(a, b, atol=1e-5, err_msg=f"{pid} {key}")
+    ca = pd.read_csv(Layout(local).group("clusters"), sep="\t")
+    cb = pd.read_csv(Layout(out).group("clusters"), sep="\t")
     pd.testing.assert_frame_equal(ca, cb, check_exact=False, atol=1e-4)
 
 
@@ -107,8 +138,14 @@ def test_rerun_after_changing_a_group_parameter(bids_run, tmp_path):
     bids, out, _ = bids_run
     extra = tmp_path / "n_perm.yaml"
     extra.write_text("group:\n  n_perm: 200\n")
-    jobs = planned("--configfile", "config/config.yaml", str(extra), "--config", f"bids_dir={bids}",
-                   f"output_dir={out}")
+    jobs = planned(
+        "--configfile",
+        "config/config.yaml",
+        str(extra),
+        "--config",
+        f"bids_dir={bids}",
+        f"output_dir={out}",
+    )
     assert jobs and all(s is None for _, s in jobs), jobs
     assert ("group_glm", None) in jobs and "normalization_qc" not in {r for r, _ in jobs}
 
@@ -128,7 +165,10 @@ def test_rerun_after_adding_a_subject(bids_run):
     broken = bids / "sub-NC004" / "anat" / "sub-NC004_echo-2_part-phase_MEGRE.nii.gz"
     broken.write_bytes(broken.read_bytes()[:20000])
     parts = pd.read_csv(bids / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
-    rows = [parts[parts.participant_id == "sub-NC002"].assign(participant_id=pid) for pid in ("sub-NC003", "sub-NC004")]
+    rows = [
+        parts[parts.participant_id == "sub-NC002"].assign(participant_id=pid)
+        for pid in ("sub-NC003", "sub-NC004")
+    ]
     pd.concat([parts, *rows]).to_csv(bids / "participants.tsv", sep="\t", index=False)
     before = sorted((str(p), p.stat().st_mtime_ns) for p in bids.rglob("*"))
     # the report's figures are left out (about 20 s; test_report covers them)
@@ -138,26 +178,34 @@ def test_rerun_after_adding_a_subject(bids_run):
     assert {r for r, s in jobs if s} == {"input_check"}, jobs
     r = run_snakemake(*args)
     log = r.stdout + r.stderr
-    ran = [(rule, re.search(r"subject=(sub-[A-Za-z0-9]+)", body)) for rule, body in JOB.findall(log)]
+    ran = [
+        (rule, re.search(r"subject=(sub-[A-Za-z0-9]+)", body)) for rule, body in JOB.findall(log)
+    ]
     ran = [(rule, m.group(1) if m else None) for rule, m in ran if rule != "all"]
     assert {s for _, s in ran if s} == {"sub-NC003", "sub-NC004"}, ran
     assert {r for r, s in ran if s == "sub-NC003"} == PER_SUBJECT, ran
     assert {r for r, s in ran if s == "sub-NC004"} == {"input_check"}, ran
     assert GROUP_RULES <= {r for r, s in ran if s is None}, ran
-    design = pd.read_csv(out / "group" / "design.tsv", sep="\t").set_index("participant_id")
+    lay = Layout(out)
+    design = pd.read_csv(lay.group("design"), sep="\t").set_index("participant_id")
     assert design.loc["sub-NC003", "included"]
     assert not design.loc["sub-NC004", "included"]
     reason = design.loc["sub-NC004", "reason"]
     assert "sub-NC004_echo-2_part-phase_MEGRE.nii.gz: cannot read the image data" in reason, reason
-    glm = json.loads((out / "group" / "qsm_glm.json").read_text())
+    glm = json.loads(lay.group("glm_json", "qsm").read_text())
     assert "sub-NC003" in glm["included"] and "sub-NC004" not in glm["included"]
-    assert (out / "group" / "clusters.tsv").exists() and (out / "group" / "roi_values.tsv").exists()
-    qc = pd.read_csv(out / "group" / "qc" / "normalization_qc.tsv", sep="\t").set_index("participant_id")
-    assert not qc.loc["sub-NC004", "included"] and "cannot read the image data" in qc.loc["sub-NC004", "reason"]
-    assert "sub-NC004" in (out / "group" / "report" / "table5_qc_exclusions.html").read_text()
-    methods = (out / "group" / "report" / "methods.html").read_text()
+    assert lay.group("clusters").exists() and lay.group("roi_values").exists()
+    qc = pd.read_csv(lay.group("qc_table"), sep="\t").set_index("participant_id")
+    assert (
+        not qc.loc["sub-NC004", "included"]
+        and "cannot read the image data" in qc.loc["sub-NC004", "reason"]
+    )
+    assert "sub-NC004" in lay.report("table5").read_text()
+    methods = lay.report("methods_html").read_text()
     assert "sub-NC004 (input check failed: GRE input:" in methods
-    assert re.search(r"qsmvbm: \d of 6 subjects included; excluded: .*sub-NC004 \(input check failed", log), log[-2000:]
+    assert re.search(
+        r"qsmvbm: \d of 6 subjects included; excluded: .*sub-NC004 \(input check failed", log
+    ), log[-2000:]
     assert sorted((str(p), p.stat().st_mtime_ns) for p in bids.rglob("*")) == before
 
 
@@ -170,8 +218,7 @@ def test_rerun_after_changing_one_phase_file(bids_run):
     f = bids / "sub-ALS002" / "anat" / "sub-ALS002_echo-1_part-phase_MEGRE.nii.gz"
     keep = f.with_suffix(".keep")
     shutil.copy2(f, keep)
-    target = str(out / "derivatives" / "qsmvbm" / "sub-ALS002" / "anat"
-                 / "sub-ALS002_space-MNI152NLin2009aSym_res-2_Chimap.nii.gz")
+    target = str(Layout(out).subject("template_chi", "sub-ALS002"))
     args = ("--config", f"bids_dir={bids}", f"output_dir={out}")
     try:
         img = nib.load(f)
@@ -180,7 +227,12 @@ def test_rerun_after_changing_one_phase_file(bids_run):
         nib.save(nib.Nifti1Image(data, img.affine, img.header), f)
         jobs = planned(*args)
         assert [(r, s) for r, s in jobs if s] == [("input_check", "sub-ALS002")], jobs
-        ran = {rule for rule, _ in JOB.findall((lambda r: r.stdout + r.stderr)(run_snakemake(target, *args)))}
+        ran = {
+            rule
+            for rule, _ in JOB.findall(
+                (lambda r: r.stdout + r.stderr)(run_snakemake(target, *args))
+            )
+        }
         assert ran == {"input_check", "inputs_summary", "qsm", "register_gre", "template_maps"}, ran
     finally:
         shutil.copy2(keep, f)

@@ -13,6 +13,7 @@ import yaml
 
 from qsmvbm.bids import load_megre, megre_metadata, read_participants
 from qsmvbm.config import ConfigError
+from qsmvbm.layout import truth_table
 from qsmvbm.simulate.cohort import draw_participants, effect_multipliers
 from qsmvbm.simulate.cohort_io import effect_mask_path, simulate_one, truth_dir, write_cohort_tables
 from qsmvbm.simulate.settings import load_simulation_config
@@ -42,7 +43,9 @@ def test_bids_layout_and_sidecars(tiny_cohort, tiny_cfg):
         assert len(files) == 2 * (2 * tiny_cfg["gre"]["n_echoes"] + 1)
         meta = megre_metadata(tiny_cohort, pid)
         tes = np.array(meta["echo_times_s"])
-        expected = (tiny_cfg["gre"]["te1_ms"] + tiny_cfg["gre"]["delta_te_ms"] * np.arange(4)) / 1000
+        expected = (
+            tiny_cfg["gre"]["te1_ms"] + tiny_cfg["gre"]["delta_te_ms"] * np.arange(4)
+        ) / 1000
         np.testing.assert_allclose(tes, expected)
         assert meta["field_strength_t"] == 3.0
         assert meta["shape"] == tiny_cfg["gre"]["matrix"]
@@ -86,10 +89,19 @@ def test_local_field_agrees_with_qsm_forward(tiny_cohort, tmp_path):
     aff = np.diag([*vs, 1.0])
     nib.save(nib.Nifti1Image(chi, aff), tmp_path / "chi.nii.gz")
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), aff), tmp_path / "mask.nii.gz")
-    tissue = qf.TissueParams(chi=str(tmp_path / "chi.nii.gz"), mask=str(tmp_path / "mask.nii.gz"),
-                             seg=str(tmp_path / "mask.nii.gz"))
-    recon = qf.ReconParams(TEs=np.array([0.004]), B0=3, voxel_size=vs, peak_snr=np.inf,
-                           generate_phase_offset=False, generate_shim_field=False)
+    tissue = qf.TissueParams(
+        chi=str(tmp_path / "chi.nii.gz"),
+        mask=str(tmp_path / "mask.nii.gz"),
+        seg=str(tmp_path / "mask.nii.gz"),
+    )
+    recon = qf.ReconParams(
+        TEs=np.array([0.004]),
+        B0=3,
+        voxel_size=vs,
+        peak_snr=np.inf,
+        generate_phase_offset=False,
+        generate_shim_field=False,
+    )
     qf.generate_bids(tissue, recon, str(tmp_path / "qf"), save_field=True)
     theirs = nib.load(next((tmp_path / "qf").rglob("*_fieldmap-local.nii"))).get_fdata()[mask]
     ours = nib.load(tp["local_field"]).get_fdata()[mask]
@@ -146,7 +158,7 @@ def test_true_transform_is_diffeomorphic_and_maps_brain(tiny_cohort):
 
 def test_planted_effect_lands_where_configured(tiny_cohort, tiny_cfg):
     """The effect mask sits at the sphere inside the thalamus; the subject's true chi carries m * delta."""
-    eff = pd.read_csv(truth_dir(tiny_cohort) / "effects.tsv", sep="\t").iloc[0]
+    eff = pd.read_csv(truth_table(tiny_cohort, "effects"), sep="\t").iloc[0]
     centre = np.array([eff.centroid_x, eff.centroid_y, eff.centroid_z])
     assert np.linalg.norm(centre - [20, -17, 7]) < 5
     mask_img = nib.load(effect_mask_path(tiny_cohort, "thalamusR", 2))
@@ -163,9 +175,16 @@ def test_planted_effect_lands_where_configured(tiny_cohort, tiny_cfg):
         chi_img = nib.load(truth_paths(tdir, pid)["chi"])
         mni = tf.to_mni("MEGRE", world_coords(chi_img.shape, chi_img.affine))
         w = sample(mask_img.get_fdata().astype(np.float32), mask_img.affine, mni) > 0.99
-        thal = sample(region_mask(labels, "Thalamus_R").astype(np.float32), mask_img.affine, mni) > 0.99
+        thal = (
+            sample(region_mask(labels, "Thalamus_R").astype(np.float32), mask_img.affine, mni)
+            > 0.99
+        )
         chi = chi_img.get_fdata()
-        delta = np.median(chi[w]) - np.median(chi[thal & ~w]) if (thal & ~w).sum() else np.median(chi[w]) - info["tissue_chi_ppm"]["thalamus"]
+        delta = (
+            np.median(chi[w]) - np.median(chi[thal & ~w])
+            if (thal & ~w).sum()
+            else np.median(chi[w]) - info["tissue_chi_ppm"]["thalamus"]
+        )
         planted = info["effect_multipliers"]["thalamusR"] * tiny_cfg["effects"][0]["chi_delta_ppm"]
         assert delta == pytest.approx(planted, abs=0.01), (pid, delta, planted)
 
@@ -179,7 +198,9 @@ def test_clinical_link_hits_target_correlation():
     for e in cfg["effects"]:
         if not e.get("clinical"):
             continue
-        r = np.corrcoef(mult.loc[als, f"m_{e['name']}"], parts.loc[als, e["clinical"]["score"]])[0, 1]
+        r = np.corrcoef(mult.loc[als, f"m_{e['name']}"], parts.loc[als, e["clinical"]["score"]])[
+            0, 1
+        ]
         assert r == pytest.approx(e["clinical"]["r"], abs=0.03)
     # study defaults: sex counts like Table 1
     assert (parts[als].sex == "M").sum() == 23 and (parts[~als].sex == "M").sum() == 19
@@ -214,8 +235,14 @@ def _bad(tmp_path, edit):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda c: c["effects"][0]["region"].update(atlas_labels=["Thalamus_X"]), "unknown AAL3 region 'Thalamus_X'"),
-        (lambda c: c["effects"][0]["region"].update(atlas_labels=["Precentrl_L"]), "did you mean Precentral_L"),
+        (
+            lambda c: c["effects"][0]["region"].update(atlas_labels=["Thalamus_X"]),
+            "unknown AAL3 region 'Thalamus_X'",
+        ),
+        (
+            lambda c: c["effects"][0]["region"].update(atlas_labels=["Precentrl_L"]),
+            "did you mean Precentral_L",
+        ),
         (lambda c: c["gre"].update(snr=-5), "gre.snr"),
         (lambda c: c["gre"].update(snrr=5), "unknown key 'snrr' (did you mean 'snr'?)"),
         (lambda c: c.update(subjects=3), "unknown key 'subjects'"),
@@ -242,8 +269,11 @@ def test_thalamus_names_mean_the_nuclei():
 def test_cli_bad_config_exits_2_and_writes_nothing(tmp_path):
     bad = _bad(tmp_path, lambda c: c["gre"].update(snr=-1))
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "qsmvbm.simulate.cli", str(bad), str(out)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "qsmvbm.simulate.cli", str(bad), str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
     assert "gre.snr" in r.stderr
     assert not out.exists()

@@ -1,5 +1,6 @@
 """The Snakemake workflow: lint, formatting, config errors, runs on simulated and BIDS input."""
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -8,6 +9,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from qsmvbm.layout import Layout, truth_table
 
 from .conftest import ROOT, TINY
 from .conftest import run_snakemake as run_smk
@@ -21,7 +24,12 @@ def test_lint_clean():
 
 def test_snakefmt_clean():
     exe = Path(sys.executable).parent / "snakefmt"
-    r = subprocess.run([str(exe), "--check", "Snakefile", "workflow/rules"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [str(exe), "--check", "Snakefile", "workflow/rules"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -47,17 +55,17 @@ def test_default_config_dry_run_simulates_first(tmp_path):
 
 def test_run_on_simulated_cohort(tiny_run):
     out = tiny_run
-    deriv = out / "derivatives" / "qsmvbm"
-    desc = json.loads((deriv / "dataset_description.json").read_text())
+    lay = Layout(out)
+    desc = json.loads(lay.dataset_description().read_text())
     assert desc["DatasetType"] == "derivative"
     for pid in ("sub-ALS001", "sub-ALS002", "sub-NC001", "sub-NC002"):
-        summary = json.loads((deriv / pid / "anat" / f"{pid}_desc-inputs_summary.json").read_text())
+        summary = json.loads(lay.subject("inputs_summary", pid).read_text())
         assert len(summary["echo_times_s"]) == 4 and summary["phase_units"] == "scanner_pm4096"
-    assert (out / "simulation" / "figures" / "sub-ALS001_simulation.png").stat().st_size > 10000
-    assert (out / "sim_bids" / "derivatives" / "simulation" / "effects.tsv").exists()
+    assert lay.simulation_figure("sub-ALS001").stat().st_size > 10000
+    assert truth_table(lay.sim_bids, "effects").exists()
     assert (out / "logs" / "simulate_subject" / "sub-NC002.log").exists()
     assert (out / "benchmarks" / "simulate_subject" / "sub-NC002.tsv").exists()
-    check_group_outputs(out / "group")
+    check_group_outputs(lay)
     # nothing to do on a second run
     r = run_smk("-n", "--config", f"simulation={TINY}", f"output_dir={out}")
     assert "Nothing to be done" in r.stdout + r.stderr
@@ -75,74 +83,119 @@ def test_multichannel_normalization_after_the_t1_pass(tiny_run, tmp_path):
     extra = tmp_path / "multichannel.yaml"
     # QC relaxed: with 4 subjects the robust z of the deep-grey correlation has a meaningless MAD, and the
     # multichannel warps trade some T1w match (r about 0.88 -> 0.80-0.84 here) for deep-grey QSM match
-    extra.write_text("anat:\n  normalization: multichannel\nqc:\n  t1_corr_min: 0.6\n  qsm_dgm_robust_z_max: 100\n")
+    extra.write_text(
+        "anat:\n  normalization: multichannel\nqc:\n  t1_corr_min: 0.6\n  qsm_dgm_robust_z_max: 100\n"
+    )
     # the report's figures (about 25 s here) are checked in test_report, not redone here
-    args = ["--configfile", "config/config.yaml", str(extra), "--config", f"simulation={TINY}", f"output_dir={out}",
-            "--omit-from", "report_figures"]
+    args = [
+        "--configfile",
+        "config/config.yaml",
+        str(extra),
+        "--config",
+        f"simulation={TINY}",
+        f"output_dir={out}",
+        "--omit-from",
+        "report_figures",
+    ]
     # the copy has no Snakemake metadata, so the changed inputs/params of template_maps (which rerun it in the
     # original folder) are invisible here: ask for the rerun explicitly
     r = run_smk(*args, "--forcerun", "template_maps")
     log = r.stdout + r.stderr
-    for rule in ("qsm_t1reg_template_space", "qsm_cohort_template", "register_multichannel", "template_maps"):
+    for rule in (
+        "qsm_t1reg_template_space",
+        "qsm_cohort_template",
+        "register_multichannel",
+        "template_maps",
+    ):
         assert f"rule {rule}:" in log or f"localrule {rule}:" in log, rule
     for rule in ("anat_t1", "qsm", "register_gre", "simulate_subject"):
         assert f"rule {rule}:" not in log, rule
-    deriv = out / "derivatives" / "qsmvbm"
-    tpl = json.loads(next((deriv / "templates").glob("*_desc-cohortmedian_Chimap.json")).read_text())
+    lay, before_lay = Layout(out), Layout(tiny_run)
+    tpl = json.loads(lay.cohort_qsm_template(".json").read_text())
     assert sorted(tpl["Subjects"]) == ["sub-ALS001", "sub-ALS002", "sub-NC001", "sub-NC002"]
     for pid in tpl["Subjects"]:
-        anat = deriv / pid / "anat"
-        qc = json.loads(next(anat.glob("*_desc-normalization_qc.json")).read_text())
+        qc = json.loads(lay.subject("normalization_qc", pid).read_text())
         assert qc["normalization"] == "multichannel"
-        info = json.loads(next(anat.glob("*_desc-multichannel_xfm.json")).read_text())
+        info = json.loads(lay.subject("mc_json", pid).read_text())
         assert info["QSMCorrelationWithTemplate"] > 0.3
-        new = nib.load(next(anat.glob("*_res-2_Chimap.nii.gz"))).get_fdata()
-        old = nib.load(next((tiny_run / "derivatives" / "qsmvbm" / pid / "anat").glob("*_res-2_Chimap.nii.gz"))).get_fdata()
+        new = nib.load(lay.subject("template_chi", pid)).get_fdata()
+        old = nib.load(before_lay.subject("template_chi", pid)).get_fdata()
         assert not np.allclose(new, old)
-    check_group_outputs(out / "group")
+    check_group_outputs(lay)
     import pandas as pd
 
-    before = pd.read_csv(tiny_run / "group" / "qc" / "normalization_qc.tsv", sep="\t").set_index("participant_id")
-    after = pd.read_csv(out / "group" / "qc" / "normalization_qc.tsv", sep="\t").set_index("participant_id")
+    before = pd.read_csv(before_lay.group("qc_table"), sep="\t").set_index("participant_id")
+    after = pd.read_csv(lay.group("qc_table"), sep="\t").set_index("participant_id")
     # the QSM channel brings the deep grey nuclei closer to the cohort's
     assert after.qsm_dgm_corr.median() > before.qsm_dgm_corr.median()
     again = run_smk("-n", *args)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-CLUSTER_COLUMNS = ["modality", "roi", "cluster_id", "peak_x", "peak_y", "peak_z", "peak_t", "p_unc", "p_fwe_rft",
-                   "p_fwe_perm", "n_voxels", "volume_mm3", "peak_label", "significant"]
+CLUSTER_COLUMNS = [
+    "modality",
+    "roi",
+    "cluster_id",
+    "peak_x",
+    "peak_y",
+    "peak_z",
+    "peak_t",
+    "p_unc",
+    "p_fwe_rft",
+    "p_fwe_perm",
+    "n_voxels",
+    "volume_mm3",
+    "peak_label",
+    "significant",
+]
 
 
-def check_group_outputs(group: Path) -> None:
+def check_group_outputs(lay: Layout) -> None:
     """The group stage's file contract (names and columns)."""
     import nibabel as nib
     import pandas as pd
 
     for mod in ("qsm", "gm"):
-        for name in ("tstat", "clusters"):
-            assert nib.load(group / f"{mod}_{name}.nii.gz").shape == (99, 117, 95)
-    clusters = pd.read_csv(group / "clusters.tsv", sep="\t")
+        for key in ("tstat", "cluster_map"):
+            assert nib.load(lay.group(key, mod)).shape == (99, 117, 95)
+    clusters = pd.read_csv(lay.group("clusters"), sep="\t")
     assert list(clusters.columns[: len(CLUSTER_COLUMNS)]) == CLUSTER_COLUMNS
-    values = pd.read_csv(group / "roi_values.tsv", sep="\t")
-    assert list(values.columns[:2]) == ["participant_id", "group"] and values.columns[-1] == "tiv_ml"
-    corr = pd.read_csv(group / "correlations.tsv", sep="\t")
-    assert list(corr.columns[:9]) == ["x", "y", "group", "n", "r", "p", "alternative", "covariates", "method"]
-    demo = pd.read_csv(group / "demographics.tsv", sep="\t")
+    values = pd.read_csv(lay.group("roi_values"), sep="\t")
+    assert (
+        list(values.columns[:2]) == ["participant_id", "group"] and values.columns[-1] == "tiv_ml"
+    )
+    corr = pd.read_csv(lay.group("correlations"), sep="\t")
+    assert list(corr.columns[:9]) == [
+        "x",
+        "y",
+        "group",
+        "n",
+        "r",
+        "p",
+        "alternative",
+        "covariates",
+        "method",
+    ]
+    demo = pd.read_csv(lay.group("demographics"), sep="\t")
     assert {"Number", "Age (years)", "Sex (male)"} <= set(demo.characteristic)
-    assert (group / "roi_stats.tsv").exists()
+    assert lay.group("roi_stats").exists()
 
 
 def test_script_main_is_importable(tiny_cohort, tmp_path):
     """Scripts expose main(snakemake) so tests can call them directly."""
-    sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
-    import inputs_summary
+    spec = importlib.util.spec_from_file_location(
+        "inputs_summary", ROOT / "workflow" / "scripts" / "inputs_summary.py"
+    )
+    inputs_summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(inputs_summary)
 
     out = tmp_path / "summary.json"
     smk = SimpleNamespace(
         input=SimpleNamespace(t1w=str(tiny_cohort / "sub-NC002" / "anat" / "sub-NC002_T1w.nii.gz")),
         params=SimpleNamespace(bids_dir=str(tiny_cohort)),
-        output=[str(out)], log=[str(tmp_path / "log.txt")], wildcards=SimpleNamespace(subject="sub-NC002"),
+        output=[str(out)],
+        log=[str(tmp_path / "log.txt")],
+        wildcards=SimpleNamespace(subject="sub-NC002"),
     )
     inputs_summary.main(smk)
     assert json.loads(out.read_text())["field_strength_t"] == 3.0
@@ -166,14 +219,20 @@ def test_missing_or_cut_t1_is_excluded_and_the_run_finishes(tiny_cohort, tmp_pat
     nib.save(nib.Nifti1Image(top, aff), f)
     out = tmp_path / "res"
     # two subjects are left, too few for a group analysis: run everything up to the QC table
-    r = run_smk(str(out / "group" / "qc" / "normalization_qc.tsv"), "--config", f"bids_dir={bids}",
-                f"output_dir={out}")
+    lay = Layout(out)
+    r = run_smk(str(lay.group("qc_table")), "--config", f"bids_dir={bids}", f"output_dir={out}")
     assert "EXCLUDED sub-NC002" in r.stdout + r.stderr
-    qc = pd.read_csv(out / "group" / "qc" / "normalization_qc.tsv", sep="\t").set_index("participant_id")
-    assert not qc.loc["sub-NC002", "included"] and "no T1w image for sub-NC002" in qc.loc["sub-NC002", "reason"]
-    assert not qc.loc["sub-ALS002", "included"] and "T1w check failed" in qc.loc["sub-ALS002", "reason"]
+    qc = pd.read_csv(lay.group("qc_table"), sep="\t").set_index("participant_id")
+    assert (
+        not qc.loc["sub-NC002", "included"]
+        and "no T1w image for sub-NC002" in qc.loc["sub-NC002", "reason"]
+    )
+    assert (
+        not qc.loc["sub-ALS002", "included"]
+        and "T1w check failed" in qc.loc["sub-ALS002", "reason"]
+    )
     assert qc.loc["sub-ALS001", "dice_brain"] > 0.9
-    assert not (out / "derivatives" / "qsmvbm" / "sub-ALS002" / "anat" / "sub-ALS002_desc-volumes.json").exists()
+    assert not lay.subject("volumes", "sub-ALS002").exists()
 
 
 def _bids_copy(tiny_cohort, tmp_path):
@@ -189,15 +248,26 @@ def _tree(folder):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ("group:\n  rois: [Precentral_L, Thalamus_X]\n", "group.rois: unknown AAL3 region 'Thalamus_X'"),
-        ("group:\n  clinical_scores: [alsfrs_r, fvc_percent]\n",
-         "group.clinical_scores: 'fvc_percent' is not a participants.tsv column"),
-        ("group:\n  modalities:\n    gm:\n      covariates: [tiv, education]\n",
-         "group.modalities.gm.covariates: covariate 'education' needs a participants.tsv column 'education'"),
-        ("group:\n  correlations:\n    - {x: qsm, y: handedness}\n",
-         "group.correlations[0].y: 'handedness' is neither one of"),
-        ("group:\n  combine: {Motor: [Precentral_L, Postcentral_L]}\n",
-         "group.combine.Motor: ['Postcentral_L'] not in group.rois"),
+        (
+            "group:\n  rois: [Precentral_L, Thalamus_X]\n",
+            "group.rois: unknown AAL3 region 'Thalamus_X'",
+        ),
+        (
+            "group:\n  clinical_scores: [alsfrs_r, fvc_percent]\n",
+            "group.clinical_scores: 'fvc_percent' is not a participants.tsv column",
+        ),
+        (
+            "group:\n  modalities:\n    gm:\n      covariates: [tiv, education]\n",
+            "group.modalities.gm.covariates: covariate 'education' needs a participants.tsv column 'education'",
+        ),
+        (
+            "group:\n  correlations:\n    - {x: qsm, y: handedness}\n",
+            "group.correlations[0].y: 'handedness' is neither one of",
+        ),
+        (
+            "group:\n  combine: {Motor: [Precentral_L, Postcentral_L]}\n",
+            "group.combine.Motor: ['Postcentral_L'] not in group.rois",
+        ),
     ],
 )
 def test_group_settings_are_checked_before_any_job(tiny_cohort, tmp_path, extra, message):
@@ -206,8 +276,16 @@ def test_group_settings_are_checked_before_any_job(tiny_cohort, tmp_path, extra,
     cfg = tmp_path / "extra.yaml"
     cfg.write_text(extra)
     before = _tree(bids)
-    r = run_smk("-n", "--configfile", "config/config.yaml", str(cfg), "--config", f"bids_dir={bids}",
-                f"output_dir={tmp_path / 'out'}", check=False)
+    r = run_smk(
+        "-n",
+        "--configfile",
+        "config/config.yaml",
+        str(cfg),
+        "--config",
+        f"bids_dir={bids}",
+        f"output_dir={tmp_path / 'out'}",
+        check=False,
+    )
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "nothing was computed" in out and message in out, out[-3000:]
     assert _tree(bids) == before and not (tmp_path / "out").exists()
@@ -227,8 +305,15 @@ def test_cohort_notes_for_exclude_typos_and_unlisted_folders(tiny_cohort, tmp_pa
     shutil.copytree(bids / "sub-NC002", bids / "sub-NC009")
     cfg = tmp_path / "extra.yaml"
     cfg.write_text("participants:\n  exclude: [sub-NC01]\n")
-    r = run_smk("-n", "--configfile", "config/config.yaml", str(cfg), "--config", f"bids_dir={bids}",
-                f"output_dir={tmp_path / 'out'}")
+    r = run_smk(
+        "-n",
+        "--configfile",
+        "config/config.yaml",
+        str(cfg),
+        "--config",
+        f"bids_dir={bids}",
+        f"output_dir={tmp_path / 'out'}",
+    )
     out = r.stdout + r.stderr
     assert "participants.exclude names 'sub-NC01', which is not in participants.tsv" in out
     assert "sub-NC009: subject folder not listed in participants.tsv: not processed" in out
@@ -247,12 +332,16 @@ def test_interrupted_run_resumes_to_identical_maps(tiny_cohort, tiny_run, tmp_pa
     bids = _bids_copy(tiny_cohort, tmp_path)
     out = tmp_path / "res"
     pid = "sub-ALS001"
-    name = f"{pid}_space-MEGRE_Chimap.nii.gz"
-    target = out / "derivatives" / "qsmvbm" / pid / "anat" / name
+    target = Layout(out).subject("chi", pid)
     args = [str(target), "--config", f"bids_dir={bids}", f"output_dir={out}"]
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    qsm_log = out / "logs" / "qsm" / f"{pid}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    qsm_log = Layout(out).log("qsm", pid)
     deadline = time.time() + 600
     while not qsm_log.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -264,7 +353,7 @@ def test_interrupted_run_resumes_to_identical_maps(tiny_cohort, tiny_run, tmp_pa
     run_smk("--unlock", *args)
     r = run_smk(*args, "--rerun-incomplete")
     assert "rule qsm:" in r.stdout + r.stderr
-    ref = nib.load(tiny_run / "derivatives" / "qsmvbm" / pid / "anat" / name)
+    ref = nib.load(Layout(tiny_run).subject("chi", pid))
     new = nib.load(target)
     assert np.array_equal(np.asarray(new.dataobj), np.asarray(ref.dataobj))
     assert np.array_equal(new.affine, ref.affine)
