@@ -31,11 +31,19 @@ rule all:
         all_targets,
 
 
+# the participant level of the `qsmvbm` command (BIDS App): per-subject outputs, no group stage
+rule participant:
+    input:
+        input_check_files,
+        participant_targets,
+
+
 # Steps that only read and write small tables or text run on the machine that runs Snakemake when
 # the jobs go to a cluster (--profile profiles/slurm): a queue wait and a job start for each would
 # cost more than the step itself.
 localrules:
     all,
+    participant,
     derivatives_description,
     group_design,
     cluster_table,

@@ -12,7 +12,8 @@ from qsmvbm.layout import Layout
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# found beside this workflow, so that it runs from any folder (`snakemake -s .../Snakefile -d ...`)
+configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
 
 
 try:
@@ -26,6 +27,11 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 config.clear()
 config.update(_validated)
+
+# a relative simulation config not found from the working folder is read from the workflow's folder
+_sim = Path(config["simulation"])
+if not _sim.is_absolute() and not _sim.exists() and (Path(workflow.basedir) / _sim).exists():
+    config["simulation"] = str(Path(workflow.basedir) / _sim)
 
 L = Layout(config["output_dir"], resolution=config["anat"]["template_resolution"])
 RES = L.resolution

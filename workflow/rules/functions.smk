@@ -138,6 +138,22 @@ def group_targets():
     ]
 
 
+def participant_targets(wildcards):
+    """The participant level (BIDS App): every chosen subject's QSM, template-space maps and
+    normalization QC, for the subjects that passed the input check."""
+    subjects = ok_subjects()
+    targets = [str(L.dataset_description())]
+    for key in (
+        "inputs_summary",
+        "chi",
+        "chi_smooth",
+        "gm_mod_smooth",
+        "normalization_qc",
+    ):
+        targets += subject_files(key, subjects)
+    return targets
+
+
 def all_targets(wildcards):
     """The default targets; per-subject ones for the subjects that passed the input check."""
     subjects = ok_subjects()

@@ -1,7 +1,12 @@
 # The subjects of the run and the pre-flight checks: every run-level problem stops the run here,
 # before any per-subject job; a subject whose input files are missing is excluded with the reason.
 from qsmvbm.bids import BidsInputError, missing_inputs, read_participants
-from qsmvbm.preflight import cohort_notes, group_setting_problems, output_inside_input
+from qsmvbm.preflight import (
+    cohort_notes,
+    group_setting_problems,
+    output_inside_input,
+    select_participants,
+)
 from qsmvbm.simulate.cohort import participant_columns, participant_ids
 from qsmvbm.simulate.settings import load_simulation_config
 
@@ -32,6 +37,12 @@ else:
 for _note in cohort_notes(SUBJECTS, _folders, PCFG["exclude"]):
     logger.warning(f"NOTE: {_note}")
 _problems += group_setting_problems(config["group"], _columns)
+SUBJECTS, _unknown = select_participants(SUBJECTS, PCFG["participant_label"])
+if _unknown:
+    _problems.append(
+        f"participants.participant_label (--participant-label) names {', '.join(_unknown)}, "
+        "not in participants.tsv"
+    )
 if _problems:
     raise WorkflowError(
         "the configuration cannot run on this dataset (nothing was computed):\n  "

@@ -119,3 +119,14 @@ def cohort_notes(participant_ids, subject_folders, exclude) -> list[str]:
         if Path(f).name not in ids
     ]
     return notes
+
+
+def select_participants(participant_ids, labels) -> tuple[list[str], list[str]]:
+    """The participants chosen by ``participants.participant_label`` (ids with or without ``sub-``;
+    all when empty), in the order of ``participant_ids``, and the labels that name nobody."""
+    if not labels:
+        return list(participant_ids), []
+    wanted = {lab if lab.startswith("sub-") else f"sub-{lab}" for lab in labels}
+    ids = list(participant_ids)
+    unknown = sorted(w for w in wanted if w not in set(ids))
+    return [p for p in ids if p in wanted], unknown
