@@ -295,6 +295,16 @@ class Layout:
         """A file of the study report (:data:`REPORT_FILES` key)."""
         return self.report_dir / REPORT_FILES[key].format(modality=modality)
 
+    @property
+    def run_config(self) -> Path:
+        """The configuration the ``qsmvbm`` command wrote for the runs in this folder."""
+        return self.output_dir / "code" / "qsmvbm_config.yaml"
+
+    @property
+    def report_html(self) -> Path:
+        """The study report built by ``qsmvbm ... --report`` (``snakemake --report``)."""
+        return self.output_dir / "report.html"
+
     def dataset_description(self) -> Path:
         return self.derivatives / DATASET_DESCRIPTION
 

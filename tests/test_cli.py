@@ -1,0 +1,154 @@
+"""The `qsmvbm` command (BIDS App): help, configuration, and runs from another folder."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qsmvbm import cli
+from qsmvbm.config import load_yaml
+from qsmvbm.layout import Layout
+from qsmvbm.paths import schema_path
+
+EXE = Path(sys.executable).parent / "qsmvbm"
+
+
+def _run(args, cwd):
+    return subprocess.run([str(EXE), *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_help_lists_every_setting_with_its_default(tmp_path):
+    r = _run(["--help"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "BIDS_DIR OUTPUT_DIR {participant,group}" in text
+    for flag in ("--participant-label", "--cores", "--profile", "--dry-run", "--report"):
+        assert flag in text
+    options = cli.schema_options(load_yaml(schema_path("config.schema.yaml")))
+    assert len(options) > 80
+    for dotted, _node in options:
+        if dotted in cli.RESERVED:
+            continue
+        assert f"--{dotted} VALUE" in text, dotted
+    # a description, the allowed values and the default are shown
+    assert "--qsm.background VALUE" in text and "one of vsharp, pdf" in text
+    assert "default: vsharp" in text
+
+
+def test_config_is_merged_validated_and_printed(tmp_path):
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    cfg = tmp_path / "my.yaml"
+    cfg.write_text("group: {n_perm: 100}\nqsm: {background: pdf}\n")
+    r = _run(
+        [
+            str(bids),
+            str(tmp_path / "out"),
+            "group",
+            "--config-file",
+            str(cfg),
+            "--qsm.background",
+            "vsharp",
+            "--participant-label",
+            "01",
+            "sub-02",
+            "--group.rois",
+            "[Thalamus_L]",
+            "--print-config",
+        ],
+        tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    config = yaml.safe_load(r.stdout)
+    assert config["bids_dir"] == str(bids.resolve())
+    assert config["output_dir"] == str((tmp_path / "out").resolve())
+    assert config["group"]["n_perm"] == 100  # from the file
+    assert config["qsm"]["background"] == "vsharp"  # the command line wins
+    assert config["group"]["rois"] == ["Thalamus_L"]
+    assert config["participants"]["participant_label"] == ["01", "sub-02"]
+    assert config["anat"]["template_resolution"] == 2  # defaults filled
+    assert not (tmp_path / "out").exists()  # nothing written by --print-config
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--qsm.background", "lbvx"], "qsm.background"),
+        (["--group.n_perm", "many"], "group.n_perm"),
+        (["--config-file", "missing.yaml"], "missing.yaml: config file not found"),
+    ],
+)
+def test_bad_options_stop_with_the_key_named(tmp_path, args, message):
+    (tmp_path / "bids").mkdir()
+    r = _run([str(tmp_path / "bids"), str(tmp_path / "out"), "group", *args], tmp_path)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_bids_folder_is_named(tmp_path):
+    r = _run([str(tmp_path / "nope"), str(tmp_path / "out"), "participant"], tmp_path)
+    assert r.returncode == 2 and "nope: the BIDS folder does not exist" in r.stderr
+
+
+def test_snakemake_call():
+    args = cli.build_parser().parse_args(["/b", "/o", "participant", "--cores", "3", "-n"])
+    cmd = cli.snakemake_command(args, Path("/o/code/c.yaml"), ["--rerun-triggers", "mtime"])
+    assert cmd[:3] == [sys.executable, "-m", "snakemake"]
+    joined = " ".join(cmd)
+    assert f"--snakefile {cli.SNAKEFILE}" in joined and "--directory /o" in joined
+    assert "--configfile /o/code/c.yaml" in joined and "--cores 3" in joined
+    assert f"--profile {cli.DEFAULT_PROFILE}" in joined and "--dry-run" in joined
+    assert cmd[-3:] == ["--rerun-triggers", "mtime", "participant"]
+    # the workflow's own profiles are found from any folder
+    assert cli.resolve_profile("profiles/slurm") == cli.REPO_ROOT / "profiles" / "slurm"
+
+
+@pytest.mark.slow
+def test_participant_subset_runs_from_another_folder(tiny_cohort, tmp_path):
+    """Two of four participants at the participant level, started from an empty folder: their
+    maps are made, the others' are not, nothing lands in the working folder; a dry run of the
+    group level then lists the group stage."""
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny_cohort, bids, ignore=shutil.ignore_patterns("derivatives"))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    out = tmp_path / "out"
+    r = _run(
+        [
+            str(bids),
+            str(out),
+            "participant",
+            "--participant-label",
+            "ALS001",
+            "sub-NC002",
+            "--cores",
+            "2",
+        ],
+        cwd,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    lay = Layout(out)
+    for pid in ("sub-ALS001", "sub-NC002"):
+        for key in ("chi", "chi_smooth", "gm_mod_smooth", "normalization_qc"):
+            assert lay.subject(key, pid).exists(), (pid, key)
+    for pid in ("sub-ALS002", "sub-NC001"):
+        assert not (lay.derivatives / pid).exists()
+    assert not lay.group_dir.exists()
+    assert list(cwd.iterdir()) == []
+    assert (out / ".snakemake").is_dir() and lay.run_config.is_file()
+    dry = _run([str(bids), str(out), "group", "--dry-run", "--cores", "2"], cwd)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "input_check" in dry.stdout + dry.stderr
+    assert list(cwd.iterdir()) == []
+
+
+def test_participant_labels_select_in_order_and_name_the_unknown():
+    from qsmvbm.preflight import select_participants
+
+    ids = ["sub-ALS001", "sub-ALS002", "sub-NC001"]
+    assert select_participants(ids, []) == (ids, [])
+    assert select_participants(ids, ["NC001", "sub-ALS001"]) == (["sub-ALS001", "sub-NC001"], [])
+    assert select_participants(ids, ["ALS009"]) == ([], ["sub-ALS009"])
