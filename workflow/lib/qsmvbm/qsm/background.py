@@ -1,4 +1,4 @@
-"""Background-field removal: V-SHARP (default) and PDF."""
+"""Background-field removal: V-SHARP (default), PDF, LBV, iSMV and RESHARP."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import scipy.fft as sfft
 from scipy.sparse.linalg import LinearOperator, cg
 
 from ..dipole import dipole_kernel, fft_workers
-from .grid import Padded
+from .grid import Padded, bbox_slices
 
 
 def smv_kernel_k(shape, voxel_size, radius_mm: float, workers=None) -> np.ndarray:
@@ -125,3 +125,219 @@ def pdf(
     x[m_out] = xv
     local = (f - conv(x)) * m_in
     return g.extract(local), mask.astype(bool)
+
+
+def mask_boundary(mask: np.ndarray) -> np.ndarray:
+    """Voxels of ``mask`` with at least one of their 6 face neighbours outside it (or at the array
+    border). bool, shape of ``mask``."""
+    m = np.pad(mask.astype(bool), 1, constant_values=False)
+    inner = m.copy()
+    for ax in range(3):
+        inner[1:-1, 1:-1, 1:-1] &= np.roll(m, 1, ax)[1:-1, 1:-1, 1:-1]
+        inner[1:-1, 1:-1, 1:-1] &= np.roll(m, -1, ax)[1:-1, 1:-1, 1:-1]
+    inner = inner[1:-1, 1:-1, 1:-1]
+    return mask.astype(bool) & ~inner
+
+
+def _laplace_dirichlet(values: np.ndarray, unknown: np.ndarray, voxel_size, x0, tol, max_iter):
+    """Solve the 7-point discrete Laplace equation (spacing ``voxel_size``) for the voxels of
+    ``unknown``; every other voxel keeps its value in ``values`` (Dirichlet data). Every face
+    neighbour of an unknown voxel must lie inside the array. Conjugate gradients from ``x0``."""
+    w = [1.0 / float(d) ** 2 for d in voxel_size]
+    diag = 2.0 * sum(w)
+    n = int(unknown.sum())
+
+    def neighbours_sum(u):
+        s = np.zeros_like(u)
+        for ax, wa in enumerate(w):
+            s += wa * (np.roll(u, 1, ax) + np.roll(u, -1, ax))
+        return s
+
+    known = np.where(unknown, 0.0, values).astype(np.float64)
+    rhs = neighbours_sum(known)[unknown]
+    buf = np.zeros(values.shape, np.float64)
+
+    def matvec(v):
+        buf[unknown] = v
+        return diag * v - neighbours_sum(buf)[unknown]
+
+    op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+    sol, _ = cg(op, rhs, x0=x0, rtol=tol, maxiter=max_iter)
+    out = values.astype(np.float64).copy()
+    out[unknown] = sol
+    return out
+
+
+def _harmonic_fill(values, unknown, voxel_size, tol, max_iter, min_coarse=4096):
+    """Harmonic extension of the Dirichlet data ``values`` (valid outside ``unknown``) into
+    ``unknown`` (see :func:`_laplace_dirichlet`), cascadic multigrid: the solution on a grid twice
+    as coarse is the starting guess, so that conjugate gradients only has to correct the detail.
+    On the coarse grid a block is unknown when its 8 voxels are; the other blocks take the mean of
+    their known voxels."""
+    x0 = None
+    if unknown.sum() > min_coarse and min(unknown.shape) >= 16:
+        sl = tuple(slice(0, (s // 2) * 2) for s in unknown.shape)
+        cshape = tuple(s // 2 for s in unknown.shape)
+
+        def blocks(a):
+            return a[sl].reshape(cshape[0], 2, cshape[1], 2, cshape[2], 2)
+
+        known = ~unknown
+        cu = blocks(unknown).all(axis=(1, 3, 5))
+        n_known = blocks(known).sum(axis=(1, 3, 5))
+        cv = blocks(np.where(known, values, 0.0)).sum(axis=(1, 3, 5)) / np.maximum(n_known, 1)
+        cu[[0, -1], :, :] = False
+        cu[:, [0, -1], :] = False
+        cu[:, :, [0, -1]] = False
+        if cu.any():
+            coarse = _harmonic_fill(cv, cu, [2 * float(d) for d in voxel_size], tol, max_iter)
+            from scipy import ndimage
+
+            up = ndimage.zoom(coarse, 2, order=1, mode="nearest", grid_mode=True)
+            guess = np.zeros(unknown.shape, np.float64)
+            guess[sl] = up
+            x0 = guess[unknown]
+    return _laplace_dirichlet(values, unknown, voxel_size, x0, tol, max_iter)
+
+
+def lbv(
+    field: np.ndarray,
+    mask: np.ndarray,
+    voxel_size,
+    tol: float = 1e-6,
+    max_iter: int = 2000,
+    peel: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Laplacian boundary value background removal (Zhou et al. 2014, NMR Biomed 27:312).
+
+    The background field is harmonic inside the brain; taking the local field as negligible on
+    the mask's boundary, the background is the solution of Laplace's equation in the mask with
+    the total field as Dirichlet data on the boundary, and local = total - background. No
+    spherical kernel: the mask is not eroded by a radius, only ``peel`` boundary layers (where
+    local is 0 by construction, and the field noisiest) are left out.
+
+    Parameters
+    ----------
+    field : (X, Y, Z) float
+        Unwrapped total field (any unit; the output has the same).
+    mask : (X, Y, Z) bool
+        Brain mask.
+    voxel_size : sequence of 3 float
+        mm (anisotropic voxels weight the Laplacian's axes by 1/size^2).
+    tol : float
+        Relative residual of conjugate gradients (default 1e-6).
+    max_iter : int
+        Conjugate-gradient iterations per grid level (default 2000).
+    peel : int
+        Boundary layers removed from the returned mask (default 1: the Dirichlet boundary).
+
+    Returns
+    -------
+    local : (X, Y, Z) float32, 0 outside the returned mask.
+    final_mask : (X, Y, Z) bool, ``mask`` less ``peel`` boundary layers.
+    """
+    mask = mask.astype(bool)
+    crop = bbox_slices(mask, margin=1)
+    m = np.pad(mask[crop], 1)
+    f = np.pad(np.where(mask, field, 0)[crop].astype(np.float64), 1)
+    boundary = mask_boundary(m)
+    interior = m & ~boundary
+    bg = _harmonic_fill(np.where(boundary, f, 0.0), interior, voxel_size, tol, max_iter)
+    local_c = np.where(m, f - bg, 0.0)[1:-1, 1:-1, 1:-1]
+    keep = m[1:-1, 1:-1, 1:-1].copy()
+    for _ in range(max(int(peel), 0)):
+        keep &= ~mask_boundary(keep)
+    local = np.zeros(mask.shape, np.float32)
+    final = np.zeros(mask.shape, bool)
+    local[crop] = np.where(keep, local_c, 0)
+    final[crop] = keep
+    return local, final
+
+
+def ismv(
+    field: np.ndarray,
+    mask: np.ndarray,
+    voxel_size,
+    radius_mm: float = 5.0,
+    tol: float = 1e-4,
+    max_iter: int = 1000,
+    workers=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Iterative spherical mean value background removal (Wen et al. 2014, MRM 72:1065).
+
+    The background is harmonic, so it equals its own spherical mean: starting from the total
+    field, ``b <- SMV_r * b`` is iterated in the mask eroded by ``radius_mm`` while the boundary
+    band (mask minus eroded mask) keeps the total field, until the relative change is below
+    ``tol``; local = total - b in the eroded mask. No deconvolution is needed (the result is the
+    local field itself, not its SMV-filtered version).
+
+    field : (X, Y, Z) total field (any unit); mask : bool; voxel_size : mm.
+    Returns (local field, eroded mask); local is 0 outside the eroded mask.
+    """
+    pad = int(np.ceil(radius_mm / min(voxel_size))) + 2
+    g = Padded(mask, pad=pad)
+    w = fft_workers(workers)
+    m = g.embed(mask.astype(np.float32)) > 0.5
+    f = g.embed(field * mask).astype(np.float32)
+    sk = smv_kernel_k(g.shape, voxel_size, radius_mm, workers=w)
+    inner = sfft.irfftn(sk * sfft.rfftn(m.astype(np.float32), workers=w), s=g.shape, workers=w)
+    inner = (inner > 0.999) & m
+    b = f.copy()
+    norm = float(np.linalg.norm(f[m])) or 1.0
+    for _ in range(max_iter):
+        sb = sfft.irfftn(sk * sfft.rfftn(b, workers=w), s=g.shape, workers=w)
+        change = float(np.linalg.norm((sb - b)[inner])) / norm
+        b = np.where(inner, sb, b)
+        if change < tol:
+            break
+    local = np.where(inner, f - b, 0)
+    return g.extract(local.astype(np.float32)), g.extract(inner.astype(np.float32)) > 0.5
+
+
+def resharp(
+    field: np.ndarray,
+    mask: np.ndarray,
+    voxel_size,
+    radius_mm: float = 5.0,
+    lam: float = 1e-4,
+    tol: float = 1e-4,
+    max_iter: int = 500,
+    workers=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """RESHARP: SHARP with Tikhonov regularisation (Sun and Wilman 2014, MRM 71:1151).
+
+    With C = delta - SMV_r, the background vanishes from C * total in the mask eroded by
+    ``radius_mm`` (M_e). The local field x (supported in the mask) solves
+    ``min ||M_e C (x - total)||^2 + lam ||x||^2`` by conjugate gradients, instead of SHARP's
+    truncated deconvolution; the result is reported in M_e.
+
+    field : (X, Y, Z) total field (any unit); mask : bool; voxel_size : mm.
+    Returns (local field, eroded mask); local is 0 outside the eroded mask.
+    """
+    pad = int(np.ceil(radius_mm / min(voxel_size))) + 2
+    g = Padded(mask, pad=pad)
+    w = fft_workers(workers)
+    m = g.embed(mask.astype(np.float32)) > 0.5
+    f = g.embed(field * mask).astype(np.float32)
+    sk = smv_kernel_k(g.shape, voxel_size, radius_mm, workers=w)
+    ck = (1.0 - sk).astype(np.float32)
+    me = sfft.irfftn(sk * sfft.rfftn(m.astype(np.float32), workers=w), s=g.shape, workers=w)
+    me = (me > 0.999) & m
+
+    def conv_c(x):
+        return sfft.irfftn(ck * sfft.rfftn(x, workers=w), s=g.shape, workers=w)
+
+    n = int(m.sum())
+    buf = np.zeros(g.shape, np.float32)
+
+    def normal(v):
+        buf[m] = v
+        return conv_c(conv_c(buf) * me)[m] + lam * v
+
+    op = LinearOperator((n, n), matvec=normal, dtype=np.float32)
+    rhs = conv_c(conv_c(f) * me)[m]
+    xv, _ = cg(op, rhs, rtol=tol, maxiter=max_iter)
+    local = np.zeros(g.shape, np.float32)
+    local[m] = xv
+    local = np.where(me, local, 0)
+    return g.extract(local), g.extract(me.astype(np.float32)) > 0.5

@@ -35,6 +35,9 @@ DEFAULTS: dict = {
     "background": "vsharp",
     "vsharp": {"max_radius_mm": 12.0, "tsvd": 0.02},
     "pdf": {"max_iter": 50, "tol": 1e-3},
+    "lbv": {"tol": 1e-6, "max_iter": 2000, "peel": 1},
+    "ismv": {"radius_mm": 5.0, "tol": 1e-4, "max_iter": 1000},
+    "resharp": {"radius_mm": 5.0, "lam": 1e-4, "tol": 1e-4, "max_iter": 500},
     "inversion": "star",
     "star": {"lam_strong": 5e-3, "lam_weak": 1e-4, "max_iter": 60, "tol": 1e-3},
     "tvadmm": {"lam": 2e-4, "max_iter": 250, "tol": 1e-3},
@@ -173,6 +176,19 @@ def reconstruct(
         )
         local, final_mask = background.pdf(
             total, mask, vs, b0, wts, p["pdf"]["tol"], p["pdf"]["max_iter"]
+        )
+    elif p["background"] == "lbv":
+        lp = p["lbv"]
+        local, final_mask = background.lbv(total, mask, vs, lp["tol"], lp["max_iter"], lp["peel"])
+    elif p["background"] == "ismv":
+        ip = p["ismv"]
+        local, final_mask = background.ismv(
+            total, mask, vs, ip["radius_mm"], ip["tol"], ip["max_iter"]
+        )
+    elif p["background"] == "resharp":
+        rp = p["resharp"]
+        local, final_mask = background.resharp(
+            total, mask, vs, rp["radius_mm"], rp["lam"], rp["tol"], rp["max_iter"]
         )
     else:
         raise ValueError(f"unknown background removal {p['background']!r}")

@@ -28,6 +28,12 @@ REFERENCES = {
     "in tissue composition. NeuroImage. 2011;55:1645-1656.",
     "liu2011": "Liu T, Khalidov I, de Rochefort L, et al. A novel background field removal method for MRI using "
     "projection onto dipole fields (PDF). NMR Biomed. 2011;24:1129-1136.",
+    "zhou2014": "Zhou D, Liu T, Spincemaille P, Wang Y. Background field removal by solving the Laplacian "
+    "boundary value problem. NMR Biomed. 2014;27:312-319.",
+    "wen2014": "Wen Y, Zhou D, Liu T, Spincemaille P, Wang Y. An iterative spherical mean value method for "
+    "background field removal in MRI. Magn Reson Med. 2014;72:1065-1071.",
+    "sun2014": "Sun H, Wilman AH. Background field removal using spherical mean value filtering and Tikhonov "
+    "regularization. Magn Reson Med. 2014;71:1151-1157.",
     "wei2015": "Wei H, Dibb R, Zhou Y, et al. Streaking artifact reduction for quantitative susceptibility "
     "mapping of sources with large dynamic range. NMR Biomed. 2015;28:1294-1303.",
     "bilgic2014": "Bilgic B, Fan AP, Polimeni JR, et al. Fast quantitative susceptibility mapping with "
@@ -132,10 +138,26 @@ def _qsm(q: dict, cite) -> str:
             f"V-SHARP {cite('li2011')} with spherical kernels from {_g(q['vsharp']['max_radius_mm'])} mm down to "
             f"the voxel size and a truncated-SVD threshold of {_g(q['vsharp']['tsvd'])}"
         )
-    else:
+    elif q["background"] == "pdf":
         bg = (
             f"projection onto dipole fields {cite('liu2011')} ({q['pdf']['max_iter']} iterations at most, "
             f"tolerance {_g(q['pdf']['tol'])})"
+        )
+    elif q["background"] == "lbv":
+        bg = (
+            f"the Laplacian boundary value method {cite('zhou2014')} (the background solved as a harmonic "
+            f"function with the total field on the mask boundary, conjugate gradients with a coarse-grid "
+            f"start, tolerance {_g(q['lbv']['tol'])}; {q['lbv']['peel']} boundary layer(s) left out)"
+        )
+    elif q["background"] == "ismv":
+        bg = (
+            f"iterative spherical mean value filtering {cite('wen2014')} (kernel radius "
+            f"{_g(q['ismv']['radius_mm'])} mm, stopped at a relative change of {_g(q['ismv']['tol'])})"
+        )
+    else:
+        bg = (
+            f"RESHARP {cite('sun2014')} (kernel radius {_g(q['resharp']['radius_mm'])} mm, Tikhonov "
+            f"weight {_g(q['resharp']['lam'])})"
         )
     inv = q["inversion"]
     if inv == "star":
