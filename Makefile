@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CORES ?= all
 
-.PHONY: demo test test-fast venv lint format clean
+.PHONY: demo test test-fast venv lint format docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: $(STAMP)
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# docs/options.md from the config schema (tests/test_cli.py checks it is current)
+docs: $(STAMP)
+	$(PY) -c "from qsmvbm.cli import options_markdown; print(options_markdown(), end='')" > docs/options.md
 
 # rewrite the code in the house style (ruff: Python; snakefmt: Snakemake files)
 format: $(STAMP)

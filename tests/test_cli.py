@@ -152,3 +152,12 @@ def test_participant_labels_select_in_order_and_name_the_unknown():
     assert select_participants(ids, []) == (ids, [])
     assert select_participants(ids, ["NC001", "sub-ALS001"]) == (["sub-ALS001", "sub-NC001"], [])
     assert select_participants(ids, ["ALS009"]) == ([], ["sub-ALS009"])
+
+
+def test_every_setting_is_described_and_the_options_page_is_current():
+    from .conftest import ROOT
+
+    options = cli.schema_options(load_yaml(schema_path("config.schema.yaml")))
+    assert [d for d, node in options if not node.get("description")] == []
+    page = (ROOT / "docs" / "options.md").read_text()
+    assert page == cli.options_markdown(), "docs/options.md is stale: run `make docs`"

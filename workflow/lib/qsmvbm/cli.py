@@ -58,6 +58,41 @@ def _describe(node: dict) -> str:
     return f"{text} ({extra})" if text else f"({extra})"
 
 
+def options_markdown() -> str:
+    """docs/options.md: every setting of the workflow config with its type, default and description,
+    by section (generated from the schema; ``make docs`` rewrites the file)."""
+    schema = load_yaml(schema_path("config.schema.yaml"))
+    lines = [
+        "# Configuration options",
+        "",
+        "Generated from `workflow/schemas/config.schema.yaml` by `make docs`; do not edit by hand.",
+        "Set them in a config file (`--config-file`, or `config/config.yaml` for plain Snakemake) or on",
+        "the command line (`qsmvbm ... --qsm.background lbv`; `snakemake --config 'qsm={background: lbv}'`).",
+        "",
+    ]
+    section = None
+    for dotted, node in schema_options(schema):
+        top = dotted.split(".")[0] if "." in dotted else "top-level"
+        if top != section:
+            section = top
+            desc = (
+                schema["properties"].get(top, {}).get("description") if top != "top-level" else None
+            )
+            lines += ["", f"## {section}", ""]
+            if desc:
+                lines += [" ".join(str(desc).split()), ""]
+            lines += ["| option | type | default | description |", "| --- | --- | --- | --- |"]
+        kind = node.get("type", "")
+        kind = " or ".join(kind) if isinstance(kind, list) else str(kind)
+        if "enum" in node:
+            kind += ": " + ", ".join(str(v) for v in node["enum"])
+        default = yaml.safe_dump(node.get("default"), default_flow_style=True).strip()
+        default = default.removesuffix("\n...").strip()
+        desc = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
+        lines.append(f"| `{dotted}` | {kind} | `{default}` | {desc} |")
+    return "\n".join(lines) + "\n"
+
+
 def _set(config: dict, dotted: str, value) -> None:
     *parents, leaf = dotted.split(".")
     node = config
