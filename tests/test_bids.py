@@ -150,15 +150,20 @@ def test_unsafe_subject_ids(tmp_path, bad_id):
         read_participants(tmp_path)
 
 
-def test_wrong_group_labels(tmp_path):
+def test_other_groups_are_left_out_and_missing_groups_named(tmp_path):
+    """A third group (e.g. mimics) is not processed and is listed for the log; a configured group
+    with no rows (labels not matching the file) stops the run with the file's values."""
     pd.DataFrame(
-        {"participant_id": ["sub-01", "sub-02", "sub-03"], "group": ["ALS", "control", "NC"]}
+        {"participant_id": ["sub-01", "sub-02", "sub-03"], "group": ["ALS", "PLS", "NC"]}
     ).to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    df = read_participants(tmp_path)
+    assert list(df.participant_id) == ["sub-01", "sub-03"]
+    assert df.attrs["other_groups"] == {"sub-02": "PLS"}
     with pytest.raises(
         BidsInputError,
-        match=r"participants.tsv: column 'group' has values outside \['ALS', 'NC'\]: sub-02='control'",
+        match=r"participants.tsv: column 'group' has no 'control' rows \(its values: ALS, NC, PLS\)",
     ):
-        read_participants(tmp_path)
+        read_participants(tmp_path, "group", ("ALS", "control"))
 
 
 def test_missing_participants_and_columns(tmp_path):

@@ -21,6 +21,11 @@ try:
             BIDS, PCFG["group_column"], (PCFG["patient_label"], PCFG["control_label"])
         )
         SUBJECTS = list(PARTICIPANTS["participant_id"])
+        for _pid, _grp in PARTICIPANTS.attrs["other_groups"].items():
+            logger.warning(
+                f"NOTE: {_pid} is in group {_grp!r}, neither {PCFG['patient_label']!r} nor "
+                f"{PCFG['control_label']!r}: not processed"
+            )
 except (ConfigError, BidsInputError) as err:
     raise WorkflowError(str(err)) from None
 

@@ -59,7 +59,9 @@ def read_participants(
     """Read and check ``participants.tsv``.
 
     Checks: the file exists; ``participant_id`` and ``group_column`` columns;
-    ids safe and unique; every group value one of ``groups``. ``n/a`` -> NaN.
+    ids safe and unique; each of ``groups`` present. Rows of other groups are left out (not
+    processed); they are listed in ``df.attrs["other_groups"]`` (id -> group) for the log.
+    ``n/a`` -> NaN.
     """
     if not Path(bids_dir).is_dir():
         raise BidsInputError(f"{bids_dir}: the BIDS folder does not exist")
@@ -79,12 +81,17 @@ def read_participants(
     dup = df["participant_id"][df["participant_id"].duplicated()].tolist()
     if dup:
         raise BidsInputError(f"{path}: duplicated participant_id {dup}")
-    bad = df[~df[group_column].isin(groups)]
-    if len(bad):
-        rows = ", ".join(f"{p}={g!r}" for p, g in zip(bad["participant_id"], bad[group_column]))
+    other = ~df[group_column].isin(groups)
+    missing = [g for g in groups if not (df[group_column] == g).any()]
+    if missing:
+        values = sorted(df[group_column].astype(str).unique())
         raise BidsInputError(
-            f"{path}: column {group_column!r} has values outside {list(groups)}: {rows}"
+            f"{path}: column {group_column!r} has no {' or '.join(map(repr, missing))} rows "
+            f"(its values: {', '.join(values)}); set participants.patient_label / control_label"
         )
+    others = dict(zip(df.loc[other, "participant_id"], df.loc[other, group_column].astype(str)))
+    df = df[~other].reset_index(drop=True)
+    df.attrs["other_groups"] = others
     return df
 
 
