@@ -399,3 +399,23 @@ def test_rft_is_not_applied_with_too_few_degrees_of_freedom():
         None,
     )
     assert ok.info["rft_applied"] and all(np.isfinite(c["p_fwe_rft"]) for c in ok.clusters)
+
+
+def test_sex_is_read_one_way_in_the_model_and_table1():
+    """'M', 'male', 'Male' are male and 'F', 'female' female, in the design (sex_male) and in
+    Table 1 alike; anything else is missing."""
+    from qsmvbm.stats.design import sex_male
+    from qsmvbm.stats.tables import demographics
+
+    values = ["M", "male", "Male ", "F", "female", "n/a", "x"]
+    np.testing.assert_array_equal(sex_male(values), [1, 1, 1, 0, 0, np.nan, np.nan])
+    df = pd.DataFrame(
+        {
+            "group": ["ALS", "ALS", "ALS", "NC", "NC"],
+            "sex": ["male", "Male", "female", "M", "F"],
+            "age": [50, 60, 55, 52, 58],
+        }
+    )
+    t1 = demographics(df, "group", "ALS", "NC", []).set_index("characteristic")
+    assert t1.loc["Sex (male)", "ALS"].startswith("2 (66.7%)")
+    assert t1.loc["Sex (male)", "NC"].startswith("1 (50.0%)")

@@ -14,6 +14,14 @@ class DesignError(ValueError):
     """Invalid design input; the message names the file, the subject and the problem."""
 
 
+def sex_male(values) -> np.ndarray:
+    """1.0 for male, 0.0 for female, NaN otherwise, read from the first letter of each value
+    (``M``/``male``/``Male`` and ``F``/``female``); the one reading of sex in the model, the
+    correlations and Table 1."""
+    first = pd.Series(values).astype(str).str.strip().str.upper().str[0]
+    return np.where(first == "M", 1.0, np.where(first == "F", 0.0, np.nan))
+
+
 def build_design(
     participants: pd.DataFrame,
     qc: pd.DataFrame,
@@ -39,8 +47,7 @@ def build_design(
     d["group"] = d[group_column]
     d["tiv_ml"] = d["participant_id"].map(tiv_ml).astype(float)
     if "sex" in d:
-        sex = d["sex"].astype(str).str.upper().str[0]
-        d["sex_male"] = np.where(sex == "M", 1.0, np.where(sex == "F", 0.0, np.nan))
+        d["sex_male"] = sex_male(d["sex"])
     if rate and rate["score"] in d and rate["duration"] in d:
         d[rate["name"]] = progression_rate(d, rate["score"], rate["duration"], rate["max_score"])
     d["included"] = d["included"].astype(str).str.lower().isin(["true", "1"])

@@ -56,7 +56,6 @@ def demographics(
     clinical: list[str],
     sex_col: str = "sex",
     age_col: str = "age",
-    male_code: str = "M",
 ) -> pd.DataFrame:
     """The study's Table 1: n, age (t-test), sex (chi-squared), clinical scores of the patients.
 
@@ -87,7 +86,9 @@ def demographics(
             }
         )
     if sex_col in df:
-        mp, mc = int((gp[sex_col] == male_code).sum()), int((gc[sex_col] == male_code).sum())
+        from .design import sex_male
+
+        mp, mc = (int(np.nansum(sex_male(g[sex_col]))) for g in (gp, gc))
         chi2, p = (
             sex_chi2((mp, mc), (len(gp), len(gc))) if len(gp) and len(gc) else (np.nan, np.nan)
         )
