@@ -98,6 +98,10 @@ def test_group_tables_are_on_disk(tiny_run):
     rep = Layout(tiny_run).report_dir
     for name in FIGURES + TABLES:
         assert (rep / name).stat().st_size > 500, name
+    from PIL import Image
+
+    for name in FIGURES:  # 300 dpi: a 12-inch-wide figure is 3600 pixels wide
+        assert Image.open(rep / name).info["dpi"][0] == pytest.approx(300, abs=1), name
     md = Layout(tiny_run).report("methods_md").read_text()
     assert "4 participants were processed" in md and "[1] Li Q" in md
 

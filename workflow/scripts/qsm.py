@@ -140,6 +140,7 @@ def run(
         out["qc"],
         f"{subject}: QSM ({sidecar['Methods']['inversion']}), final mask outlined",
         mask=res.final_mask,
+        affine=gre.affine,
     )
     log.info("%s: done in %s", subject, res.info["timings_s"])
     return sidecar

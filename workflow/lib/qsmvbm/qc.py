@@ -36,12 +36,15 @@ def mosaic_png(
     mask: np.ndarray | None = None,
     n_slices: int = 8,
     aspect: float = 1.0,
+    affine: np.ndarray | None = None,
+    dpi: int = 150,
 ) -> Path:
     """Write a mosaic: one row per (label, volume, colormap, (vmin, vmax)) of axial slices.
 
     The outline of ``mask`` is drawn in red on every panel; a colour bar per row
     carries the label (with units). Volumes are (X, Y, Z), displayed radiological-free
-    (left on the left, anterior up).
+    (left on the left, anterior up). With ``affine`` (voxel -> scanner mm) each slice is
+    labelled by the scanner z (mm) of its centre, else by its voxel index.
     """
     idx = slice_indices(mask if mask is not None else rows[0][1].shape, n_slices)
     fig, axes = plt.subplots(
@@ -76,12 +79,16 @@ def mosaic_png(
                 )
             ax.set_axis_off()
             if r == 0:
-                ax.set_title(f"z={z}", fontsize=8)
+                if affine is not None:
+                    centre = np.array([(vol.shape[0] - 1) / 2, (vol.shape[1] - 1) / 2, z, 1.0])
+                    ax.set_title(f"z = {(affine @ centre)[2]:.0f} mm", fontsize=8)
+                else:
+                    ax.set_title(f"slice {z}", fontsize=8)
         cb = fig.colorbar(im, ax=axes[r, :], shrink=0.8, pad=0.01)
         cb.set_label(label, fontsize=8)
     fig.suptitle(title, fontsize=10)
     out_png = Path(out_png)
     with atomic_path(out_png, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
     return out_png

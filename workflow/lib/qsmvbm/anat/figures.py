@@ -50,10 +50,10 @@ def normalization_overlay(t1w: np.ndarray, chi: np.ndarray, tpl, out_png, title:
             )
             axes[row, col].set_axis_off()
             axes[row, col].set_title(f"{label}, {name}", fontsize=9)
-        fig.colorbar(im, ax=axes[row, :], shrink=0.7)
+        fig.colorbar(im, ax=axes[row, :], shrink=0.7).set_label(label, fontsize=9)
     fig.suptitle(title + "\nred: template brain and white-matter edges", fontsize=10)
     out_png = Path(out_png)
     with atomic_path(out_png, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
+        fig.savefig(tmp, dpi=150, format="png")
     plt.close(fig)
     return out_png

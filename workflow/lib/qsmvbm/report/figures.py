@@ -22,13 +22,23 @@ UNITS = {"qsm": "susceptibility (ppm)", "gm": "modulated GM (mL/mL)"}
 NAMES = {"qsm": "QSM", "gm": "GM volume"}
 
 
-def _save(fig, out_png, dpi: int = 90) -> Path:
+def _save(fig, out_png, dpi: int = 300) -> Path:
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
     return out_png
+
+
+def _label_colorbar(display, label: str = "t") -> None:
+    """Put ``label`` above a nilearn display's colour bar (nilearn draws it unlabelled), in the
+    colour of its tick labels (white on the dark slice displays)."""
+    cbar = getattr(display, "_cbar", None)
+    if cbar is not None:
+        ticks = cbar.ax.yaxis.get_ticklabels()
+        color = ticks[0].get_color() if ticks else "black"
+        cbar.ax.set_title(label, fontsize=9, color=color, pad=4)
 
 
 def _message(ax, text: str) -> None:
@@ -68,7 +78,7 @@ def svc_figure(
     )
     h = 1 / rows
     ax = fig.add_axes([0.0, 1 - h, 1.0, h * 0.84])
-    plotting.plot_glass_brain(svc, axes=ax, plot_abs=False, **kw)
+    _label_colorbar(plotting.plot_glass_brain(svc, axes=ax, plot_abs=False, **kw))
     fig.text(
         0.01,
         1 - h * 0.08,
@@ -96,10 +106,11 @@ def svc_figure(
             draw_cross=True,
             **kw,
         )
+        _label_colorbar(disp)
         disp.add_contours(roi_img, levels=[0.5], colors="cyan", linewidths=0.8)
     if not len(shown):
         fig.text(0.5, 0.1, "no voxel above the cluster-forming threshold in the ROIs", ha="center")
-    return _save(fig, out_png, dpi=80)
+    return _save(fig, out_png)
 
 
 def _stat_for(stats: pd.DataFrame, region: str, measure: str) -> str:
@@ -188,7 +199,7 @@ def qsm_gm_figure(
         _message(ax, "no significant cluster: no QSM-GM association to show")
         return _save(fig, out_png)
     n = len(regions)
-    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.4), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 5.0), squeeze=False, constrained_layout=True)
     for ax, region in zip(axes[0], regions):
         for g, c in zip((patient, control), COLORS):
             d = values[values["group"] == g]
@@ -199,7 +210,8 @@ def qsm_gm_figure(
         ax.set_xlabel(f"QSM, {UNITS['qsm']}")
         ax.set_ylabel(f"GM, {UNITS['gm']}")
         ax.set_title(region, fontsize=10)
-        ax.legend(fontsize=8)
+        # below the axes, so that it never hides a point
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
     return _save(fig, out_png)
 
 
@@ -234,7 +246,13 @@ def clinical_figure(
             ax.set_title(_corr_label(corr, y, s, patient).replace(f"{patient}: ", ""), fontsize=8)
             ax.set_xlabel(s)
             ax.set_ylabel(f"{NAMES[mod]} {region}\n{UNITS[mod]}", fontsize=8)
-    fig.suptitle(f"{patient} only: ROI values against clinical scores", fontsize=10)
+    n_tests = len(rows) * len(scores)
+    fig.suptitle(
+        f"{patient} only: ROI values against clinical scores\n"
+        f"p uncorrected; {n_tests} correlations shown (Bonferroni threshold 0.05/{n_tests} = "
+        f"{0.05 / n_tests:.2g})",
+        fontsize=10,
+    )
     return _save(fig, out_png)
 
 
