@@ -419,3 +419,23 @@ def test_sex_is_read_one_way_in_the_model_and_table1():
     t1 = demographics(df, "group", "ALS", "NC", []).set_index("characteristic")
     assert t1.loc["Sex (male)", "ALS"].startswith("2 (66.7%)")
     assert t1.loc["Sex (male)", "NC"].startswith("1 (50.0%)")
+
+
+def test_group_tables_have_a_column_sidecar(tmp_path):
+    """Every column of a group table is described in its JSON sidecar; study-dependent columns
+    (group labels, participants.tsv columns) from patterns or participants.json."""
+    import json
+
+    from qsmvbm.stats.columns import column_sidecar, save_table
+
+    stats_df = pd.DataFrame(columns=["region", "measure", "n_ALS", "mean_NC", "t", "p"])
+    side = column_sidecar(stats_df, "roi_stats")
+    assert side["n_ALS"]["Description"] == "number of ALS participants"
+    assert side["mean_NC"]["Units"].startswith("ppm")
+    design = pd.DataFrame({"participant_id": ["sub-01"], "alsfrs_r": [40], "tiv_ml": [1500.0]})
+    out = save_table(
+        design, tmp_path / "table.tsv", "design", {"alsfrs_r": {"Description": "ALSFRS-R"}}
+    )
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert list(meta) == list(design.columns)
+    assert meta["alsfrs_r"] == {"Description": "ALSFRS-R"} and meta["tiv_ml"]["Units"] == "mL"

@@ -179,6 +179,11 @@ def check_group_outputs(lay: Layout) -> None:
     demo = pd.read_csv(lay.group("demographics"), sep="\t")
     assert {"Number", "Age (years)", "Sex (male)"} <= set(demo.characteristic)
     assert lay.group("roi_stats").exists()
+    # every group table describes its columns in a sidecar
+    for key in ("clusters", "roi_stats", "correlations", "demographics", "design", "qc_table"):
+        meta = json.loads(lay.group(key).with_suffix(".json").read_text())
+        assert list(meta) == list(pd.read_csv(lay.group(key), sep="\t", nrows=0).columns), key
+        assert all(m.get("Description") for m in meta.values()), key
 
 
 def test_script_main_is_importable(tiny_cohort, tmp_path):

@@ -30,7 +30,11 @@ config.update(_validated)
 
 # a relative simulation config not found from the working folder is read from the workflow's folder
 _sim = Path(config["simulation"])
-if not _sim.is_absolute() and not _sim.exists() and (Path(workflow.basedir) / _sim).exists():
+if (
+    not _sim.is_absolute()
+    and not _sim.exists()
+    and (Path(workflow.basedir) / _sim).exists()
+):
     config["simulation"] = str(Path(workflow.basedir) / _sim)
 
 L = Layout(config["output_dir"], resolution=config["anat"]["template_resolution"])

@@ -14,6 +14,7 @@ rule group_design:
         volumes=ok_subject_files("volumes"),
     output:
         L.group("design"),
+        json=L.group("design").with_suffix(".json"),
     log:
         L.log("group_design"),
     benchmark:
@@ -68,6 +69,7 @@ rule cluster_table:
         expand(L.group("cluster_table"), modality=MODALITIES),
     output:
         L.group("clusters"),
+        json=L.group("clusters").with_suffix(".json"),
     log:
         L.log("cluster_table"),
     benchmark:
@@ -115,6 +117,8 @@ rule roi_statistics:
     output:
         stats=L.group("roi_stats"),
         correlations=L.group("correlations"),
+        stats_json=L.group("roi_stats").with_suffix(".json"),
+        correlations_json=L.group("correlations").with_suffix(".json"),
     log:
         L.log("roi_statistics"),
     benchmark:
@@ -138,6 +142,7 @@ rule demographics:
         rules.group_design.output[0],
     output:
         L.group("demographics"),
+        json=L.group("demographics").with_suffix(".json"),
     log:
         L.log("demographics"),
     benchmark:

@@ -11,6 +11,7 @@ rule normalization_qc:
         participants=participants_tsv(),
     output:
         table=L.group("qc_table"),
+        json=L.group("qc_table").with_suffix(".json"),
     log:
         L.log("normalization_qc"),
     benchmark:

@@ -4,14 +4,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from qsmvbm.io import read_tsv, save_tsv
+from qsmvbm.io import read_tsv
 from qsmvbm.smk import logged
+from qsmvbm.stats.columns import save_table
 
 
 def run(tables, out: Path, log) -> pd.DataFrame:
     frames = [read_tsv(t) for t in tables]
     table = pd.concat(frames, ignore_index=True)
-    save_tsv(table, out)
+    save_table(table, out, "clusters")
     for _, r in table[table.significant.astype(str) == "True"].iterrows():
         log.info(
             "significant %s cluster %d in %s: peak (%g, %g, %g) t=%.2f p_FWE(RFT)=%.4f p_FWE(perm)=%.4f %g mm3",

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from qsmvbm.io import read_tsv, save_tsv
+from qsmvbm.io import read_tsv
 from qsmvbm.smk import logged
+from qsmvbm.stats.columns import save_table
 from qsmvbm.stats.design import included_rows
 from qsmvbm.stats.tables import demographics
 
@@ -17,7 +18,7 @@ def run(design_tsv, patient: str, control: str, clinical: list, out: Path, log) 
     n_all = design["group"].value_counts()
     table.loc[0, patient] = f"{table.loc[0, patient]} ({n_all.get(patient, 0)} processed)"
     table.loc[0, control] = f"{table.loc[0, control]} ({n_all.get(control, 0)} processed)"
-    save_tsv(table, out)
+    save_table(table, out, "demographics")
     log.info("\n%s", table.to_string())
     return table
 

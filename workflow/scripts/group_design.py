@@ -6,8 +6,9 @@ from pathlib import Path
 import pandas as pd
 
 from qsmvbm.bids import read_participants, subject_of
-from qsmvbm.io import read_tsv, save_tsv
+from qsmvbm.io import read_tsv
 from qsmvbm.smk import logged
+from qsmvbm.stats.columns import save_table
 from qsmvbm.stats.design import build_design
 
 
@@ -28,7 +29,8 @@ def run(
     for f in volume_files:
         tiv[subject_of(f)] = json.loads(Path(f).read_text())["TIV_ml"]
     design = build_design(parts, qc, tiv, group_column, patient, control, rate)
-    save_tsv(design, out)
+    pj = Path(participants_tsv).with_suffix(".json")
+    save_table(design, out, "design", json.loads(pj.read_text()) if pj.is_file() else None)
     inc = design[design.included]
     log.info(
         "design: %d subjects, %d included (%s)",

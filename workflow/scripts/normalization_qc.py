@@ -8,8 +8,9 @@ import pandas as pd
 
 from qsmvbm.anat.qc import cohort_qc, deep_grey_roi, mask_qc_columns
 from qsmvbm.bids import subject_of
-from qsmvbm.io import read_tsv, save_tsv
+from qsmvbm.io import read_tsv
 from qsmvbm.smk import logged
+from qsmvbm.stats.columns import save_table
 
 COLUMNS = [
     "participant_id",
@@ -99,7 +100,7 @@ def run(
     table = table.merge(
         groups.rename(columns={group_column: "group"}), on="participant_id", how="left"
     )
-    save_tsv(table.reindex(columns=COLUMNS), out)
+    save_table(table.reindex(columns=COLUMNS), out, "qc_table")
     for _, r in table[~table.included].iterrows():
         log.warning("EXCLUDED %s: %s", r.participant_id, r.reason)
     log.info("%d of %d subjects included", int(table.included.sum()), len(table))

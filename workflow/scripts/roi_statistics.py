@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from qsmvbm.io import read_tsv, save_tsv
+from qsmvbm.io import read_tsv
 from qsmvbm.smk import logged
+from qsmvbm.stats.columns import save_table
 from qsmvbm.stats.design import COVARIATES
 from qsmvbm.stats.tables import correlation_table, group_test
 
@@ -30,10 +31,10 @@ def run(
         stats_table = pd.DataFrame(
             columns=["region", "measure", "value", "test", "covariates", "t", "F", "df", "p"]
         )
-    save_tsv(stats_table, out["stats"])
+    save_table(stats_table, out["stats"], "roi_stats")
     groups = {"patients": [patient], "controls": [control], "all": [patient, control]}
     corr = correlation_table(data, group["correlations"], regions, group["clinical_scores"], groups)
-    save_tsv(corr, out["correlations"])
+    save_table(corr, out["correlations"], "correlations")
     for _, r in corr[corr.p < 0.05].iterrows():
         log.info(
             "correlation %s ~ %s in %s: r=%.3f p=%.4f (%s)",
