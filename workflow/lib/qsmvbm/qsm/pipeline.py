@@ -79,6 +79,129 @@ def field_to_ppm(b0_t: float) -> float:
     return 1e6 / (2 * np.pi * GAMMA_HZ_PER_T * b0_t)
 
 
+def field_from_phase(
+    mag: np.ndarray,
+    phase: np.ndarray,
+    mask: np.ndarray,
+    te: np.ndarray,
+    vs,
+    to_ppm: float,
+    p: dict,
+    info: dict,
+    tick,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Echo combination and spatial unwrapping: the total field and its noise SD (ppm) in the
+    (possibly phase-quality-refined) mask. Returns (total, noise, mask); records in ``info``."""
+    if p["combination"] == "complex_fit":
+        dte = echoes.check_uniform_echoes(te)
+        p1, _, n_std, iters = echoes.fit_complex(mag, phase, mask)
+        info["echo_fit_iterations"] = iters
+        tick("echo_combination")
+        if p["mask"]["phase_quality"]:  # on top of either mask: drops the unreliable-phase rim
+            info["mask_voxels_before_quality"] = int(mask.sum())
+            mask = masking.refine_by_quality(mask, n_std, p["mask"]["quality_factor"])
+            p1 *= mask
+        if p["unwrapping"] == "laplacian":
+            un = unwrap.laplacian_unwrap(p1, vs, mask)
+        elif p["unwrapping"] == "path":
+            un = unwrap.path_unwrap(p1, mask)
+        else:
+            raise ValueError(f"unknown unwrapping {p['unwrapping']!r}")
+        tick("unwrapping")
+        scale = to_ppm / dte  # rad per echo spacing -> ppm
+        total = un * np.float32(scale)
+        noise = n_std * np.float32(scale)
+    elif p["combination"] == "wls":
+        n_e = phase.shape[-1]
+        un = np.empty(phase.shape, np.float32)
+        for e in range(n_e):
+            if p["unwrapping"] == "laplacian":
+                un[..., e] = unwrap.laplacian_unwrap(phase[..., e], vs, mask)
+            elif p["unwrapping"] == "path":
+                un[..., e] = unwrap.path_unwrap(phase[..., e], mask)
+            else:
+                raise ValueError(f"unknown unwrapping {p['unwrapping']!r}")
+        if p["unwrapping"] == "path":
+            un = echoes.align_echo_offsets(un, te, mask)
+        tick("unwrapping")
+        w = mag.astype(np.float32) ** 2
+        omega, _, se = echoes.fit_wls(un, te, mask, w)
+        total = omega * np.float32(to_ppm)
+        noise = se * np.float32(to_ppm)
+        tick("echo_combination")
+    else:
+        raise ValueError(f"unknown echo combination {p['combination']!r}")
+    return total, noise, mask
+
+
+def remove_background(
+    total: np.ndarray, noise: np.ndarray, mask: np.ndarray, vs, b0, p: dict, info: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """The local field (ppm) and the mask it is valid in, by ``p["background"]``."""
+    if p["background"] == "vsharp":
+        vp = p["vsharp"]
+        radii = background.default_radii(vs, vp["max_radius_mm"])
+        local, final_mask = background.vsharp(total, mask, vs, radii, vp["tsvd"])
+        info["vsharp_radii_mm"] = radii
+    elif p["background"] == "pdf":
+        noise_in = noise[mask]
+        wts = np.where(mask, 1.0 / np.maximum(noise, np.percentile(noise_in, 5)), 0).astype(
+            np.float32
+        )
+        local, final_mask = background.pdf(
+            total, mask, vs, b0, wts, p["pdf"]["tol"], p["pdf"]["max_iter"]
+        )
+    elif p["background"] == "lbv":
+        lp = p["lbv"]
+        local, final_mask = background.lbv(total, mask, vs, lp["tol"], lp["max_iter"], lp["peel"])
+    elif p["background"] == "ismv":
+        ip = p["ismv"]
+        local, final_mask = background.ismv(
+            total, mask, vs, ip["radius_mm"], ip["tol"], ip["max_iter"]
+        )
+    elif p["background"] == "resharp":
+        rp = p["resharp"]
+        local, final_mask = background.resharp(
+            total, mask, vs, rp["radius_mm"], rp["lam"], rp["tol"], rp["max_iter"]
+        )
+    else:
+        raise ValueError(f"unknown background removal {p['background']!r}")
+    return local, final_mask
+
+
+def invert_dipole(
+    local: np.ndarray, final_mask: np.ndarray, noise: np.ndarray, vs, b0, p: dict, info: dict
+) -> np.ndarray:
+    """Susceptibility (ppm, not yet referenced) from the local field, by ``p["inversion"]``."""
+    inv = p["inversion"]
+    if inv == "star":
+        sp = p["star"]
+        chi, its = inversion.star(
+            local, final_mask, vs, b0, sp["lam_strong"], sp["lam_weak"], sp["max_iter"], sp["tol"]
+        )
+        info["inversion_iterations"] = list(its)
+    elif inv == "tvadmm":
+        tp = p["tvadmm"]
+        chi, its = inversion.tv_admm(
+            local, final_mask, vs, b0, tp["lam"], None, tp["max_iter"], tp["tol"]
+        )
+        info["inversion_iterations"] = its
+    elif inv == "ilsqr":
+        ip = p["ilsqr"]
+        wts = np.where(
+            final_mask, 1.0 / np.maximum(noise, np.percentile(noise[final_mask], 5)), 0
+        ).astype(np.float32)
+        chi, its = inversion.ilsqr(
+            local, final_mask, vs, b0, ip["tol"], ip["max_iter"], weights=wts
+        )
+        info["inversion_iterations"] = list(its)
+    elif inv == "tkd":
+        chi = inversion.tkd(local, final_mask, vs, b0, p["tkd"]["threshold"])
+    else:
+        raise ValueError(f"unknown dipole inversion {inv!r}")
+    return chi
+
+
 def reconstruct(
     mag: np.ndarray,
     phase: np.ndarray,
@@ -123,103 +246,13 @@ def reconstruct(
         "b0_direction_voxel": b0.tolist(),
         "mask_source": mask_source,
     }
-    if p["combination"] == "complex_fit":
-        dte = echoes.check_uniform_echoes(te)
-        p1, _, n_std, iters = echoes.fit_complex(mag, phase, mask)
-        info["echo_fit_iterations"] = iters
-        tick("echo_combination")
-        if p["mask"]["phase_quality"]:  # on top of either mask: drops the unreliable-phase rim
-            info["mask_voxels_before_quality"] = int(mask.sum())
-            mask = masking.refine_by_quality(mask, n_std, p["mask"]["quality_factor"])
-            p1 *= mask
-        if p["unwrapping"] == "laplacian":
-            un = unwrap.laplacian_unwrap(p1, vs, mask)
-        elif p["unwrapping"] == "path":
-            un = unwrap.path_unwrap(p1, mask)
-        else:
-            raise ValueError(f"unknown unwrapping {p['unwrapping']!r}")
-        tick("unwrapping")
-        scale = to_ppm / dte  # rad per echo spacing -> ppm
-        total = un * np.float32(scale)
-        noise = n_std * np.float32(scale)
-    elif p["combination"] == "wls":
-        n_e = phase.shape[-1]
-        un = np.empty(phase.shape, np.float32)
-        for e in range(n_e):
-            if p["unwrapping"] == "laplacian":
-                un[..., e] = unwrap.laplacian_unwrap(phase[..., e], vs, mask)
-            elif p["unwrapping"] == "path":
-                un[..., e] = unwrap.path_unwrap(phase[..., e], mask)
-            else:
-                raise ValueError(f"unknown unwrapping {p['unwrapping']!r}")
-        if p["unwrapping"] == "path":
-            un = echoes.align_echo_offsets(un, te, mask)
-        tick("unwrapping")
-        w = mag.astype(np.float32) ** 2
-        omega, _, se = echoes.fit_wls(un, te, mask, w)
-        total = omega * np.float32(to_ppm)
-        noise = se * np.float32(to_ppm)
-        tick("echo_combination")
-    else:
-        raise ValueError(f"unknown echo combination {p['combination']!r}")
+    total, noise, mask = field_from_phase(mag, phase, mask, te, vs, to_ppm, p, info, tick)
     r2s = echoes.r2star_loglinear(mag, te, mask)
 
-    if p["background"] == "vsharp":
-        vp = p["vsharp"]
-        radii = background.default_radii(vs, vp["max_radius_mm"])
-        local, final_mask = background.vsharp(total, mask, vs, radii, vp["tsvd"])
-        info["vsharp_radii_mm"] = radii
-    elif p["background"] == "pdf":
-        noise_in = noise[mask]
-        wts = np.where(mask, 1.0 / np.maximum(noise, np.percentile(noise_in, 5)), 0).astype(
-            np.float32
-        )
-        local, final_mask = background.pdf(
-            total, mask, vs, b0, wts, p["pdf"]["tol"], p["pdf"]["max_iter"]
-        )
-    elif p["background"] == "lbv":
-        lp = p["lbv"]
-        local, final_mask = background.lbv(total, mask, vs, lp["tol"], lp["max_iter"], lp["peel"])
-    elif p["background"] == "ismv":
-        ip = p["ismv"]
-        local, final_mask = background.ismv(
-            total, mask, vs, ip["radius_mm"], ip["tol"], ip["max_iter"]
-        )
-    elif p["background"] == "resharp":
-        rp = p["resharp"]
-        local, final_mask = background.resharp(
-            total, mask, vs, rp["radius_mm"], rp["lam"], rp["tol"], rp["max_iter"]
-        )
-    else:
-        raise ValueError(f"unknown background removal {p['background']!r}")
+    local, final_mask = remove_background(total, noise, mask, vs, b0, p, info)
     tick("background")
 
-    inv = p["inversion"]
-    if inv == "star":
-        sp = p["star"]
-        chi, its = inversion.star(
-            local, final_mask, vs, b0, sp["lam_strong"], sp["lam_weak"], sp["max_iter"], sp["tol"]
-        )
-        info["inversion_iterations"] = list(its)
-    elif inv == "tvadmm":
-        tp = p["tvadmm"]
-        chi, its = inversion.tv_admm(
-            local, final_mask, vs, b0, tp["lam"], None, tp["max_iter"], tp["tol"]
-        )
-        info["inversion_iterations"] = its
-    elif inv == "ilsqr":
-        ip = p["ilsqr"]
-        wts = np.where(
-            final_mask, 1.0 / np.maximum(noise, np.percentile(noise[final_mask], 5)), 0
-        ).astype(np.float32)
-        chi, its = inversion.ilsqr(
-            local, final_mask, vs, b0, ip["tol"], ip["max_iter"], weights=wts
-        )
-        info["inversion_iterations"] = list(its)
-    elif inv == "tkd":
-        chi = inversion.tkd(local, final_mask, vs, b0, p["tkd"]["threshold"])
-    else:
-        raise ValueError(f"unknown dipole inversion {inv!r}")
+    chi = invert_dipole(local, final_mask, noise, vs, b0, p, info)
     tick("inversion")
 
     csf = None
