@@ -122,7 +122,14 @@ def roi_value_inputs(wildcards):
 
 
 def group_targets():
-    tables = ("clusters", "roi_stats", "correlations", "demographics", "design", "qc_table")
+    tables = (
+        "clusters",
+        "roi_stats",
+        "correlations",
+        "demographics",
+        "design",
+        "qc_table",
+    )
     return [str(L.group(t).with_suffix(".json")) for t in tables] + [
         str(p)
         for p in (
