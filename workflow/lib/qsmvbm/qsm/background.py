@@ -254,6 +254,18 @@ def lbv(
     return local, final
 
 
+def _smv_setup(field, mask, voxel_size, radius_mm, workers):
+    """The padded grid of a kernel-of-``radius_mm`` method: (grid, FFT workers, mask, masked field,
+    SMV kernel in k-space, mask eroded by the kernel: the voxels whose sphere fits in the mask)."""
+    g = Padded(mask, pad=int(np.ceil(radius_mm / min(voxel_size))) + 2)
+    w = fft_workers(workers)
+    m = g.embed(mask.astype(np.float32)) > 0.5
+    f = g.embed(field * mask).astype(np.float32)
+    sk = smv_kernel_k(g.shape, voxel_size, radius_mm, workers=w)
+    inner = sfft.irfftn(sk * sfft.rfftn(m.astype(np.float32), workers=w), s=g.shape, workers=w)
+    return g, w, m, f, sk, (inner > 0.999) & m
+
+
 def ismv(
     field: np.ndarray,
     mask: np.ndarray,
@@ -274,14 +286,7 @@ def ismv(
     field : (X, Y, Z) total field (any unit); mask : bool; voxel_size : mm.
     Returns (local field, eroded mask); local is 0 outside the eroded mask.
     """
-    pad = int(np.ceil(radius_mm / min(voxel_size))) + 2
-    g = Padded(mask, pad=pad)
-    w = fft_workers(workers)
-    m = g.embed(mask.astype(np.float32)) > 0.5
-    f = g.embed(field * mask).astype(np.float32)
-    sk = smv_kernel_k(g.shape, voxel_size, radius_mm, workers=w)
-    inner = sfft.irfftn(sk * sfft.rfftn(m.astype(np.float32), workers=w), s=g.shape, workers=w)
-    inner = (inner > 0.999) & m
+    g, w, m, f, sk, inner = _smv_setup(field, mask, voxel_size, radius_mm, workers)
     b = f.copy()
     norm = float(np.linalg.norm(f[m])) or 1.0
     for _ in range(max_iter):
@@ -314,15 +319,8 @@ def resharp(
     field : (X, Y, Z) total field (any unit); mask : bool; voxel_size : mm.
     Returns (local field, eroded mask); local is 0 outside the eroded mask.
     """
-    pad = int(np.ceil(radius_mm / min(voxel_size))) + 2
-    g = Padded(mask, pad=pad)
-    w = fft_workers(workers)
-    m = g.embed(mask.astype(np.float32)) > 0.5
-    f = g.embed(field * mask).astype(np.float32)
-    sk = smv_kernel_k(g.shape, voxel_size, radius_mm, workers=w)
+    g, w, m, f, sk, me = _smv_setup(field, mask, voxel_size, radius_mm, workers)
     ck = (1.0 - sk).astype(np.float32)
-    me = sfft.irfftn(sk * sfft.rfftn(m.astype(np.float32), workers=w), s=g.shape, workers=w)
-    me = (me > 0.999) & m
 
     def conv_c(x):
         return sfft.irfftn(ck * sfft.rfftn(x, workers=w), s=g.shape, workers=w)
