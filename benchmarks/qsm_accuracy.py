@@ -65,7 +65,9 @@ def head_crop(mask, margin: int = 16) -> tuple[slice, ...]:
     return tuple(slice(a, b) for a, b in zip(lo, hi))
 
 
-def qsm_forward_dataset(chi, mask, seg, vs, tes, out: Path):
+def qsm_forward_dataset(chi, mask, seg, vs, tes, out: Path, shim: bool = False):
+    """qsm-forward's BIDS dataset of ``chi`` (cropped to the head), phase offset on, its shim field
+    on when ``shim``; made once per folder."""
     from qsm_forward import qsm_forward as qf
 
     # crop to keep qsm-forward's 2x-padded FFTs small
@@ -84,9 +86,10 @@ def qsm_forward_dataset(chi, mask, seg, vs, tes, out: Path):
         peak_snr=100,
         random_seed=1,
         generate_phase_offset=True,
-        generate_shim_field=False,
+        generate_shim_field=shim,
     )
-    qf.generate_bids(tissue, recon, str(out / "bids"))
+    if not (out / "bids").exists():
+        qf.generate_bids(tissue, recon, str(out / "bids"))
     return out / "bids", sl
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from qsm_accuracy import head_crop
+from qsm_accuracy import qsm_forward_dataset
 from scipy import ndimage
 
 from qsmvbm import atlas
@@ -90,32 +90,6 @@ def score(res, truth, tmask, seg, ribbon, depth_mm) -> dict:
     return row
 
 
-def qsm_forward_shimmed(chi, mask, vs, tes, out: Path):
-    """qsm-forward's BIDS dataset of ``chi`` with its shim field and phase offset on."""
-    from qsm_forward import qsm_forward as qf
-
-    sl = head_crop(mask)
-    aff = np.diag([*vs, 1.0])
-    out.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(chi[sl].astype(np.float32), aff), out / "chi.nii.gz")
-    nib.save(nib.Nifti1Image(mask[sl].astype(np.uint8), aff), out / "mask.nii.gz")
-    tissue = qf.TissueParams(
-        chi=str(out / "chi.nii.gz"), mask=str(out / "mask.nii.gz"), seg=str(out / "mask.nii.gz")
-    )
-    recon = qf.ReconParams(
-        TEs=np.asarray(tes),
-        B0=3,
-        voxel_size=np.asarray(vs),
-        peak_snr=100,
-        random_seed=1,
-        generate_phase_offset=True,
-        generate_shim_field=True,
-    )
-    if not (out / "bids").exists():
-        qf.generate_bids(tissue, recon, str(out / "bids"))
-    return out / "bids", sl
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=str(ROOT / "config" / "simulation" / "study.yaml"))
@@ -145,7 +119,9 @@ def main(argv=None) -> None:
     vs = g.voxel_size
     ribbon = precentral_ribbon(bids, args.subject, tmask.shape, g.affine, seg)
     depth = ndimage.distance_transform_edt(tmask, sampling=vs)
-    qf_bids, sl = qsm_forward_shimmed(truth, tmask, vs, g.echo_times_s, work / "qsm_forward")
+    qf_bids, sl = qsm_forward_dataset(
+        truth, tmask, seg, vs, g.echo_times_s, work / "qsm_forward", shim=True
+    )
     gq = load_megre(qf_bids, "sub-1")
     datasets = [
         ("simulator 1 mm (background field)", g, truth, tmask, seg, ribbon, depth),
