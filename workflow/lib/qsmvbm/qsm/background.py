@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft as sfft
+from scipy import ndimage
 from scipy.sparse.linalg import LinearOperator, cg
 
 from ..dipole import dipole_kernel, fft_workers
@@ -130,13 +131,8 @@ def pdf(
 def mask_boundary(mask: np.ndarray) -> np.ndarray:
     """Voxels of ``mask`` with at least one of their 6 face neighbours outside it (or at the array
     border). bool, shape of ``mask``."""
-    m = np.pad(mask.astype(bool), 1, constant_values=False)
-    inner = m.copy()
-    for ax in range(3):
-        inner[1:-1, 1:-1, 1:-1] &= np.roll(m, 1, ax)[1:-1, 1:-1, 1:-1]
-        inner[1:-1, 1:-1, 1:-1] &= np.roll(m, -1, ax)[1:-1, 1:-1, 1:-1]
-    inner = inner[1:-1, 1:-1, 1:-1]
-    return mask.astype(bool) & ~inner
+    mask = mask.astype(bool)
+    return mask & ~ndimage.binary_erosion(mask)
 
 
 def _laplace_dirichlet(values: np.ndarray, unknown: np.ndarray, voxel_size, x0, tol, max_iter):
@@ -191,8 +187,6 @@ def _harmonic_fill(values, unknown, voxel_size, tol, max_iter, min_coarse=4096):
         cu[:, :, [0, -1]] = False
         if cu.any():
             coarse = _harmonic_fill(cv, cu, [2 * float(d) for d in voxel_size], tol, max_iter)
-            from scipy import ndimage
-
             up = ndimage.zoom(coarse, 2, order=1, mode="nearest", grid_mode=True)
             guess = np.zeros(unknown.shape, np.float64)
             guess[sl] = up
