@@ -171,9 +171,7 @@ TRUTH_TABLES = {
     "volumes": "volumes.tsv",
 }
 
-# Raw BIDS files at the top of a dataset
-PARTICIPANTS_TSV = "participants.tsv"
-PARTICIPANTS_JSON = "participants.json"
+# The BIDS dataset description at the top of the derivatives
 DATASET_DESCRIPTION = "dataset_description.json"
 
 
@@ -193,6 +191,14 @@ def truth_dir(bids_dir: str | Path) -> Path:
     return Path(bids_dir) / "derivatives" / "simulation"
 
 
+def _truth_root(bids_or_truth_dir: str | Path) -> Path:
+    """The truth folder, given either itself (``.../derivatives/simulation``) or its dataset."""
+    root = Path(bids_or_truth_dir)
+    if root.name == "simulation" and root.parent.name == "derivatives":
+        return root
+    return truth_dir(root)
+
+
 def truth_file(
     bids_or_truth_dir: str | Path,
     key: str,
@@ -204,18 +210,13 @@ def truth_file(
     ``bids_or_truth_dir`` is the truth folder itself (``.../derivatives/simulation``) or the
     simulated BIDS dataset that holds it.
     """
-    root = Path(bids_or_truth_dir)
-    if not (root.name == "simulation" and root.parent.name == "derivatives"):
-        root = truth_dir(root)
+    root = _truth_root(bids_or_truth_dir)
     return root / subject / "anat" / _render(TRUTH_FILES[key], subject, template, None)
 
 
 def truth_table(bids_or_truth_dir: str | Path, key: str) -> Path:
     """Path of a dataset-level ground-truth table (:data:`TRUTH_TABLES` key)."""
-    root = Path(bids_or_truth_dir)
-    if not (root.name == "simulation" and root.parent.name == "derivatives"):
-        root = truth_dir(root)
-    return root / TRUTH_TABLES[key]
+    return _truth_root(bids_or_truth_dir) / TRUTH_TABLES[key]
 
 
 def effect_mask_name(effect: str, resolution: int, template: str = TEMPLATE_SPACE) -> str:
