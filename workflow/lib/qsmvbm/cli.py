@@ -15,7 +15,6 @@ per-subject outputs are missing) and, with ``--report``, builds ``OUTPUT_DIR/rep
 from __future__ import annotations
 
 import argparse
-import copy
 import subprocess
 import sys
 import textwrap
@@ -47,14 +46,19 @@ def schema_options(schema: dict, prefix: str = "") -> list[tuple[str, dict]]:
     return out
 
 
+def _yaml_inline(value) -> str:
+    """``value`` as one line of YAML (flow style, without the document-end marker of scalars)."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
+
+
 def _describe(node: dict) -> str:
     """Help text of one setting: its description, allowed values and default."""
     text = " ".join(str(node.get("description", "")).split())
     extra = []
     if "enum" in node:
         extra.append("one of " + ", ".join(str(v) for v in node["enum"]))
-    extra.append(f"default: {yaml.safe_dump(node.get('default'), default_flow_style=True).strip()}")
-    extra = "; ".join(e.replace("...", "").strip() for e in extra)
+    extra.append(f"default: {_yaml_inline(node.get('default'))}")
+    extra = "; ".join(extra)
     return f"{text} ({extra})" if text else f"({extra})"
 
 
@@ -86,8 +90,7 @@ def options_markdown() -> str:
         kind = " or ".join(kind) if isinstance(kind, list) else str(kind)
         if "enum" in node:
             kind += ": " + ", ".join(str(v) for v in node["enum"])
-        default = yaml.safe_dump(node.get("default"), default_flow_style=True).strip()
-        default = default.removesuffix("\n...").strip()
+        default = _yaml_inline(node.get("default"))
         desc = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
         lines.append(f"| `{dotted}` | {kind} | `{default}` | {desc} |")
     return "\n".join(lines) + "\n"
@@ -193,7 +196,6 @@ def run_config(args: argparse.Namespace) -> dict:
         if not args.config_file.is_file():
             raise ConfigError(f"{args.config_file}: config file not found")
         config = load_yaml(args.config_file) or {}
-    config = copy.deepcopy(config)
     for key, value in vars(args).items():
         if key.startswith("set:"):
             _set(config, key[4:], value)
