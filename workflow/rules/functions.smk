@@ -38,12 +38,8 @@ def qsm_mask_inputs(wildcards):
     """The T1w brain mask, the GRE->T1w rigid that brings it over and the T1w volumes: the QSM mask
     (``qsm.mask.source: t1``) or the reference its plausibility is checked against."""
     return {
-        key: str(L.subject(name, wildcards.subject))
-        for key, name in (
-            ("t1_mask", "t1_mask"),
-            ("gre_xfm", "gre_xfm"),
-            ("volumes", "volumes"),
-        )
+        key: str(L.subject(key, wildcards.subject))
+        for key in ("t1_mask", "gre_xfm", "volumes")
     }
 
 

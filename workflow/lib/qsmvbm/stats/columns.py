@@ -9,8 +9,11 @@ patterns.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pandas as pd
+
+from ..io import save_json, save_tsv
 
 P_FWE = "family-wise error corrected p of the cluster's peak within its search"
 
@@ -163,10 +166,6 @@ def column_sidecar(df: pd.DataFrame, table: str, participants_json: dict | None 
 
 def save_table(df: pd.DataFrame, path, table: str, participants_json: dict | None = None):
     """Write a group table as TSV and its column sidecar beside it (same name, ``.json``)."""
-    from pathlib import Path
-
-    from ..io import save_json, save_tsv
-
     path = Path(path)
     save_tsv(df, path)
     save_json(column_sidecar(df, table, participants_json), path.with_suffix(".json"))
