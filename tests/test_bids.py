@@ -381,3 +381,34 @@ def test_header_only_participants(tmp_path):
     (tmp_path / "participants.tsv").write_text("participant_id\tgroup\n")
     with pytest.raises(BidsInputError, match="participants.tsv: no participants"):
         read_participants(tmp_path)
+
+
+def _flip_header(path, flip_data: bool):
+    """Mirror a T1w left-right through its header: the voxels reversed along x with the affine kept
+    (``flip_data``), or the affine's first column negated with the voxels kept."""
+    img = nib.load(path)
+    data, aff = np.asarray(img.dataobj), img.affine.copy()
+    if flip_data:
+        data = data[::-1]
+    else:
+        aff[:, 0] *= -1
+    nib.save(nib.Nifti1Image(data, aff), path)
+
+
+@pytest.mark.parametrize("flip_data", [True, False])
+def test_left_right_flipped_t1w_is_excluded(one_subject, flip_data):
+    """A T1w whose header mirrors it passes every per-image check; against the GRE of the same
+    session it fits better as its mirror image, and the subject is excluded naming both files."""
+    from qsmvbm.inputs import check_subject_inputs
+
+    bids, pid, anat = one_subject
+    t1w = anat / f"{pid}_T1w.nii.gz"
+    before = check_subject_inputs(bids, pid, t1w)
+    assert before["ok"] and before["left_right"]["verdict"] != "mirrored", before
+    _flip_header(t1w, flip_data)
+    after = check_subject_inputs(bids, pid, t1w)
+    assert not after["ok"] and after["left_right"]["verdict"] == "mirrored", after
+    assert "left-right check failed" in after["reason"]
+    assert f"{pid}_T1w.nii.gz" in after["reason"] and "echo-1_part-mag_MEGRE" in after["reason"]
+    skipped = check_subject_inputs(bids, pid, t1w, left_right={"check": False})
+    assert skipped["ok"] and skipped["left_right"] == {}

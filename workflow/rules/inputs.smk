@@ -1,5 +1,6 @@
 # Checking each subject's raw inputs before processing, and the derivatives' description.
-# input_check reads every voxel of the T1w and the GRE: a subject whose inputs fail is excluded with
+# input_check reads every voxel of the T1w and the GRE and checks that the T1w is not mirrored
+# left-right relative to the GRE (a rigid fit of each handedness, about 3 s): a subject whose inputs fail is excluded with
 # the reason (QC table, report, methods text) and the rest of the study goes on. Everything after
 # the checkpoint (inputs summary, QSM, anatomy, registration, template maps) is ONE job per subject
 # on a cluster.
@@ -28,6 +29,11 @@ checkpoint input_check:
         phase_units=config["qsm"]["phase_units"],
         phase_scale=config["qsm"]["phase_scale"],
         megre_filters=config["bids_filters"]["megre"],
+        left_right={
+            "check": config["qc"]["left_right_check"],
+            "nmi_margin": config["qc"]["left_right_nmi_margin"],
+            "rotation_margin_deg": config["qc"]["left_right_rotation_deg"],
+        },
     script:
         "../scripts/input_check.py"
 

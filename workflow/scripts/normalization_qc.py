@@ -25,10 +25,16 @@ COLUMNS = [
     "qsm_mask_tiv_ratio",
     "tiv_ml",
     "gm_tiv",
+    "lr_nmi_as_stored",
+    "lr_nmi_mirrored",
+    "lr_verdict",
     "passed_qc",
     "included",
     "reason",
 ]
+
+#: the left-right check's figures in the input check JSON that the table shows (as ``lr_<key>``)
+LEFT_RIGHT_COLUMNS = ("nmi_as_stored", "nmi_mirrored", "verdict")
 
 
 def plausibility_metrics(qsm_jsons, volume_jsons) -> pd.DataFrame:
@@ -72,11 +78,16 @@ def run(
         table = cohort_qc(metrics, chis, roi, params)
     else:
         table = pd.DataFrame(columns=COLUMNS)
-    failed = []
+    failed, left_right = [], []
     for f in check_files:
         c = json.loads(Path(f).read_text())
+        pid = subject_of(f)
+        lr = c.get("left_right") or {}
+        if lr:
+            left_right.append(
+                {"participant_id": pid, **{f"lr_{k}": lr[k] for k in LEFT_RIGHT_COLUMNS}}
+            )
         if not c["ok"]:
-            pid = Path(f).name.split("_")[0]
             failed.append(
                 {
                     "participant_id": pid,
@@ -96,6 +107,10 @@ def run(
     ]
     if failed:
         table = pd.concat([table, pd.DataFrame(failed)], ignore_index=True)
+    if left_right:
+        lr = pd.DataFrame(left_right)
+        table = table.drop(columns=[c for c in lr if c != "participant_id" and c in table])
+        table = table.merge(lr, on="participant_id", how="left")
     groups = read_tsv(participants, keep_default_na=True)[["participant_id", group_column]]
     table = table.merge(
         groups.rename(columns={group_column: "group"}), on="participant_id", how="left"

@@ -19,26 +19,33 @@ def check_subject_inputs(
     phase_units: str = "auto",
     phase_scale: float | None = None,
     megre_filters: dict | None = None,
+    left_right: dict | None = None,
 ) -> dict:
     """Read and check a subject's T1w and multi-echo GRE in full (every voxel of every echo).
 
     T1w: readable, 3D, finite, a whole brain in the field of view (:func:`qsmvbm.anat.t1.check_t1`).
     GRE: :func:`qsmvbm.bids.load_megre` (series choice, echoes, sidecars, phase scaling, swapped parts,
-    truncated files). A problem found is returned as the reason, never raised; other exceptions (bugs)
-    propagate.
+    truncated files). Both readable: the T1w must not be mirrored left-right relative to the GRE
+    (:func:`qsmvbm.anat.laterality.left_right_check`; ``left_right`` holds its keyword arguments, or
+    ``{"check": False}`` to skip it). A problem found is returned as the reason, never raised; other
+    exceptions (bugs) propagate.
 
     Returns
     -------
-    ``{"ok": bool, "reason": str, "t1w": {...}, "gre": {...}}``: ``reason`` is "ok" or the problems, each
-    naming the file; ``gre`` holds echo times (s), field strength (T), the phase storage and its cycle.
+    ``{"ok": bool, "reason": str, "t1w": {...}, "gre": {...}, "left_right": {...}}``: ``reason`` is "ok" or
+    the problems, each naming the file; ``gre`` holds echo times (s), field strength (T), the phase
+    storage and its cycle; ``left_right`` the check's figures (empty when it did not run).
     """
+    from .anat.laterality import left_right_check
     from .anat.t1 import check_t1
     from .bids import _load
 
     reasons = []
+    t1_data = gre_mag = None
     try:
         img = _load(Path(t1w))
-        t1 = check_t1(read_data(t1w), img.affine)
+        t1_data = read_data(t1w)
+        t1 = check_t1(t1_data, img.affine)
         if not t1["ok"]:
             reasons.append(f"T1w check failed: {t1['reason']} ({t1w})")
     except BidsInputError as e:
@@ -57,11 +64,26 @@ def check_subject_inputs(
             "phase_period": g.phase_period,
             "files": [{k: str(v) for k, v in f.items()} for f in g.files],
         }
+        gre_mag, gre_affine = g.mag[..., 0].copy(), g.affine
         del g
     except BidsInputError as e:
         gre = {"ok": False, "reason": str(e)}
         reasons.append(f"GRE input: {e}")
-    return {"ok": not reasons, "reason": "; ".join(reasons) or "ok", "t1w": t1, "gre": gre}
+    lr_args = dict(left_right or {})
+    lr = {}
+    if lr_args.pop("check", True) and t1["ok"] and gre["ok"]:
+        lr = left_right_check(gre_mag, gre_affine, t1_data, img.affine, **lr_args)
+        if not lr["ok"]:
+            reasons.append(
+                f"left-right check failed: {lr['reason']} ({t1w}; {gre['files'][0]['mag']})"
+            )
+    return {
+        "ok": not reasons,
+        "reason": "; ".join(reasons) or "ok",
+        "t1w": t1,
+        "gre": gre,
+        "left_right": lr,
+    }
 
 
 def exclusion_summary(qc_table: str | Path) -> str | None:

@@ -117,6 +117,18 @@ COLUMNS: dict[str, dict[str, dict]] = {
         "qsm_mask_tiv_ratio": {"Description": "QSM mask volume over TIV"},
         "tiv_ml": {"Description": "total intracranial volume", "Units": "mL"},
         "gm_tiv": {"Description": "grey-matter volume over TIV"},
+        "lr_nmi_as_stored": {
+            "Description": "normalized mutual information of the T1w fitted rigidly to the GRE magnitude"
+        },
+        "lr_nmi_mirrored": {"Description": "the same for the T1w's left-right mirror image"},
+        "lr_verdict": {
+            "Description": "left-right check of the T1w against the GRE",
+            "Levels": {
+                "consistent": "the T1w as stored fits better",
+                "mirrored": "the mirror image fits better: one header is flipped (excluded)",
+                "undecided": "the two fits are alike (a near-symmetric head); passed",
+            },
+        },
         "passed_qc": {"Description": "True when every QC metric is within its threshold"},
         "included": {"Description": "True when the subject enters the group analyses"},
         "reason": {"Description": "the verdict's reason"},
