@@ -161,3 +161,35 @@ def test_every_setting_is_described_and_the_options_page_is_current():
     assert [d for d, node in options if not node.get("description")] == []
     page = (ROOT / "docs" / "options.md").read_text()
     assert page == cli.options_markdown(), "docs/options.md is stale: run `make docs`"
+
+
+def test_exit_status_tells_of_excluded_subjects(tmp_path, monkeypatch):
+    """A run that finished but left subjects out exits with 3 (0 with --exclusions-ok) and lists
+    them last: at the participant level from the input checks, at the group level from the QC table."""
+    import pandas as pd
+
+    from qsmvbm import cli
+    from qsmvbm.io import save_json
+
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    (bids / "participants.tsv").write_text("participant_id\tgroup\nsub-A1\tALS\nsub-N1\tNC\n")
+    lay = Layout(tmp_path / "out")
+    save_json({"ok": True, "reason": "ok"}, lay.subject("input_check", "sub-A1"))
+    save_json(
+        {"ok": False, "reason": "GRE input: x.nii.gz: bad"}, lay.subject("input_check", "sub-N1")
+    )
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd: 0)
+    args = [str(bids), str(tmp_path / "out"), "participant"]
+    assert cli.main(args) == cli.EXIT_EXCLUDED
+    assert cli.main([*args, "--exclusions-ok"]) == 0
+    assert cli.main([*args, "--participant-label", "A1"]) == 0
+    assert cli.main([*args, "--dry-run"]) == 0
+    line = cli.exclusions(lay, "participant")
+    assert line == "qsmvbm: excluded at the input check: sub-N1 (GRE input: x.nii.gz: bad)"
+    lay.group("qc_table").parent.mkdir(parents=True)
+    pd.DataFrame(
+        {"participant_id": ["sub-A1", "sub-N1"], "included": [True, True], "reason": ["ok", "ok"]}
+    ).to_csv(lay.group("qc_table"), sep="\t", index=False)
+    assert cli.main([str(bids), str(tmp_path / "out"), "group"]) == 0
+    assert cli.exclusions(lay, "group") is None

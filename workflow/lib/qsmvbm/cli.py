@@ -15,6 +15,8 @@ per-subject outputs are missing) and, with ``--report``, builds ``OUTPUT_DIR/rep
 from __future__ import annotations
 
 import argparse
+import glob
+import json
 import subprocess
 import sys
 import textwrap
@@ -22,13 +24,17 @@ from pathlib import Path
 
 import yaml
 
+from .bids import subject_of
 from .config import ConfigError, load_yaml, validate
+from .inputs import exclusion_summary
 from .layout import Layout
 from .paths import REPO_ROOT, schema_path
 
 SNAKEFILE = REPO_ROOT / "Snakefile"
 DEFAULT_PROFILE = REPO_ROOT / "profiles" / "default"
 TARGETS = {"participant": "participant", "group": "all"}
+#: exit status of a run that finished but left one or more subjects out (``--exclusions-ok``: 0)
+EXIT_EXCLUDED = 3
 # keys set by the positional arguments and the participant options, not by --<section>.<key>
 RESERVED = {"bids_dir", "output_dir", "simulation", "participants.participant_label"}
 
@@ -131,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Every setting below the general options is a key of the workflow config "
         "(workflow/schemas/config.schema.yaml); values are read as YAML (e.g. --group.rois "
-        "'[Thalamus_L, Thalamus_R]'). Arguments after -- go to Snakemake unchanged.",
+        "'[Thalamus_L, Thalamus_R]'). Arguments after -- go to Snakemake unchanged. Exit status: 0 "
+        f"when every subject was processed, {EXIT_EXCLUDED} when the run finished but left subjects "
+        "out (listed on the last line; see --exclusions-ok), otherwise Snakemake's (1: a job failed).",
     )
     p.add_argument("bids_dir", type=Path, help="the input BIDS dataset")
     p.add_argument("output_dir", type=Path, help="where every output goes (created)")
@@ -162,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--report",
         action="store_true",
         help="after the run, build OUTPUT_DIR/report.html with the run's own configuration",
+    )
+    g.add_argument(
+        "--exclusions-ok",
+        action="store_true",
+        help=f"exit with 0 rather than {EXIT_EXCLUDED} when the run finished but left subjects out "
+        "(they are still listed on the last line)",
     )
     g.add_argument(
         "--print-config",
@@ -231,6 +245,24 @@ def snakemake_command(args: argparse.Namespace, config_file: Path, extra: list[s
     return cmd + list(extra) + [TARGETS[args.analysis_level]]
 
 
+def exclusions(lay: Layout, analysis_level: str, labels: list[str] | None = None) -> str | None:
+    """The line listing the subjects a finished run left out, or None when there are none.
+
+    ``group``: every exclusion in the cohort QC table (inputs, normalization and plausibility QC).
+    ``participant``: the subjects (of ``labels``, if given) whose input check failed.
+    """
+    if analysis_level == "group" and lay.group("qc_table").is_file():
+        line = exclusion_summary(lay.group("qc_table"))
+        return line if line and "excluded:" in line else None
+    failed = []
+    for f in sorted(glob.glob(str(lay.subject("input_check", "sub-*")))):
+        pid = subject_of(f)
+        check = json.loads(Path(f).read_text())
+        if (not labels or pid in labels) and not check["ok"]:
+            failed.append(f"{pid} ({check['reason']})")
+    return "qsmvbm: excluded at the input check: " + "; ".join(failed) if failed else None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = []
@@ -261,6 +293,13 @@ def main(argv: list[str] | None = None) -> int:
         rc = subprocess.call(cmd[:-1] + ["--report", str(report), TARGETS[args.analysis_level]])
         if rc == 0:
             print(f"qsmvbm: study report {report}", file=sys.stderr)
+    if rc == 0 and not args.dry_run:
+        line = exclusions(
+            lay, args.analysis_level, config["participants"].get("participant_label") or None
+        )
+        if line:
+            print(line, file=sys.stderr)
+            rc = 0 if args.exclusions_ok else EXIT_EXCLUDED
     return rc
 
 
