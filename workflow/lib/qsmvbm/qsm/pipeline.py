@@ -23,6 +23,8 @@ from . import mask as masking
 
 DEFAULTS: dict = {
     "mask": {
+        "method": "bet",
+        "bet_f": 0.5,
         "threshold_scale": 1.0,
         "open_mm": 3.0,
         "close_mm": 3.0,
@@ -219,7 +221,9 @@ def reconstruct(
     affine : (4, 4) voxel -> scanner mm (gives voxel size and the B0 direction).
     te_s : (E,) echo times [s]. b0_t : field strength [T].
     params : overrides of :data:`DEFAULTS`. mask : optional brain mask (e.g. from the T1w);
-    otherwise computed from the magnitude. With the complex fit, ``mask.phase_quality`` refines either
+    otherwise computed from the root-sum-of-squares magnitude over echoes: BET after N4 (``mask.method:
+    bet``, :func:`qsmvbm.qsm.mask.bet_magnitude_mask`, fractional threshold ``mask.bet_f``) or an Otsu mask
+    (``otsu``, :func:`qsmvbm.qsm.mask.brain_mask_from_magnitude`). With the complex fit, ``mask.phase_quality`` refines either
     mask by the fit's noise (voxels above ``quality_factor`` x the median are dropped).
     """
     p = merge(params)
@@ -232,10 +236,13 @@ def reconstruct(
 
     if mask is None:
         mp = p["mask"]
-        mask = masking.brain_mask_from_magnitude(
-            mag, vs, mp["threshold_scale"], mp["open_mm"], mp["close_mm"], mp["erode_mm"]
-        )
-        mask_source = "magnitude"
+        if mp["method"] == "bet":
+            mask = masking.bet_magnitude_mask(mag, affine, mp["bet_f"])
+        else:
+            mask = masking.brain_mask_from_magnitude(
+                mag, vs, mp["threshold_scale"], mp["open_mm"], mp["close_mm"], mp["erode_mm"]
+            )
+        mask_source = f"magnitude ({mp['method']})"
     else:
         mask = mask.astype(bool)
         mask_source = "given"
