@@ -64,7 +64,20 @@ def process_t1(t1w_path: Path, params: dict, out: dict, log) -> dict:
         n4 = t1.n4(raw, shrink_factor=params["n4_shrink_factor"])
         tick("n4_initial")
         mask, _ = t1.brain_extraction(
-            n4, T, Tmask, pre, seed, params["brain_extraction_registration"]
+            n4,
+            T,
+            Tmask,
+            pre,
+            seed,
+            params["brain_extraction_registration"],
+            params["brain_extraction_init"],
+            to_ants(
+                t1.template_tissue_mask(
+                    tpl.gm, tpl.wm, np.linalg.norm(tpl.affine[:3, :3], axis=0)
+                ).astype(np.float32),
+                tpl.affine,
+            ),
+            params["brain_extraction_bet_f"],
         )
         tick("brain_extraction")
         n4 = t1.n4(

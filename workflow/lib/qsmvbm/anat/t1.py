@@ -196,6 +196,15 @@ def template_priors(tpl, subject_img, invtransforms) -> list:
     ]
 
 
+def template_tissue_mask(gm: np.ndarray, wm: np.ndarray, voxel_size) -> np.ndarray:
+    """The template's brain as BET outlines a head: GM + WM probability > 0.5, closed by 3 mm (the
+    sulci bridged) and holes filled; the CSF around the brain is left out."""
+    vs = np.asarray(voxel_size, float)
+    tissue = np.pad((np.asarray(gm) + np.asarray(wm)) > 0.5, 4)
+    closed = ndimage.binary_closing(tissue, structure=ball(3.0 / vs))[4:-4, 4:-4, 4:-4]
+    return ndimage.binary_fill_holes(closed)
+
+
 def brain_extraction(
     t1_n4,
     template_t1,
@@ -203,16 +212,31 @@ def brain_extraction(
     outprefix: str,
     seed: int,
     transform: str = "antsRegistrationSyNQuick[s]",
+    init: str = "bet",
+    template_tissue=None,
+    bet_f: float = 0.5,
 ) -> tuple[np.ndarray, dict]:
     """Template-based brain extraction.
 
-    1. a rough intensity mask, dilated by 5 mm, selects the head's brain region;
-    2. the masked T1 is registered to the (skull-stripped) template (``transform``);
+    1. a first brain outline: BET's deformable surface (``init='bet'``, :func:`qsmvbm.bet.bet_mask`,
+       fractional threshold ``bet_f``, on the head's top 170 mm so that a neck in the field of view is left out), which stops at
+       the skull of a real head; or an intensity mask (``'otsu'``: Otsu, opening, largest component),
+       which takes scalp, skull and neck with the brain on real heads and holds only for images
+       without them;
+    2. the T1 inside that outline (BET; the Otsu mask dilated by 5 mm) is registered to the
+       (skull-stripped) template (``transform``); with BET, to the template inside
+       ``template_tissue`` (its brain without the CSF around it, :func:`template_tissue_mask`), so
+       that both edges are the brain's surface: against the whole template mask, whose edge lies
+       beyond that CSF, the template would shrink onto the BET surface and the TIV come out short
+       (measured on simulated heads: -7 to -11 %);
     3. the template brain mask is back-projected (linear interpolation, > 0.5);
-    4. refined: intersected with the dilated rough mask, largest component, holes filled.
+    4. refined: intersected with the outline dilated by 5 mm, largest component, holes filled.
 
     Returns the mask (bool, T1 grid) and the registration used.
     """
+    from ..bet import bet_mask
+    from .antsio import from_ants
+
     vs = np.asarray(t1_n4.spacing)
     rough = rough_head_brain(t1_n4)
     if rough.sum() * np.prod(vs) < 200_000:  # < 200 mL: no brain found in the field of view
@@ -221,8 +245,19 @@ def brain_extraction(
             "tissue: does the T1w field of view contain the brain?"
         )
     wide = ndimage.binary_dilation(rough, structure=ball(5.0 / vs))
-    moving = t1_n4 * t1_n4.new_image_like(wide.astype(np.float32))
-    reg = register(template_t1, moving, transform, outprefix + "bet_", seed)
+    if init == "bet":
+        data, affine = from_ants(t1_n4)
+        rough = bet_mask(data, vs, fractional_threshold=bet_f, affine=affine)
+        region, wide = rough, ndimage.binary_dilation(rough, structure=ball(5.0 / vs))
+    elif init == "otsu":
+        region = wide
+    else:
+        raise ValueError(f"brain extraction init must be 'bet' or 'otsu', got {init!r}")
+    moving = t1_n4 * t1_n4.new_image_like(region.astype(np.float32))
+    fixed = (
+        template_t1 if init == "otsu" or template_tissue is None else template_t1 * template_tissue
+    )
+    reg = register(fixed, moving, transform, outprefix + "bet_", seed)
     proj = back_project(template_mask, t1_n4, reg["invtransforms"]).numpy() > 0.5
     mask = ndimage.binary_fill_holes(largest_component(proj & wide))
     return mask, reg

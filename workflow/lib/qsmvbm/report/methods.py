@@ -42,6 +42,7 @@ REFERENCES = {
     "quantitative susceptibility mapping. NeuroImage. 2015;108:111-122.",
     "shmueli2009": "Shmueli K, de Zwart JA, van Gelderen P, et al. Magnetic susceptibility mapping of brain "
     "tissue in vivo using MRI phase data. Magn Reson Med. 2009;62:1510-1522.",
+    "smith2002": "Smith SM. Fast robust automated brain extraction. Hum Brain Mapp 2002;17:143-155.",
     "tustison2010": "Tustison NJ, Avants BB, Cook PA, et al. N4ITK: improved N3 bias correction. IEEE Trans Med "
     "Imaging. 2010;29:1310-1320.",
     "avants2008": "Avants BB, Epstein CL, Grossman M, Gee JC. Symmetric diffeomorphic image registration with "
@@ -115,6 +116,12 @@ def _qsm(q: dict, cite) -> str:
             "the brain mask of the T1w pipeline, brought into GRE space by the inverse GRE-to-T1w rigid "
             f"transform{quality} (the reference study used a magnitude mask from FSL BET; a magnitude threshold "
             "takes scalp, face and neck tissue on real heads)"
+        )
+    elif m["method"] == "bet":
+        mask = (
+            "a magnitude brain mask from a deformable-surface brain extraction (BET) "
+            f"{cite('smith2002')} of the N4-corrected root-sum-of-squares magnitude (fractional "
+            f"threshold {_g(m['bet_f'])}{quality})"
         )
     else:
         mask = (
@@ -225,8 +232,14 @@ def _anat(a: dict, qc: dict, cite, space: str) -> str:
     return (
         f"T1-weighted images were processed with ANTsPy: N4 bias correction {cite('tustison2010')} "
         f"(shrink factor {a['n4_shrink_factor']}), template-based brain extraction "
-        f"({a['brain_extraction_registration']} registration of the template and back-projection of its brain "
-        f"mask), and prior-based Atropos segmentation {cite('avants2011')} into GM, WM and CSF with the template's "
+        f"({a['brain_extraction_registration']} registration of the template to the T1w inside "
+        + (
+            f"a first brain outline from BET {cite('smith2002')} (fractional threshold "
+            f"{_g(a['brain_extraction_bet_f'])}, on the top 170 mm of the head)"
+            if a["brain_extraction_init"] == "bet"
+            else "an Otsu intensity mask dilated by 5 mm"
+        )
+        + f" and back-projection of its brain mask), and prior-based Atropos segmentation {cite('avants2011')} into GM, WM and CSF with the template's "
         f"tissue priors warped to the subject (prior weight {_g(a['atropos']['prior_weight'])}, MRF "
         f"{_g(a['atropos']['mrf'])}, {a['atropos']['iterations']} iterations); TIV was the sum of the three "
         f"tissue volumes. The T1w image was normalized to the {space} template {cite('fonov2011')} at "
