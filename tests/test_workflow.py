@@ -54,10 +54,20 @@ def test_default_config_dry_run_simulates_first(tmp_path):
 
 
 def test_run_on_simulated_cohort(tiny_run):
+    import pandas as pd
+
     out = tiny_run
     lay = Layout(out)
     desc = json.loads(lay.dataset_description().read_text())
     assert desc["DatasetType"] == "derivative"
+    # provenance: the commit in the version, the raw dataset linked, Sources as BIDS URIs that resolve
+    assert "+g" in desc["GeneratedBy"][0]["Version"]
+    raw = Path(desc["DatasetLinks"]["raw"].removeprefix("file://"))
+    sources = json.loads(lay.subject("chi_json", "sub-NC001").read_text())["Sources"]
+    assert len(sources) == 8 and all(u.startswith("bids:raw:sub-NC001/anat/") for u in sources)
+    assert all((raw / u.removeprefix("bids:raw:")).is_file() for u in sources)
+    labels = pd.read_csv(lay.dseg_table(), sep="\t")
+    assert labels[["index", "abbreviation"]].values.tolist() == [[1, "CSF"], [2, "GM"], [3, "WM"]]
     for pid in ("sub-ALS001", "sub-ALS002", "sub-NC001", "sub-NC002"):
         summary = json.loads(lay.subject("inputs_summary", pid).read_text())
         assert len(summary["echo_times_s"]) == 4 and summary["phase_units"] == "scanner_pm4096"

@@ -146,7 +146,7 @@ def participant_targets(wildcards):
     """The participant level (BIDS App): every chosen subject's QSM, template-space maps and
     normalization QC, for the subjects that passed the input check."""
     subjects = ok_subjects()
-    targets = [str(L.dataset_description())]
+    targets = [str(L.dataset_description()), str(L.dseg_table())]
     for key in (
         "inputs_summary",
         "chi",
@@ -161,7 +161,7 @@ def participant_targets(wildcards):
 def all_targets(wildcards):
     """The default targets; per-subject ones for the subjects that passed the input check."""
     subjects = ok_subjects()
-    targets = [str(L.dataset_description())]
+    targets = [str(L.dataset_description()), str(L.dseg_table())]
     targets += subject_files("inputs_summary", subjects)
     targets += subject_files("chi", subjects)
     targets.append(str(L.group("qc_table")))

@@ -66,7 +66,8 @@ rule inputs_summary:
 
 rule derivatives_description:
     output:
-        L.dataset_description(),
+        description=L.dataset_description(),
+        dseg=L.dseg_table(),
     log:
         L.log("derivatives_description"),
     benchmark:

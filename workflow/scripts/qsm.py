@@ -4,14 +4,14 @@ from pathlib import Path
 
 import numpy as np
 
-import qsmvbm
 from qsmvbm.anat.normalize import t1_mask_in_gre
-from qsmvbm.bids import load_megre
+from qsmvbm.bids import bids_uri, load_megre
 from qsmvbm.io import load_json, save_json, save_nifti
 from qsmvbm.qc import mosaic_png
 from qsmvbm.qsm.mask import mask_plausibility
 from qsmvbm.qsm.pipeline import reconstruct
 from qsmvbm.smk import logged, set_threads
+from qsmvbm.version import full_version
 
 METHOD_NAMES = {
     "complex_fit": "nonlinear complex fit (MEDI Fit_ppm_complex-style)",
@@ -101,15 +101,15 @@ def run(
         "MaskSource": (
             "T1w brain mask (inverse GRE->T1w rigid)"
             if mask is not None
-            else "GRE magnitude (Otsu)"
+            else f"GRE magnitude ({p['mask']['method']})"
         )
         + (", refined by phase quality" if p["mask"]["phase_quality"] else ""),
         "MaskVoxels": res.info["mask_voxels"],
         "MaskVoxelsBeforePhaseQuality": res.info.get("mask_voxels_before_quality"),
         "FinalMaskVoxels": res.info["final_mask_voxels"],
         "Timings_s": res.info["timings_s"],
-        "Software": {"qsmvbm": qsmvbm.__version__},
-        "Sources": [str(f["phase"]) for f in gre.files],
+        "Software": {"qsmvbm": full_version()},
+        "Sources": [bids_uri(f[part], bids_dir) for f in gre.files for part in ("mag", "phase")],
     }
     if t1_in_gre is not None:
         plaus = mask_plausibility(res.mask, t1_in_gre, gre.voxel_size, tiv_ml)

@@ -6,11 +6,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-import qsmvbm
 from qsmvbm.anat import normalize
 from qsmvbm.io import save_json, save_nifti
 from qsmvbm.smk import logged
 from qsmvbm.templates import TEMPLATE_SPACE, load_template
+from qsmvbm.version import full_version
 
 
 def pick(n: int, k: int) -> list[int]:
@@ -45,7 +45,7 @@ def run(chi_files: list, mask_files: list, params: dict, resolution: int, out: d
         "MinFraction": params["template_min_fraction"],
         "SmoothingFWHM_mm": params["qsm_fwhm_mm"],
         "DefinedVoxels": int(defined.sum()),
-        "Software": {"qsmvbm": qsmvbm.__version__},
+        "Software": {"qsmvbm": full_version()},
     }
     save_json(info, out["json"])
     log.info("cohort QSM template from %d subjects, %d voxels", len(use), int(defined.sum()))

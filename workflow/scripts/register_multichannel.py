@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-import qsmvbm
 from qsmvbm.anat import normalize, t1
 from qsmvbm.anat.antsio import load_ants, to_ants
 from qsmvbm.io import save_json
 from qsmvbm.smk import logged, set_threads
 from qsmvbm.templates import TEMPLATE_SPACE, load_template
 from qsmvbm.timing import Stopwatch
+from qsmvbm.version import full_version
 
 
 def run(inp: dict, params: dict, out: dict, log) -> dict:
@@ -66,7 +66,7 @@ def run(inp: dict, params: dict, out: dict, log) -> dict:
         "RandomSeed": params["random_seed"],
         "Timings_s": watch.timings,
         "Parameters": mc,
-        "Software": {"qsmvbm": qsmvbm.__version__, "antspyx": __import__("ants").__version__},
+        "Software": {"qsmvbm": full_version(), "antspyx": __import__("ants").__version__},
     }
     save_json(info, out["json"])
     log.info("%s", json.dumps(info))

@@ -42,6 +42,20 @@ PHASE_FILL_MIN = 0.9
 PHASE_EVENNESS_MIN = 0.9
 
 
+#: the name under which the derivatives' ``DatasetLinks`` refer to the raw BIDS dataset
+RAW_DATASET = "raw"
+
+
+def bids_uri(path: str | Path, bids_dir: str | Path) -> str:
+    """The BIDS URI of a raw file (``bids:raw:sub-X/anat/...``), or its absolute path when it lies
+    outside ``bids_dir``."""
+    p, root = Path(path).resolve(), Path(bids_dir).resolve()
+    try:
+        return f"bids:{RAW_DATASET}:{p.relative_to(root).as_posix()}"
+    except ValueError:
+        return str(p)
+
+
 class BidsInputError(ValueError):
     """Invalid or incomplete input data; the message names the file and the problem."""
 

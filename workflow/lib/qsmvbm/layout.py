@@ -173,6 +173,8 @@ TRUTH_TABLES = {
 
 # The BIDS dataset description at the top of the derivatives
 DATASET_DESCRIPTION = "dataset_description.json"
+# The label table of the T1w tissue segmentation (``space-T1w_dseg``), inherited by every subject's
+DSEG_TABLE = "space-T1w_dseg.tsv"
 
 
 def _render(spec: dict, subject: str, tpl: str, res) -> str:
@@ -308,6 +310,11 @@ class Layout:
 
     def dataset_description(self) -> Path:
         return self.derivatives / DATASET_DESCRIPTION
+
+    def dseg_table(self) -> Path:
+        """The label table (index, name, abbreviation) of every subject's T1w ``dseg`` (BIDS
+        inheritance: a top-level ``space-T1w_dseg.tsv`` applies to ``sub-*_space-T1w_dseg.nii.gz``)."""
+        return self.derivatives / DSEG_TABLE
 
     def cohort_qsm_template(self, extension: str = ".nii.gz") -> Path:
         """The cohort's median QSM template (multichannel normalization's QSM channel)."""

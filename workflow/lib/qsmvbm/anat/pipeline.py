@@ -14,10 +14,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .. import __version__
 from ..io import save_json, save_nifti
 from ..templates import TEMPLATE_SPACE, load_template
 from ..timing import Stopwatch
+from ..version import full_version
 from . import normalize, t1
 from .antsio import from_ants, to_ants
 
@@ -123,7 +123,7 @@ def process_t1(t1w_path: Path, params: dict, out: dict, log) -> dict:
         "ITKThreads": int(os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "0")) or None,
         "Timings_s": timings,
         "Parameters": params,
-        "Software": {"qsmvbm": __version__, "antspyx": __import__("ants").__version__},
+        "Software": {"qsmvbm": full_version(), "antspyx": __import__("ants").__version__},
         "Source": str(t1w_path),
     }
     save_json(info, out["volumes"])

@@ -6,11 +6,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from ..atlas import aal3_on_grid, label_name, region_mask
 from ..bids import subject_of
 from ..io import read_tsv, save_json, save_nifti, save_tsv
 from ..templates import TEMPLATE_SPACE, load_template
+from ..version import full_version
 from .design import covariate_matrix, included_rows
 from .glm import design_matrix
 from .voxelwise import SvcParams, voxelwise_svc
@@ -182,7 +182,7 @@ def group_glm(
             "absolute_threshold": thr,
             "TemplateSpace": TEMPLATE_SPACE,
             "TemplateResolution_mm": resolution,
-            "qsmvbm": __version__,
+            "qsmvbm": full_version(),
         },
         out["json"],
     )
