@@ -153,3 +153,14 @@ def test_workflow_and_library_agree():
     paths = truth_paths(Path("/d/derivatives/simulation"), "sub-01")
     assert set(paths) == set(layout.TRUTH_FILES)
     assert paths["chi"] == layout.truth_file("/d", "chi", "sub-01")
+
+
+def test_no_smoothed_copy_when_the_fwhm_is_0():
+    """With a modality's FWHM at 0 its unsmoothed map enters the GLM and no smoothed copy is made."""
+    lay = layout.Layout("/o", fwhm_mm={"qsm": 0.0, "gm": 4.0})
+    assert lay.group_map("qsm", "sub-01") == lay.subject("template_chi", "sub-01")
+    assert lay.group_map("gm", "sub-01") == lay.subject("gm_mod_smooth", "sub-01")
+    assert lay.smoothed_keys() == ["gm_mod_smooth"]
+    both = layout.Layout("/o", fwhm_mm={"qsm": 0, "gm": 0})
+    assert both.smoothed_keys() == [] and both.group_map("gm", "s") == both.subject("gm_mod", "s")
+    assert layout.Layout("/o").smoothed_keys() == ["chi_smooth", "gm_mod_smooth"]

@@ -150,8 +150,8 @@ def participant_targets(wildcards):
     for key in (
         "inputs_summary",
         "chi",
-        "chi_smooth",
-        "gm_mod_smooth",
+        L.group_map_key("qsm"),
+        L.group_map_key("gm"),
         "normalization_qc",
     ):
         targets += subject_files(key, subjects)

@@ -122,12 +122,12 @@ rule template_maps:
         t1=rules.anat_t1.output.preproc,
         t1_mask=rules.anat_t1.output.mask,
     output:
+        **{key: L.subject(key) for key in L.smoothed_keys()},
         chi=L.subject("template_chi"),
-        chi_smooth=L.subject("chi_smooth"),
         qsm_mask=L.subject("template_qsm_mask"),
         gm_mod=L.subject("gm_mod"),
-        gm_mod_smooth=L.subject("gm_mod_smooth"),
         qc=L.subject("normalization_qc"),
+        # the smoothed copies, only for a modality smoothed at all (FWHM > 0)
         png=report(
             L.subject("normalization_qc_png"),
             caption="../report/normalization_qc.rst",

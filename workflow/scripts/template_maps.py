@@ -20,14 +20,18 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
     chi, qmask = normalize.warp_qsm(T, load_ants(inp["chi"]), load_ants(inp["qsm_mask"]), fwd_gre)
     save_nifti(chi, tpl.affine, out["chi"])
     save_nifti(qmask, tpl.affine, out["qsm_mask"], dtype=np.uint8)
-    save_nifti(
-        normalize.smooth(chi, params["qsm_fwhm_mm"], vs, qmask), tpl.affine, out["chi_smooth"]
-    )
+    if "chi_smooth" in out:  # written only when smoothed at all (FWHM > 0)
+        save_nifti(
+            normalize.smooth(chi, params["qsm_fwhm_mm"], vs, qmask), tpl.affine, out["chi_smooth"]
+        )
     gm = normalize.warp(T, load_ants(inp["gm"]), fwd_t1).numpy()
     jac = normalize.jacobian(T, fwd_t1, params["modulation"])
     mgm = (np.clip(gm, 0, 1) * jac).astype(np.float32)
     save_nifti(mgm, tpl.affine, out["gm_mod"])
-    save_nifti(normalize.smooth(mgm, params["gm_fwhm_mm"], vs), tpl.affine, out["gm_mod_smooth"])
+    if "gm_mod_smooth" in out:
+        save_nifti(
+            normalize.smooth(mgm, params["gm_fwhm_mm"], vs), tpl.affine, out["gm_mod_smooth"]
+        )
     # the T1w and its brain mask through the same transforms (T1-only or multichannel) for the QC metrics
     t1w = normalize.warp(T, load_ants(inp["t1"]), fwd_t1).numpy()
     wmask = normalize.warp(T, load_ants(inp["t1_mask"]), fwd_t1).numpy() > 0.5

@@ -105,8 +105,10 @@ SUBJECT_FILES = {
     "normalization_qc_png": _spec("qc", ".png", "figures", space="{tpl}", desc="normalization"),
 }
 
-# The group-level maps that enter the voxelwise GLM, by modality
+# The group-level maps that enter the voxelwise GLM, by modality: the smoothed copy, or the map
+# itself when the modality's smoothing FWHM is 0 (then no copy is written)
 GROUP_MAP_KEYS = {"qsm": "chi_smooth", "gm": "gm_mod_smooth"}
+UNSMOOTHED_KEYS = {"qsm": "template_chi", "gm": "gm_mod"}
 
 # Group-level outputs under <output_dir>/group/ ({modality}: qsm or gm)
 GROUP_FILES = {
@@ -238,11 +240,15 @@ class Layout:
         Template space identifier (default :data:`qsmvbm.templates.TEMPLATE_SPACE`).
     resolution : int
         Template-space resolution of the group maps, mm (``anat.template_resolution``).
+    fwhm_mm : dict or None
+        Smoothing FWHM (mm) by modality (``{"qsm": anat.qsm_fwhm_mm, "gm": anat.gm_fwhm_mm}``);
+        where it is 0 the unsmoothed map enters the GLM and no smoothed copy exists. None: smoothed.
     """
 
     output_dir: Path
     template: str = TEMPLATE_SPACE
     resolution: int = 2
+    fwhm_mm: dict | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "output_dir", Path(self.output_dir))
@@ -287,8 +293,21 @@ class Layout:
         )
 
     def group_map(self, modality: str, subject: str = "{subject}") -> Path:
-        """The smoothed template-space map of ``modality`` ('qsm' or 'gm') that enters the GLM."""
-        return self.subject(GROUP_MAP_KEYS[modality], subject)
+        """The template-space map of ``modality`` ('qsm' or 'gm') that enters the GLM: the smoothed
+        copy, or the map itself when that modality's FWHM is 0."""
+        return self.subject(self.group_map_key(modality), subject)
+
+    def group_map_key(self, modality: str) -> str:
+        """:data:`SUBJECT_FILES` key of :meth:`group_map`."""
+        if self.fwhm_mm is not None and not self.fwhm_mm.get(modality, 1.0):
+            return UNSMOOTHED_KEYS[modality]
+        return GROUP_MAP_KEYS[modality]
+
+    def smoothed_keys(self) -> list[str]:
+        """The smoothed copies this run writes (none for a modality whose FWHM is 0)."""
+        return [
+            GROUP_MAP_KEYS[m] for m in GROUP_MAP_KEYS if self.group_map_key(m) == GROUP_MAP_KEYS[m]
+        ]
 
     def group(self, key: str, modality: str = "{modality}") -> Path:
         """A group-level output (:data:`GROUP_FILES` key)."""

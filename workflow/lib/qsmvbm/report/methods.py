@@ -247,8 +247,13 @@ def _anat(a: dict, qc: dict, cite, space: str) -> str:
         f"{a['random_seed']}{det}).{mc} The first-echo GRE magnitude was registered rigidly to the T1w image (mutual "
         f"information), and QSM was brought to the template by composing the GRE-to-T1w and T1w-to-template "
         f"transforms in a single interpolation; template-space QSM was {qsm_s}. Grey matter was "
-        f"Jacobian-modulated with {mod} {cite('ashburner2000')} and smoothed with a {_g(a['gm_fwhm_mm'])} mm "
-        f"FWHM kernel. Normalization quality was checked per subject: Dice of the warped brain mask with the "
+        f"Jacobian-modulated with {mod} {cite('ashburner2000')} and "
+        + (
+            f"smoothed with a {_g(a['gm_fwhm_mm'])} mm FWHM kernel"
+            if a["gm_fwhm_mm"] > 0
+            else "not smoothed"
+        )
+        + ". Normalization quality was checked per subject: Dice of the warped brain mask with the "
         f"template mask (minimum {_g(qc['dice_min'])}), correlation of the warped T1w with the template "
         f"(minimum {_g(qc['t1_corr_min'])}), and correlation of the warped QSM in deep grey nuclei with the "
         f"cohort median (minimum {_g(qc['qsm_dgm_corr_min'])}, and no more than "
