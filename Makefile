@@ -7,10 +7,13 @@ CORES ?= all
 
 .PHONY: demo test test-fast venv lint format docs clean
 
-$(STAMP): pyproject.toml
+# the exact tested set (requirements.lock), then the package itself; `pip install .` instead takes the
+# version ranges of pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
