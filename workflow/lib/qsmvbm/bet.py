@@ -104,6 +104,14 @@ class BetStart:
     radius_mm: float  # radius of a sphere holding the voxels above t
 
 
+def robust_range(img: np.ndarray) -> tuple[float, float, float]:
+    """BET's robust intensity range of an image: the 2nd and 98th percentiles of its non-zero voxels
+    and the brain/background threshold ``t = t2 + 10 % of (t98 - t2)``."""
+    nonzero = img[img > 0] if (img > 0).any() else img.ravel()
+    t2, t98 = np.percentile(nonzero, [2, 98])
+    return float(t2), float(t98), float(t2 + 0.1 * (t98 - t2))
+
+
 def bet_start(image: np.ndarray, voxel_size) -> BetStart:
     """BET's robust intensity range, centre of gravity and head radius of ``image``.
 
@@ -112,9 +120,7 @@ def bet_start(image: np.ndarray, voxel_size) -> BetStart:
     """
     img = np.asarray(image, float)
     vs = np.asarray(voxel_size, float)
-    nonzero = img[img > 0] if (img > 0).any() else img.ravel()
-    t2, t98 = np.percentile(nonzero, [2, 98])
-    t = t2 + 0.1 * (t98 - t2)
+    t2, t98, t = robust_range(img)
     above = img > t
     w = np.where(above, np.minimum(img - t2, t98 - t2), 0.0)
     grid = np.indices(img.shape, dtype=float).reshape(3, -1)
@@ -283,9 +289,7 @@ def head_field_of_view(image: np.ndarray, affine: np.ndarray, keep_mm: float = 1
     axis = int(np.argmax(np.abs(lin[2]) / np.linalg.norm(lin, axis=0)))
     step_mm = float(np.linalg.norm(lin[:, axis]))
     up = lin[2, axis] > 0  # index increases towards superior
-    nonzero = img[img > 0] if (img > 0).any() else img.ravel()
-    t2, t98 = np.percentile(nonzero, [2, 98])
-    fg = img > t2 + 0.1 * (t98 - t2)
+    fg = img > robust_range(img)[2]
     if not fg.any():  # a constant image
         fg = img > 0
     area = fg.sum(axis=tuple(k for k in range(3) if k != axis))
