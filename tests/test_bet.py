@@ -68,6 +68,7 @@ def test_head_field_of_view_cuts_the_neck_only():
     assert head_field_of_view(short, aff)[2] == slice(0, 60)
 
 
+@pytest.mark.slow
 def test_real_t1w_with_neck_gives_an_adult_brain(tmp_path):
     """A real 3 T T1w (2 mm, neck and shoulders in the field of view) through the T1w stage: with
     BET's first outline the brain mask is adult-sized and stays above the neck, where the Otsu

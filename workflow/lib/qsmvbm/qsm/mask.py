@@ -141,5 +141,5 @@ def bet_magnitude_mask(
 
     m = np.sqrt((mag.astype(np.float32) ** 2).sum(-1)) if mag.ndim == 4 else mag.astype(np.float32)
     vs = np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
-    corrected = n4(to_ants(m, affine), shrink_factor=2 if vs.min() >= 2 else 4).numpy()
+    corrected = n4(to_ants(m, affine), shrink_factor=4).numpy()
     return bet_mask(corrected, vs, fractional_threshold, affine=affine)
