@@ -138,6 +138,14 @@ def test_methods_text_follows_config():
         "p < 0.001 uncorrected" in thr and "10000 permutations" in thr and "the whole region" in thr
     )
     assert "Each region was corrected on its own" in base
+    # the T1w outline by BET, the left-right check, and what the magnitude mask is when asked for
+    assert "first brain outline from BET" in base and "Smith SM" in base
+    assert "left-right mirror image" in base
+    assert "left-right mirror image" not in text({"qc": {"left_right_check": False}})
+    mag = text({"qsm": {"mask": {"source": "magnitude"}}})
+    assert "deformable-surface brain extraction (BET)" in mag
+    otsu = text({"qsm": {"mask": {"source": "magnitude", "method": "otsu"}}})
+    assert "Otsu threshold" in otsu
     assert (
         "across the 8 searches (4 regions x 2 modalities)" in base
         and "(34% if the searches" in base

@@ -264,6 +264,15 @@ def _anat(a: dict, qc: dict, cite, space: str) -> str:
         f"{_g(qc['qsm_mask_tiv_max'])} x TIV), TIV within {_g(qc['tiv_ml_range'][0])}-{_g(qc['tiv_ml_range'][1])} "
         f"mL and GM/TIV within {_g(qc['gm_tiv_range'][0])}-{_g(qc['gm_tiv_range'][1])}; subjects failing any "
         f"criterion, or whose raw inputs failed the input check, were excluded from group analyses."
+        + (
+            " The input check also fitted each T1w rigidly to the first-echo GRE magnitude of the same "
+            "session as stored and as its left-right mirror image, and excluded subjects whose T1w fitted "
+            f"better mirrored (normalized mutual information higher by more than "
+            f"{100 * qc['left_right_nmi_margin']:g}%, or, within that margin, at least "
+            f"{_g(qc['left_right_rotation_deg'])} degrees less rotation needed)."
+            if qc["left_right_check"]
+            else ""
+        )
     )
 
 
