@@ -86,10 +86,17 @@ def make_cohort(demo: Path, n: int, where: Path) -> dict:
     at ``where``) and a design table."""
     import pandas as pd
 
-    demo_layout, lay = Layout(demo), Layout(where)
+    from qsmvbm.config import workflow_defaults
+
+    defaults = workflow_defaults()
+    demo_layout, lay = Layout.from_config(defaults, demo), Layout.from_config(defaults, where)
     design = read_tsv(demo_layout.group("design"))
     src = list(design.participant_id)
-    keys = {"qsm": "chi_smooth", "qsm_mask": "template_qsm_mask", "gm": "gm_mod_smooth"}
+    keys = {
+        "qsm": lay.group_map_key("qsm"),
+        "qsm_mask": "template_qsm_mask",
+        "gm": lay.group_map_key("gm"),
+    }
     files = {k: [] for k in keys}
     rows = []
     rng = np.random.default_rng(1)
@@ -150,7 +157,7 @@ def _glm_child(where: str, modality: str, n_perm: int) -> None:
     from qsmvbm.config import workflow_defaults
     from qsmvbm.stats.pipeline import group_glm
 
-    lay = Layout(where)
+    lay = Layout.from_config(workflow_defaults(), where)
     group = workflow_defaults()["group"]
     group["n_perm"] = n_perm
     subjects = sorted(p.name for p in lay.derivatives.glob("sub-*"))

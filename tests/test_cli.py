@@ -132,8 +132,10 @@ def test_participant_subset_runs_from_another_folder(tiny_cohort, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     lay = Layout(out)
     for pid in ("sub-ALS001", "sub-NC002"):
-        for key in ("chi", "chi_smooth", "gm_mod_smooth", "normalization_qc"):
+        for key in ("chi", "template_chi", "gm_mod_smooth", "normalization_qc"):
             assert lay.subject(key, pid).exists(), (pid, key)
+        # QSM is not smoothed by default (anat.qsm_fwhm_mm 0, as the study): no smoothed copy
+        assert not lay.subject("chi_smooth", pid).exists()
     for pid in ("sub-ALS002", "sub-NC001"):
         assert not (lay.derivatives / pid).exists()
     assert not lay.group_dir.exists()

@@ -37,11 +37,7 @@ if (
 ):
     config["simulation"] = str(Path(workflow.basedir) / _sim)
 
-L = Layout(
-    config["output_dir"],
-    resolution=config["anat"]["template_resolution"],
-    fwhm_mm={"qsm": config["anat"]["qsm_fwhm_mm"], "gm": config["anat"]["gm_fwhm_mm"]},
-)
+L = Layout.from_config(config)
 RES = L.resolution
 SIMULATED = config["bids_dir"] is None
 BIDS = L.sim_bids if SIMULATED else Path(config["bids_dir"])

@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(yaml.safe_dump(config, sort_keys=False), end="")
         return 0
-    lay = Layout(config["output_dir"], resolution=config["anat"]["template_resolution"])
+    lay = Layout.from_config(config)
     config_file = lay.run_config
     config_file.parent.mkdir(parents=True, exist_ok=True)
     config_file.write_text(

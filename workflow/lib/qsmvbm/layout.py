@@ -253,6 +253,17 @@ class Layout:
     def __post_init__(self):
         object.__setattr__(self, "output_dir", Path(self.output_dir))
 
+    @classmethod
+    def from_config(cls, config: dict, output_dir: str | Path | None = None) -> Layout:
+        """The layout of a run with this (validated) workflow ``config``: its output folder (or
+        ``output_dir``), template resolution and smoothing."""
+        anat = config["anat"]
+        return cls(
+            output_dir if output_dir is not None else config["output_dir"],
+            resolution=anat["template_resolution"],
+            fwhm_mm={"qsm": anat["qsm_fwhm_mm"], "gm": anat["gm_fwhm_mm"]},
+        )
+
     # ---- folders ----
     @property
     def derivatives(self) -> Path:
