@@ -237,6 +237,8 @@ def brain_extraction(
     from ..bet import bet_mask
     from .antsio import from_ants
 
+    if init not in ("bet", "otsu"):
+        raise ValueError(f"brain extraction init must be 'bet' or 'otsu', got {init!r}")
     vs = np.asarray(t1_n4.spacing)
     rough = rough_head_brain(t1_n4)
     if rough.sum() * np.prod(vs) < 200_000:  # < 200 mL: no brain found in the field of view
@@ -244,15 +246,13 @@ def brain_extraction(
             f"brain extraction found only {rough.sum() * np.prod(vs) / 1000:.0f} mL of brain-like "
             "tissue: does the T1w field of view contain the brain?"
         )
-    wide = ndimage.binary_dilation(rough, structure=ball(5.0 / vs))
     if init == "bet":
         data, affine = from_ants(t1_n4)
-        rough = bet_mask(data, vs, fractional_threshold=bet_f, affine=affine)
-        region, wide = rough, ndimage.binary_dilation(rough, structure=ball(5.0 / vs))
-    elif init == "otsu":
-        region = wide
+        outline = bet_mask(data, vs, fractional_threshold=bet_f, affine=affine)
     else:
-        raise ValueError(f"brain extraction init must be 'bet' or 'otsu', got {init!r}")
+        outline = rough
+    wide = ndimage.binary_dilation(outline, structure=ball(5.0 / vs))
+    region = outline if init == "bet" else wide
     moving = t1_n4 * t1_n4.new_image_like(region.astype(np.float32))
     fixed = (
         template_t1 if init == "otsu" or template_tissue is None else template_t1 * template_tissue
