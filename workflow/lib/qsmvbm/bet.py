@@ -20,6 +20,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from .transforms import voxel_axis_along
+
 #: BET's curvature limits (mm): the smoothness term is weak above RMAX, strong below RMIN
 RMIN_MM, RMAX_MM = 3.33, 10.0
 #: how far inward (mm) the intensity term looks for the local minimum (D1) and maximum (D2), starting
@@ -286,7 +288,7 @@ def head_field_of_view(image: np.ndarray, affine: np.ndarray, keep_mm: float = 1
     """
     img = np.asarray(image, float)
     lin = np.asarray(affine, float)[:3, :3]
-    axis = int(np.argmax(np.abs(lin[2]) / np.linalg.norm(lin, axis=0)))
+    axis = voxel_axis_along(affine, 2)
     step_mm = float(np.linalg.norm(lin[:, axis]))
     up = lin[2, axis] > 0  # index increases towards superior
     fg = img > robust_range(img)[2]

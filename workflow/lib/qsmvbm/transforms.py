@@ -41,6 +41,13 @@ def grid_affine(shape, voxel_size, center_mm, rotation=None) -> np.ndarray:
     return affine_matrix(lin, t)
 
 
+def voxel_axis_along(affine: np.ndarray, world_axis: int) -> int:
+    """Index of the voxel axis of ``affine`` (voxel -> mm) that runs closest to the world axis
+    ``world_axis`` (0 x left-right, 1 y, 2 z inferior-superior), whatever the voxel sizes."""
+    lin = np.asarray(affine, float)[:3, :3]
+    return int(np.argmax(np.abs(lin[world_axis]) / np.linalg.norm(lin, axis=0)))
+
+
 def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Apply a 4x4 affine to points of shape (..., 3)."""
     return pts @ m[:3, :3].T + m[:3, 3]

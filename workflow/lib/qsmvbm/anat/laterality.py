@@ -17,6 +17,7 @@ import tempfile
 import numpy as np
 from scipy import ndimage
 
+from ..transforms import voxel_axis_along
 from .antsio import from_ants, to_ants
 from .t1 import register
 
@@ -60,8 +61,7 @@ def normalized_mutual_information(
 
 def left_right_axis(affine: np.ndarray) -> int:
     """Index of the voxel axis that runs closest to the world's left-right (x) direction."""
-    lin = np.asarray(affine, float)[:3, :3]
-    return int(np.argmax(np.abs(lin[0]) / np.linalg.norm(lin, axis=0)))
+    return voxel_axis_along(affine, 0)
 
 
 def _resampled(data: np.ndarray, affine: np.ndarray, voxel_mm: float):

@@ -42,6 +42,13 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centres[int(np.argmax(between))])
 
 
+def rss_magnitude(mag: np.ndarray) -> np.ndarray:
+    """Root-sum-of-squares over echoes of a (X, Y, Z, E) magnitude; a 3D image as it is (float32)."""
+    return (
+        np.sqrt((mag.astype(np.float32) ** 2).sum(-1)) if mag.ndim == 4 else mag.astype(np.float32)
+    )
+
+
 def brain_mask_from_magnitude(
     mag: np.ndarray,
     voxel_size,
@@ -60,7 +67,7 @@ def brain_mask_from_magnitude(
     centroid; closing (``close_mm``); hole filling; final erosion (``erode_mm``).
     """
     vs = np.asarray(voxel_size, dtype=float)
-    m = np.sqrt((mag.astype(np.float32) ** 2).sum(-1)) if mag.ndim == 4 else mag.astype(np.float32)
+    m = rss_magnitude(mag)
     m = ndimage.gaussian_filter(m, sigma=1.0 / vs)
     sample = m[m > np.percentile(m, 5)]
     t = otsu_threshold(sample[:: max(1, sample.size // 500000)]) * threshold_scale
@@ -139,7 +146,7 @@ def bet_magnitude_mask(
     from ..anat.t1 import n4
     from ..bet import bet_mask
 
-    m = np.sqrt((mag.astype(np.float32) ** 2).sum(-1)) if mag.ndim == 4 else mag.astype(np.float32)
+    m = rss_magnitude(mag)
     vs = np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
     corrected = n4(to_ants(m, affine), shrink_factor=4).numpy()
     return bet_mask(corrected, vs, fractional_threshold, affine=affine)
