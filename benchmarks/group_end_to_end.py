@@ -47,6 +47,7 @@ import pandas as pd
 
 from qsmvbm.config import workflow_defaults
 from qsmvbm.layout import Layout, truth_dir, truth_table
+from qsmvbm.simulate.cohort_io import EFFECT_COLUMNS
 from qsmvbm.stats.tables import fisher_ci
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -191,20 +192,9 @@ def make_null(run: Path, new: Path, seed: int = 0, outs: tuple[str, ...] = ("out
     # the null cohort's truth: no effect
     truth = truth_dir(bids)
     truth.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(
-        columns=[
-            "name",
-            "group",
-            "region",
-            "chi_delta_ppm",
-            "gm_change",
-            "clinical_score",
-            "target_r",
-            "centroid_x",
-            "centroid_y",
-            "centroid_z",
-        ]
-    ).to_csv(truth_table(truth, "effects"), sep="\t", index=False)
+    pd.DataFrame(columns=EFFECT_COLUMNS).to_csv(
+        truth_table(truth, "effects"), sep="\t", index=False
+    )
     print(
         f"null cohort: {len(nc)} controls relabelled {dict(zip(*np.unique(labels, return_counts=True)))} "
         f"-> {new}"

@@ -33,6 +33,28 @@ PARTICIPANT_COLUMNS = {
     "umn_score": {"Description": "Penn upper motor neuron score (0-16)"},
 }
 
+#: columns of the simulation truth's effects table (one row per planted effect)
+EFFECT_COLUMNS = [
+    "name",
+    "group",
+    "region",
+    "chi_delta_ppm",
+    "gm_change",
+    "effect_cv",
+    "clinical_score",
+    "target_r",
+    "realized_r_multiplier",
+    "centroid_x",
+    "centroid_y",
+    "centroid_z",
+    "weighted_centre_x",
+    "weighted_centre_y",
+    "weighted_centre_z",
+    "profile",
+    "volume_mm3",
+    "mask",
+]
+
 
 def effect_mask_path(outdir: Path, name: str, resolution: int) -> Path:
     """Template-space mask of a planted effect under the simulated dataset ``outdir``."""
@@ -132,26 +154,7 @@ def write_cohort_tables(cfg: dict, outdir: Path, config_text: str | None = None)
     save_tsv(
         pd.DataFrame(
             rows,
-            columns=[
-                "name",
-                "group",
-                "region",
-                "chi_delta_ppm",
-                "gm_change",
-                "effect_cv",
-                "clinical_score",
-                "target_r",
-                "realized_r_multiplier",
-                "centroid_x",
-                "centroid_y",
-                "centroid_z",
-                "weighted_centre_x",
-                "weighted_centre_y",
-                "weighted_centre_z",
-                "profile",
-                "volume_mm3",
-                "mask",
-            ],
+            columns=EFFECT_COLUMNS,
         ),
         truth_table(outdir, "effects"),
     )
