@@ -35,6 +35,26 @@ def chromium() -> str | None:
     return exe
 
 
+def _headless(exe, profile, *args):
+    """Headless Chromium on a fresh profile with a fixed window and a 15 s virtual-time budget."""
+    return subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            f"--user-data-dir={profile}",
+            "--window-size=1400,1000",
+            "--virtual-time-budget=15000",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def test_report_builds_with_every_figure_and_table(tiny_run, tmp_path):
     report = tiny_run / "report.html"
     run_snakemake(
@@ -49,24 +69,13 @@ def test_report_builds_with_every_figure_and_table(tiny_run, tmp_path):
     if exe is None:
         pytest.skip("chromium is not installed and apt-get is unavailable (not root)")
     shot = tmp_path / "report.png"
-    r = subprocess.run(
-        [
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            f"--user-data-dir={tmp_path / 'chromium-profile'}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--window-size=1400,1000",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-            report.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    r = _headless(
+        exe,
+        tmp_path / "chromium-profile",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--dump-dom",
+        report.as_uri(),
     )
     assert r.returncode == 0, r.stderr[-3000:]
     console = [ln for ln in r.stderr.splitlines() if "CONSOLE" in ln]
@@ -74,23 +83,7 @@ def test_report_builds_with_every_figure_and_table(tiny_run, tmp_path):
     assert not errors, errors
     dom = r.stdout
     assert "qsmvbm study report" in dom and "1. Group results" in dom
-    r = subprocess.run(
-        [
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            f"--user-data-dir={tmp_path / 'chromium-profile2'}",
-            "--window-size=1400,1000",
-            "--virtual-time-budget=15000",
-            f"--screenshot={shot}",
-            report.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    _headless(exe, tmp_path / "chromium-profile2", f"--screenshot={shot}", report.as_uri())
     assert shot.stat().st_size > 20000
 
 

@@ -256,6 +256,22 @@ def _bids_copy(tiny_cohort, tmp_path):
     return bids
 
 
+def _dry_run_with(tmp_path, bids, extra: str, check=True):
+    """A dry run on ``bids`` (output ``tmp_path/out``) with the default config and ``extra`` YAML on top."""
+    cfg = tmp_path / "extra.yaml"
+    cfg.write_text(extra)
+    return run_smk(
+        "-n",
+        "--configfile",
+        "config/config.yaml",
+        str(cfg),
+        "--config",
+        f"bids_dir={bids}",
+        f"output_dir={tmp_path / 'out'}",
+        check=check,
+    )
+
+
 def _tree(folder):
     return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns) for p in folder.rglob("*"))
 
@@ -288,19 +304,8 @@ def _tree(folder):
 def test_group_settings_are_checked_before_any_job(tiny_cohort, tmp_path, extra, message):
     """A group-stage setting that cannot work on this dataset stops the run at once, naming the key."""
     bids = _bids_copy(tiny_cohort, tmp_path)
-    cfg = tmp_path / "extra.yaml"
-    cfg.write_text(extra)
     before = _tree(bids)
-    r = run_smk(
-        "-n",
-        "--configfile",
-        "config/config.yaml",
-        str(cfg),
-        "--config",
-        f"bids_dir={bids}",
-        f"output_dir={tmp_path / 'out'}",
-        check=False,
-    )
+    r = _dry_run_with(tmp_path, bids, extra, check=False)
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "nothing was computed" in out and message in out, out[-3000:]
     assert _tree(bids) == before and not (tmp_path / "out").exists()
@@ -318,17 +323,7 @@ def test_output_inside_the_bids_folder_is_refused(tiny_cohort, tmp_path):
 def test_cohort_notes_for_exclude_typos_and_unlisted_folders(tiny_cohort, tmp_path):
     bids = _bids_copy(tiny_cohort, tmp_path)
     shutil.copytree(bids / "sub-NC002", bids / "sub-NC009")
-    cfg = tmp_path / "extra.yaml"
-    cfg.write_text("participants:\n  exclude: [sub-NC01]\n")
-    r = run_smk(
-        "-n",
-        "--configfile",
-        "config/config.yaml",
-        str(cfg),
-        "--config",
-        f"bids_dir={bids}",
-        f"output_dir={tmp_path / 'out'}",
-    )
+    r = _dry_run_with(tmp_path, bids, "participants:\n  exclude: [sub-NC01]\n")
     out = r.stdout + r.stderr
     assert "participants.exclude names 'sub-NC01', which is not in participants.tsv" in out
     assert "sub-NC009: subject folder not listed in participants.tsv: not processed" in out
