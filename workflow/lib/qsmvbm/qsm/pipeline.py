@@ -40,6 +40,8 @@ DEFAULTS: dict = {
     "lbv": {"tol": 1e-6, "max_iter": 2000, "peel": 1},
     "ismv": {"radius_mm": 5.0, "tol": 1e-4, "max_iter": 1000},
     "resharp": {"radius_mm": 5.0, "lam": 1e-4, "tol": 1e-4, "max_iter": 500},
+    "edge_refinement": "none",
+    "msmv": {"radius_mm": 5.0, "prefilter": False, "vessel_sigmas_mm": [1.0, 2.0, 3.0]},
     "inversion": "star",
     "star": {"lam_strong": 5e-3, "lam_weak": 1e-4, "max_iter": 60, "tol": 1e-3},
     "tvadmm": {"lam": 2e-4, "max_iter": 250, "tol": 1e-3},
@@ -137,9 +139,17 @@ def field_from_phase(
 
 
 def remove_background(
-    total: np.ndarray, noise: np.ndarray, mask: np.ndarray, vs, b0, p: dict, info: dict
+    total: np.ndarray,
+    noise: np.ndarray,
+    mask: np.ndarray,
+    vs,
+    b0,
+    p: dict,
+    info: dict,
+    r2star: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The local field (ppm) and the mask it is valid in, by ``p["background"]``."""
+    """The local field (ppm) and the mask it is valid in, by ``p["background"]``, then the
+    ``p["edge_refinement"]`` (``msmv``: :func:`background.msmv`, vessels spared by ``r2star``)."""
     if p["background"] == "vsharp":
         vp = p["vsharp"]
         radii = background.default_radii(vs, vp["max_radius_mm"])
@@ -168,6 +178,14 @@ def remove_background(
         )
     else:
         raise ValueError(f"unknown background removal {p['background']!r}")
+    if p["edge_refinement"] == "msmv":
+        mp = p["msmv"]
+        local, minfo = background.msmv(
+            local, final_mask, vs, r2star, mp["radius_mm"], mp["prefilter"], mp["vessel_sigmas_mm"]
+        )
+        info["msmv"] = minfo
+    elif p["edge_refinement"] != "none":
+        raise ValueError(f"unknown edge refinement {p['edge_refinement']!r}")
     return local, final_mask
 
 
@@ -256,7 +274,7 @@ def reconstruct(
     total, noise, mask = field_from_phase(mag, phase, mask, te, vs, to_ppm, p, info, tick)
     r2s = echoes.r2star_loglinear(mag, te, mask)
 
-    local, final_mask = remove_background(total, noise, mask, vs, b0, p, info)
+    local, final_mask = remove_background(total, noise, mask, vs, b0, p, info, r2s)
     tick("background")
 
     chi = invert_dipole(local, final_mask, noise, vs, b0, p, info)
