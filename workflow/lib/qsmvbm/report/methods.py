@@ -34,6 +34,8 @@ REFERENCES = {
     "background field removal in MRI. Magn Reson Med. 2014;72:1065-1071.",
     "sun2014": "Sun H, Wilman AH. Background field removal using spherical mean value filtering and Tikhonov "
     "regularization. Magn Reson Med. 2014;71:1151-1157.",
+    "roberts2024": "Roberts AG, Romano DJ, Sisman M, et al. Maximum spherical mean value (mSMV) filtering for "
+    "whole brain quantitative susceptibility mapping. Magn Reson Med. 2024. doi:10.1002/mrm.29963.",
     "wei2015": "Wei H, Dibb R, Zhou Y, et al. Streaking artifact reduction for quantitative susceptibility "
     "mapping of sources with large dynamic range. NMR Biomed. 2015;28:1294-1303.",
     "bilgic2014": "Bilgic B, Fan AP, Polimeni JR, et al. Fast quantitative susceptibility mapping with "
@@ -165,6 +167,11 @@ def _qsm(q: dict, cite) -> str:
         bg = (
             f"RESHARP {cite('sun2014')} (kernel radius {_g(q['resharp']['radius_mm'])} mm, Tikhonov "
             f"weight {_g(q['resharp']['lam'])})"
+        )
+    if q.get("edge_refinement") == "msmv":
+        bg += (
+            f", and residual background at the brain edge was removed by maximum spherical mean value "
+            f"filtering {cite('roberts2024')} (edge band of {_g(q['msmv']['radius_mm'])} mm, R2* vessels spared)"
         )
     inv = q["inversion"]
     if inv == "star":
