@@ -295,6 +295,99 @@ def test_voxelwise_svc_finds_planted_effect_only():
         )
 
 
+def test_tfce_matches_nilearn_up_to_the_step():
+    """Same E, H and steps: our TFCE equals nilearn's calculate_tfce (fslmaths' convention, no dh
+    factor) times dh, on a smooth random map; clusters are formed inside the search volume only."""
+    from nilearn.mass_univariate._utils import calculate_tfce
+
+    from qsmvbm.stats.tfce import tfce
+
+    rng = np.random.default_rng(3)
+    t = ndimage.gaussian_filter(rng.standard_normal((28, 26, 24)), 2.0) * 8
+    dh = float(t.max()) / 40
+    for conn, rank in ((6, 1), (18, 2), (26, 3)):
+        ours = tfce(t, np.ones(t.shape, bool), dh=dh, connectivity=conn)
+        ref = calculate_tfce(
+            t[..., None],
+            ndimage.generate_binary_structure(3, rank),
+            E=0.5,
+            H=2,
+            dh=dh,
+            two_sided_test=False,
+        )[..., 0]
+        np.testing.assert_allclose(ours, ref * dh, rtol=1e-10, atol=1e-12)
+    half = np.zeros(t.shape, bool)
+    half[:14] = True
+    inside = tfce(t, half, dh=dh)
+    assert not inside[~half].any()
+    assert np.array_equal(inside[half], tfce(np.where(half, t, -np.inf), half, dh=dh)[half])
+
+
+def test_tfce_batch_labels_each_map_on_its_own():
+    """Many maps labelled as one 4D array give the maxima of the maps labelled one by one."""
+    from qsmvbm.stats.tfce import max_tfce_batch, tfce
+
+    rng = np.random.default_rng(4)
+    search = np.zeros((14, 12, 10), bool)
+    search[2:12, 1:11, 2:9] = True
+    maps = np.stack(
+        [ndimage.gaussian_filter(rng.standard_normal(search.shape), 1.5) * 6 for _ in range(7)]
+    )
+    vals = maps[:, search]
+    batch = max_tfce_batch(vals, search, max_voxels=3 * search.size)  # chunks of 3 maps
+    single = [tfce(m, search).max() for m in maps]
+    np.testing.assert_allclose(batch, single, rtol=1e-12)
+
+
+def test_voxelwise_svc_tfce_finds_planted_effect_only():
+    """TFCE small-volume correction: the planted effect's cluster is significant by TFCE FWE p,
+    the other ROI has none; voxelwise FWE p maps are written in the ROIs only."""
+    rng = np.random.default_rng(6)
+    shape = (24, 24, 16)
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    aff[:3, 3] = [-24, -24, -16]
+    n1 = n2 = 20
+    x = two_groups(n1, n2)
+    data = smooth_noise(rng, n1 + n2, shape, 2.5) * 0.01
+    effect = cl.sphere_mask(shape, aff, (-10, 0, 0), 5.0)
+    data[:n1][:, effect] += 0.012
+    roi_l = np.zeros(shape, bool)
+    roi_l[:11, 4:20, 3:13] = True
+    roi_r = np.zeros(shape, bool)
+    roi_r[13:, 4:20, 3:13] = True
+    for fam in ("roi", "modality"):
+        res = voxelwise_svc(
+            lambda i: (data[i], np.ones(shape, bool)),
+            design_matrix(x),
+            1.0,
+            np.ones(shape, bool),
+            {"L": roi_l, "R": roi_r},
+            aff,
+            SvcParams(
+                n_perm=300, min_cluster_mm3=40, significance="tfce", tfce=True, fwe_family=fam
+            ),
+            None,
+        )
+        sig = [c for c in res.clusters if c["significant"]]
+        assert [c["roi"] for c in sig] == ["L"], fam
+        assert sig[0]["p_fwe_tfce"] < 0.05 and sig[0]["peak_tfce"] > 0
+        outside = ~(roi_l | roi_r)
+        assert (res.tfce_pfwe[outside] == 1).all() and not res.tfce[outside].any()
+        assert res.tfce_pfwe[effect & roi_l].min() < 0.05
+        assert res.info["tfce"]["permutations"] == 300
+    with pytest.raises(ValueError, match="tfce"):
+        voxelwise_svc(
+            lambda i: (data[i], np.ones(shape, bool)),
+            design_matrix(x),
+            1.0,
+            np.ones(shape, bool),
+            {"L": roi_l},
+            aff,
+            SvcParams(n_perm=0, significance="tfce", tfce=True),
+            None,
+        )
+
+
 # --- the study's numbers -----------------------------------------------------------------------------
 
 

@@ -1,6 +1,8 @@
 # Group analysis: design, voxelwise GLMs with small-volume correction, ROI values and statistics.
 
 MODALITIES = ["qsm", "gm"]
+TFCE = config["group"]["tfce"]["enabled"] or config["group"]["significance"] == "tfce"
+TFCE_MAPS = {k: L.group(k) for k in ("tfce", "tfce_pfwe")} if TFCE else {}
 
 
 wildcard_constraints:
@@ -39,6 +41,7 @@ rule group_glm:
         unpack(glm_inputs),
         design=rules.group_design.output[0],
     output:
+        **TFCE_MAPS,
         tstat=L.group("tstat"),
         effect=L.group("effect"),
         clusters=L.group("cluster_map"),

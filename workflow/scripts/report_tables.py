@@ -15,7 +15,7 @@ TITLES = {
     "clusters": (
         "Clusters within the small volumes (p < cluster-forming threshold, uncorrected)",
         "Peaks in MNI mm; p_fwe_rft: SPM-style random-field SVC; p_fwe_perm: permutation max-T over the "
-        "ROI; shaded rows are significant by the configured rule.",
+        "ROI; p_fwe_tfce: TFCE with the same permutations (empty when off); shaded rows are significant by the configured rule.",
     ),
     "roi_stats": (
         "Group comparisons of the ROI values",

@@ -120,6 +120,8 @@ GROUP_FILES = {
     "svc_mask": "{modality}_mask.nii.gz",
     "cluster_table": "{modality}_clusters.tsv",
     "glm_json": "{modality}_glm.json",
+    "tfce": "{modality}_tfce.nii.gz",
+    "tfce_pfwe": "{modality}_tfce_pfwe.nii.gz",
     "clusters": "clusters.tsv",
     "roi_values": "roi_values.tsv",
     "roi_values_json": "roi_values.json",

@@ -63,6 +63,8 @@ REFERENCES = {
     "kiebel1999": "Kiebel SJ, Poline JB, Friston KJ, Holmes AP, Worsley KJ. Robust smoothness estimation in "
     "statistical parametric maps using standardized residuals from the general linear model. "
     "NeuroImage. 1999;10:756-766.",
+    "smith2009": "Smith SM, Nichols TE. Threshold-free cluster enhancement: addressing problems of smoothing, "
+    "threshold dependence and localisation in cluster inference. NeuroImage. 2009;44:83-98.",
     "freedman1983": "Freedman D, Lane D. A nonstochastic interpretation of reported significance levels. "
     "J Bus Econ Stat. 1983;1:292-298.",
     "winkler2014": "Winkler AM, Ridgway GR, Webster MA, Smith SM, Nichols TE. Permutation inference for the "
@@ -305,7 +307,17 @@ def _group(g: dict, glm: dict, patient: str, control: str, cite) -> str:
         "perm": "its permutation FWE p",
         "both": "both its random-field and permutation FWE p",
         "either": "either FWE p",
+        "tfce": "the smallest TFCE FWE p of its voxels",
     }[g["significance"]]
+    tf = g["tfce"]
+    tfce_text = (
+        f" (c) Threshold-free cluster enhancement {cite('smith2009')} (E {_g(tf['E'])}, H {_g(tf['H'])}, "
+        f"step {_g(tf['dh'])} in t, clusters formed inside the "
+        f"{'region' if g['fwe_family'] == 'roi' else 'union of the regions'}) was computed on the same "
+        "permutations, and each voxel's FWE p taken from the permutation maximum of TFCE."
+        if tf["enabled"] or g["significance"] == "tfce"
+        else ""
+    )
     k = len(g["rois"]) * len(g["modalities"])
     family = {
         "roi": (
@@ -355,7 +367,7 @@ def _group(g: dict, glm: dict, patient: str, control: str, cite) -> str:
         f"({smooth}), resel counts of the search volume ({svc}), EC densities of the t field, and the minimum of "
         f"the RFT and Bonferroni p; and (b) by Freedman-Lane permutation {cite('freedman1983')}, "
         f"{cite('winkler2014')} with {g['n_perm']} permutations (seed {g['seed']}) and the maximum t over the "
-        f"region. {family} A cluster was significant when {rule} was below {_g(g['fwe_alpha'])} and it "
+        f"region.{tfce_text} {family} A cluster was significant when {rule} was below {_g(g['fwe_alpha'])} and it "
         f"covered at least {_g(g['min_cluster_mm3'])} mm3 at the cluster-forming threshold.{caveat}"
     )
 

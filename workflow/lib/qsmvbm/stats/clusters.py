@@ -10,12 +10,16 @@ from scipy import ndimage
 CONNECTIVITY = {6: 1, 18: 2, 26: 3}
 
 
-def label_clusters(supra: np.ndarray, connectivity: int = 18) -> tuple[np.ndarray, int]:
-    """Connected components of a boolean map (6-, 18- (SPM's default) or 26-connectivity)."""
+def structure(connectivity: int = 18) -> np.ndarray:
+    """(3, 3, 3) bool neighbourhood of 6-, 18- (SPM's default) or 26-connectivity."""
     if connectivity not in CONNECTIVITY:
         raise ValueError(f"connectivity must be 6, 18 or 26, not {connectivity}")
-    structure = ndimage.generate_binary_structure(3, CONNECTIVITY[connectivity])
-    labels, n = ndimage.label(np.asarray(supra, bool), structure=structure)
+    return ndimage.generate_binary_structure(3, CONNECTIVITY[connectivity])
+
+
+def label_clusters(supra: np.ndarray, connectivity: int = 18) -> tuple[np.ndarray, int]:
+    """Connected components of a boolean map (6-, 18- (SPM's default) or 26-connectivity)."""
+    labels, n = ndimage.label(np.asarray(supra, bool), structure=structure(connectivity))
     return labels.astype(np.int32), int(n)
 
 

@@ -31,6 +31,14 @@ COLUMNS: dict[str, dict[str, dict]] = {
         "p_unc": {"Description": "uncorrected one-sided p at the peak"},
         "p_fwe_rft": {"Description": P_FWE + ", random field theory (SPM's SVC)"},
         "p_fwe_perm": {"Description": P_FWE + ", Freedman-Lane permutation max-T over the ROI"},
+        "peak_tfce": {
+            "Description": "largest threshold-free cluster enhancement score in the cluster (E, H and "
+            "dh of group.tfce; extent in voxels); empty when TFCE is off"
+        },
+        "p_fwe_tfce": {
+            "Description": P_FWE + ", TFCE with Freedman-Lane permutations over the ROI (the "
+            "smallest voxel FWE p in the cluster); empty when TFCE is off"
+        },
         "n_voxels": {
             "Description": "cluster size at the cluster-forming threshold",
             "Units": "voxels",

@@ -58,7 +58,8 @@ def permutation_maxt(
     seed: int = 0,
     two_sided: bool = False,
     batch: int = 256,
-) -> tuple[np.ndarray, np.ndarray]:
+    batch_stat=None,
+):
     """Observed t and the permutation distribution of max t within each subset of voxels.
 
     Parameters
@@ -70,11 +71,14 @@ def permutation_maxt(
     n_perm : number of permutations including the identity.
     seed : random seed (numpy default_rng).
     two_sided : use |t| for the maxima.
+    batch_stat : optional ``f(T) -> (B, m)``, more maximum statistics of each permuted t map
+        ``T`` (B, V) (e.g. the maximum TFCE of each search volume); same permutations.
 
     Returns
     -------
     t_obs : (V,) observed t.
     max_null : (n_perm, n_subsets) max t in each subset for each permutation (row 0 = observed).
+    extra_null : (n_perm, m) the ``batch_stat`` of each permutation; only when ``batch_stat``.
     """
     R, xr, Qz, k = _prepare(Y, x, Z)
     n = R.shape[0]
@@ -83,6 +87,7 @@ def permutation_maxt(
     rng = np.random.default_rng(seed)
     subsets = [np.asarray(s, bool) for s in subsets]
     max_null = np.empty((n_perm, len(subsets)))
+    extra = [] if batch_stat is not None else None
     t_obs = None
     done = 0
     while done < n_perm:
@@ -93,11 +98,15 @@ def permutation_maxt(
         T = _t_batch(R, rss_total, xr, Qz, perms, df)
         if done == 0:
             t_obs = T[0].copy()
+        if extra is not None:
+            extra.append(np.asarray(batch_stat(T), np.float64).reshape(b, -1))
         if two_sided:
             T = np.abs(T)
         for j, s in enumerate(subsets):
             max_null[done : done + b, j] = T[:, s].max(axis=1) if s.any() else -np.inf
         done += b
+    if extra is not None:
+        return t_obs, max_null, np.concatenate(extra, axis=0)
     return t_obs, max_null
 
 

@@ -26,6 +26,8 @@ CLUSTER_COLUMNS = [
     "p_unc",
     "p_fwe_rft",
     "p_fwe_perm",
+    "peak_tfce",
+    "p_fwe_tfce",
     "n_voxels",
     "volume_mm3",
     "peak_label",
@@ -54,6 +56,10 @@ def svc_params(group: dict) -> SvcParams:
         fwe_family=group["fwe_family"],
         n_modalities=len(group["modalities"]),
         rft_min_df=group["rft_min_df"],
+        tfce=bool(group["tfce"]["enabled"] or group["significance"] == "tfce"),
+        tfce_E=group["tfce"]["E"],
+        tfce_H=group["tfce"]["H"],
+        tfce_dh=group["tfce"]["dh"],
     )
 
 
@@ -90,7 +96,8 @@ def group_glm(
         Template grid, mm (the maps must be on it).
     out : dict
         Output paths: ``tstat``, ``effect``, ``clusters``, ``mask`` (NIfTI), ``table`` (TSV of
-        clusters, columns :data:`CLUSTER_COLUMNS`), ``json`` (model and inference record).
+        clusters, columns :data:`CLUSTER_COLUMNS`), ``json`` (model and inference record); with
+        TFCE on, ``tfce`` (score) and ``tfce_pfwe`` (voxelwise FWE p, 1 outside the ROIs).
     log : logging.Logger
 
     Returns
@@ -146,6 +153,9 @@ def group_glm(
     save_nifti(res.effect.astype(np.float32), tpl.affine, out["effect"])
     save_nifti(res.cluster_labels, tpl.affine, out["clusters"], dtype=np.int16)
     save_nifti(res.mask, tpl.affine, out["mask"], dtype=np.uint8)
+    if res.tfce is not None and "tfce" in out:
+        save_nifti(res.tfce.astype(np.float32), tpl.affine, out["tfce"])
+        save_nifti(res.tfce_pfwe.astype(np.float32), tpl.affine, out["tfce_pfwe"])
     table = pd.DataFrame(
         res.clusters, columns=[c for c in CLUSTER_COLUMNS if c not in ("modality", "peak_label")]
     )

@@ -25,8 +25,9 @@ from . import clusters as cl
 from .glm import GlmAccumulator
 from .permutation import p_fwe_from_null, permutation_maxt
 from .rft import SmoothnessAccumulator, p_fwe_peak, resel_counts, t_threshold
+from .tfce import max_tfce_batch, tfce
 
-SIGNIFICANCE = ("rft", "perm", "both", "either")
+SIGNIFICANCE = ("rft", "perm", "both", "either", "tfce")
 FWE_FAMILIES = ("roi", "modality", "analysis")
 
 
@@ -46,6 +47,10 @@ class SvcParams:
     fwe_family: str = "roi"
     n_modalities: int = 1
     rft_min_df: int = 10
+    tfce: bool = False
+    tfce_E: float = 0.5
+    tfce_H: float = 2.0
+    tfce_dh: float = 0.1
 
 
 @dataclass
@@ -55,17 +60,23 @@ class VoxelwiseResult:
     mask: np.ndarray
     cluster_labels: np.ndarray
     clusters: list = field(default_factory=list)
+    tfce: np.ndarray | None = None  # TFCE score in the search volumes (when tfce is on)
+    tfce_pfwe: np.ndarray | None = None  # voxelwise TFCE FWE p (1 outside the search volumes)
     info: dict = field(default_factory=dict)
 
 
-def is_significant(p_rft: float, p_perm: float, volume_mm3: float, p: SvcParams) -> bool:
-    """The configured rule: peak FWE-SVC p < alpha (by RFT, permutation, both or either) and the
-    cluster at the cluster-forming threshold at least ``min_cluster_mm3``."""
+def is_significant(
+    p_rft: float, p_perm: float, volume_mm3: float, p: SvcParams, p_tfce: float = np.nan
+) -> bool:
+    """The configured rule: peak FWE-SVC p < alpha (by RFT, permutation max-T, both, either, or
+    the cluster's best TFCE FWE p) and the cluster at the cluster-forming threshold at least
+    ``min_cluster_mm3``."""
     ok = {
         "rft": p_rft < p.alpha,
         "perm": p_perm < p.alpha,
         "both": p_rft < p.alpha and p_perm < p.alpha,
         "either": p_rft < p.alpha or p_perm < p.alpha,
+        "tfce": p_tfce < p.alpha,
     }[p.significance]
     return bool(ok and volume_mm3 >= p.min_cluster_mm3)
 
@@ -91,6 +102,8 @@ def voxelwise_svc(
     rois : name -> (X, Y, Z) bool ROI masks (AAL3 regions on the grid).
     affine : 4x4 voxel -> MNI mm.
     """
+    if params.significance == "tfce" and not (params.tfce and params.n_perm > 0):
+        raise ValueError("significance 'tfce' needs tfce on and n_perm > 0")
     if params.fwe_family not in FWE_FAMILIES:
         raise ValueError(f"fwe_family must be one of {FWE_FAMILIES}, not {params.fwe_family!r}")
     say = log.info if log else (lambda *a: None)
@@ -172,16 +185,55 @@ def voxelwise_svc(
     roi_ok = in_mask[roi_in_base]
     names = list(rois)
     subsets = [rois[nm].ravel()[roi_vox] & roi_ok for nm in names]
+    # wider families: permutation max-T over the union of the ROIs (the maximum of the ROI maxima of each
+    # permutation, exact); TFCE over the union (clusters may cross from one ROI into a touching one);
+    # RFT Bonferroni over the ROIs; and over the modalities, Bonferroni for all three
+    joint = params.fwe_family != "roi"
+    use_tfce = params.tfce and params.n_perm > 0
+    tfce_sets = {}  # family name -> (3D search volume, its columns among the ROI voxels)
+    if use_tfce:
+        if joint:
+            cols = np.zeros(len(roi_vox), bool)
+            for sub in subsets:
+                cols |= sub
+            tfce_sets["union"] = (roi_union & mask, cols)
+        else:
+            tfce_sets = {nm: (rois[nm] & mask, subsets[j]) for j, nm in enumerate(names)}
+    tfce_args = (params.tfce_E, params.tfce_H, params.tfce_dh, params.connectivity)
+
+    def tfce_maxima(T):
+        return np.stack(
+            [max_tfce_batch(T[:, c], sv, *tfce_args) for sv, c in tfce_sets.values()], axis=1
+        )
+
+    tfce_null = np.zeros((0, len(tfce_sets)))
     if found and params.n_perm > 0:
         Z = X[:, 1:]
-        _, max_null = permutation_maxt(
-            Yroi, X[:, 0], Z, subsets, n_perm=params.n_perm, seed=params.seed
+        out = permutation_maxt(
+            Yroi,
+            X[:, 0],
+            Z,
+            subsets,
+            n_perm=params.n_perm,
+            seed=params.seed,
+            batch_stat=tfce_maxima if use_tfce else None,
         )
+        max_null = out[1]
+        if use_tfce:
+            tfce_null = out[2]
     else:
         max_null = np.zeros((0, len(names)))
-    # wider families: permutation max-T over the union of the ROIs (the maximum of the ROI maxima of each
-    # permutation, exact); RFT Bonferroni over the ROIs; and over the modalities, Bonferroni for both
-    joint = params.fwe_family != "roi"
+    tfce_map = np.zeros(base_mask.shape)
+    tfce_pfwe = np.ones(base_mask.shape)
+    for j, (sv, _c) in enumerate(tfce_sets.values()):
+        tmap_sv = np.where(sv, tmap, 0.0)
+        score = tfce(tmap_sv, sv, *tfce_args)
+        tfce_map[sv] = score[sv]
+        if len(tfce_null):
+            pv = p_fwe_from_null(score[sv], tfce_null[:, j])
+            tfce_pfwe[sv] = np.minimum(
+                1.0, pv * (params.n_modalities if params.fwe_family == "analysis" else 1)
+            )
     k_rft = len(rois) if joint else 1
     k_mod = params.n_modalities if params.fwe_family == "analysis" else 1
     union_null = max_null.max(axis=1)
@@ -200,6 +252,11 @@ def voxelwise_svc(
             if len(max_null)
             else np.nan
         )
+        if use_tfce and len(tfce_null):
+            peak_tfce = float(tfce_map[c.mask].max())
+            p_tfce = float(tfce_pfwe[c.mask].min())
+        else:
+            peak_tfce, p_tfce = np.nan, np.nan
         rows.append(
             {
                 "roi": name,
@@ -213,7 +270,9 @@ def voxelwise_svc(
                 "p_fwe_perm": p_perm,
                 "n_voxels": c.n_voxels,
                 "volume_mm3": c.volume_mm3,
-                "significant": is_significant(p_rft, p_perm, c.volume_mm3, params),
+                "peak_tfce": peak_tfce,
+                "p_fwe_tfce": p_tfce,
+                "significant": is_significant(p_rft, p_perm, c.volume_mm3, params, p_tfce),
                 "search_voxels": int(sv.sum()),
                 "search_resels": float(resels[3]),
             }
@@ -235,7 +294,25 @@ def voxelwise_svc(
         "rft_min_df": int(params.rft_min_df),
         "rft_note": rft_note,
         "roi_voxels": {k: int((v & mask).sum()) for k, v in rois.items()},
+        "tfce": (
+            {
+                "E": params.tfce_E,
+                "H": params.tfce_H,
+                "dh": params.tfce_dh,
+                "search": "union of the ROIs" if joint else "each ROI",
+                "permutations": int(len(tfce_null)),
+            }
+            if use_tfce
+            else None
+        ),
     }
     return VoxelwiseResult(
-        tmap=tmap, effect=effect, mask=mask, cluster_labels=labels, clusters=rows, info=info
+        tmap=tmap,
+        effect=effect,
+        mask=mask,
+        cluster_labels=labels,
+        clusters=rows,
+        info=info,
+        tfce=tfce_map if use_tfce else None,
+        tfce_pfwe=tfce_pfwe if use_tfce else None,
     )
