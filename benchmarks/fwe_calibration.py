@@ -8,12 +8,16 @@ for a method when the ROI's highest peak has FWE p < 0.05:
 - ``rft_roi``: RFT over the whole ROI (SPM SVC with the ROI as search volume);
 - ``rft_sphere``: RFT in a 20 mm sphere around the peak x ROI (the reference study's SVC);
 - ``perm_roi``: permutation max-T over the ROI;
+- ``tfce_roi`` (with ``--tfce``): TFCE (E 0.5, H 2, dh 0.1) with the same permutations, any voxel
+  of the ROI with TFCE FWE p < 0.05 (whether or not a cluster passes p < 0.005);
 - ``*_extent``: the same and the study's extent rule (cluster >= 100 mm3 at p < 0.005).
 
 Writes ``benchmarks/results/fwe_calibration.tsv`` (rates with 95% binomial intervals) and
 ``fwe_calibration.json``. The 95% band of a correct 5% test over 500 runs is [3.1%, 6.9%].
 
     python benchmarks/fwe_calibration.py --runs 500 --n-perm 1000
+    python benchmarks/fwe_calibration.py --runs 500 --n-perm 1000 --tfce --methods tfce_roi \
+        --name fwe_calibration_tfce
 """
 
 from __future__ import annotations
@@ -59,14 +63,18 @@ def noise(rng, n, shape, fwhm_vox, pad=8):
     return out
 
 
-def one_run(rng, roi, brain, aff, fwhm_vox, n_perm, n_per_group=34):
+def one_run(rng, roi, brain, aff, fwhm_vox, n_perm, n_per_group=34, tfce=False):
     n = 2 * n_per_group
     data = noise(rng, n, roi.shape, fwhm_vox)
     X = design_matrix(np.r_[np.ones(n_per_group), np.zeros(n_per_group)])
-    params = SvcParams(svc_volume="sphere", n_perm=n_perm, seed=int(rng.integers(1 << 31)))
+    params = SvcParams(
+        svc_volume="sphere", n_perm=n_perm, seed=int(rng.integers(1 << 31)), tfce=tfce
+    )
     ones = np.ones(roi.shape, bool)
     res = voxelwise_svc(lambda i: (data[i], ones), X, 1.0, brain, {"roi": roi}, aff, params)
     out = {"fwhm_est_vox": float(np.mean(res.info["fwhm_vox"]))}
+    if tfce:
+        out["tfce_roi"] = float(res.tfce_pfwe[roi & res.mask].min())
     if not res.clusters:
         return out | {k: 1.0 for k in ("rft_roi", "rft_sphere", "perm_roi")} | {"extent_mm3": 0.0}
     top = max(res.clusters, key=lambda c: c["peak_t"])
@@ -97,6 +105,14 @@ def main() -> None:
         help="noise smoothness: 4.8 mm as measured on template-space QSM, 8 mm as smoothed modulated GM",
     )
     ap.add_argument("--seed", type=int, default=2016)
+    ap.add_argument("--tfce", action="store_true", help="also TFCE (tfce_roi)")
+    ap.add_argument(
+        "--methods",
+        nargs="+",
+        default=["rft_roi", "rft_sphere", "perm_roi"],
+        help="rates reported (tfce_roi needs --tfce)",
+    )
+    ap.add_argument("--name", default="fwe_calibration", help="output file stem")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     rows, t0 = [], time.time()
@@ -105,10 +121,11 @@ def main() -> None:
         for fwhm_mm in args.fwhm_mm:
             rng = np.random.default_rng([args.seed, int(fwhm_mm * 10), len(roi_name)])
             runs = [
-                one_run(rng, roi, brain, aff, fwhm_mm / 2.0, args.n_perm) for _ in range(args.runs)
+                one_run(rng, roi, brain, aff, fwhm_mm / 2.0, args.n_perm, tfce=args.tfce)
+                for _ in range(args.runs)
             ]
             df = pd.DataFrame(runs)
-            for method in ("rft_roi", "rft_sphere", "perm_roi"):
+            for method in args.methods:
                 for extent in (False, True):
                     fp = (df[method] < 0.05) & ((df["extent_mm3"] >= 100) if extent else True)
                     k = int(fp.sum())
@@ -130,12 +147,13 @@ def main() -> None:
                     )
             print(pd.DataFrame(rows).tail(6).to_string(), flush=True)
     table = pd.DataFrame(rows)
-    table.to_csv(OUT / "fwe_calibration.tsv", sep="\t", index=False, float_format="%.4g")
-    (OUT / "fwe_calibration.json").write_text(
+    table.to_csv(OUT / f"{args.name}.tsv", sep="\t", index=False, float_format="%.4g")
+    (OUT / f"{args.name}.json").write_text(
         json.dumps(
             {
                 "runs": args.runs,
                 "n_perm": args.n_perm,
+                "tfce": {"E": 0.5, "H": 2.0, "dh": 0.1} if args.tfce else None,
                 "groups": "34 vs 34",
                 "cluster_forming_p": 0.005,
                 "sphere_radius_mm": 20,

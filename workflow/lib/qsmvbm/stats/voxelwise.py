@@ -207,7 +207,8 @@ def voxelwise_svc(
         )
 
     tfce_null = np.zeros((0, len(tfce_sets)))
-    if found and params.n_perm > 0:
+    # permutations when a cluster needs a p-value, and always with TFCE (voxelwise FWE p maps)
+    if (found or use_tfce) and params.n_perm > 0:
         Z = X[:, 1:]
         out = permutation_maxt(
             Yroi,
