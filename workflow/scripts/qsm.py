@@ -27,6 +27,8 @@ METHOD_NAMES = {
     "tvadmm": "TV-ADMM",
     "ilsqr": "iLSQR-like",
     "tkd": "TKD",
+    "none": "none",
+    "msmv": "mSMV (maximum spherical mean value, Roberts 2024)",
 }
 
 
@@ -90,7 +92,7 @@ def run(
         "ReferenceValue_ppm": res.info["reference_value_ppm"],
         "Methods": {
             k: METHOD_NAMES.get(p[k], p[k])
-            for k in ("combination", "unwrapping", "background", "inversion")
+            for k in ("combination", "unwrapping", "background", "edge_refinement", "inversion")
         },
         "Parameters": p,
         "PhaseUnitsDetected": gre.phase_units,
@@ -122,7 +124,7 @@ def run(
             100 * plaus["outside_t1_fraction"],
             plaus["mask_tiv_ratio"],
         )
-    for k in ("vsharp_radii_mm", "inversion_iterations", "echo_fit_iterations"):
+    for k in ("vsharp_radii_mm", "msmv", "inversion_iterations", "echo_fit_iterations"):
         if k in res.info:
             sidecar[k] = res.info[k]
     save_json(sidecar, out["chi_json"])
