@@ -117,7 +117,9 @@ def test_methods_text_follows_config():
         return " ".join(paras + refs)
 
     base = text({})
-    assert "STAR-QSM" in base and "V-SHARP" in base and "p < 0.005 uncorrected" in base
+    assert "STAR-QSM" in base and "p < 0.005 uncorrected" in base
+    # background auto: LBV with the T1w mask (default), V-SHARP with a magnitude mask
+    assert "Laplacian boundary value" in base and "V-SHARP" not in base
     assert "sub-NC002 (bad)" in base and "Wei H" in base
     tv = text({"qsm": {"inversion": "tvadmm", "tvadmm": {"lam": 0.001}}})
     assert (
@@ -137,6 +139,11 @@ def test_methods_text_follows_config():
     assert "left-right mirror image" not in text({"qc": {"left_right_check": False}})
     mag = text({"qsm": {"mask": {"source": "magnitude"}}})
     assert "deformable-surface brain extraction (BET)" in mag
+    assert "V-SHARP" in mag and "Laplacian boundary value" not in mag
+    tf = text({"group": {"significance": "tfce"}, "qsm": {"edge_refinement": "msmv"}})
+    assert "Threshold-free cluster enhancement" in tf and "Smith SM, Nichols TE" in tf
+    assert "maximum spherical mean value" in tf and "Roberts AG" in tf
+    assert "Threshold-free" not in base and "Roberts AG" not in base
     otsu = text({"qsm": {"mask": {"source": "magnitude", "method": "otsu"}}})
     assert "Otsu threshold" in otsu
     assert (

@@ -144,23 +144,26 @@ def _qsm(q: dict, cite) -> str:
         if q["unwrapping"] == "laplacian"
         else f"exact quality-guided path-following unwrapping {cite('herraez2002')}"
     )
-    if q["background"] == "vsharp":
+    method = q["background"]
+    if method == "auto":  # as qsm.pipeline.resolve_background: LBV with the T1w mask
+        method = "lbv" if q["mask"].get("source") == "t1" else "vsharp"
+    if method == "vsharp":
         bg = (
             f"V-SHARP {cite('li2011')} with spherical kernels from {_g(q['vsharp']['max_radius_mm'])} mm down to "
             f"the voxel size and a truncated-SVD threshold of {_g(q['vsharp']['tsvd'])}"
         )
-    elif q["background"] == "pdf":
+    elif method == "pdf":
         bg = (
             f"projection onto dipole fields {cite('liu2011')} ({q['pdf']['max_iter']} iterations at most, "
             f"tolerance {_g(q['pdf']['tol'])})"
         )
-    elif q["background"] == "lbv":
+    elif method == "lbv":
         bg = (
             f"the Laplacian boundary value method {cite('zhou2014')} (the background solved as a harmonic "
             f"function with the total field on the mask boundary, conjugate gradients with a coarse-grid "
             f"start, tolerance {_g(q['lbv']['tol'])}; {q['lbv']['peel']} boundary layer(s) left out)"
         )
-    elif q["background"] == "ismv":
+    elif method == "ismv":
         bg = (
             f"iterative spherical mean value filtering {cite('wen2014')} (kernel radius "
             f"{_g(q['ismv']['radius_mm'])} mm, stopped at a relative change of {_g(q['ismv']['tol'])})"
