@@ -172,6 +172,7 @@ def _glm_child(where: str, modality: str, n_perm: int) -> None:
             ("effect", "effect"),
             ("clusters", "cluster_map"),
             ("mask", "svc_mask"),
+            ("sd", "resid_sd"),
             ("table", "cluster_table"),
             ("json", "glm_json"),
         )

@@ -46,6 +46,7 @@ rule group_glm:
         effect=L.group("effect"),
         clusters=L.group("cluster_map"),
         mask=L.group("svc_mask"),
+        sd=L.group("resid_sd"),
         table=L.group("cluster_table"),
         json=L.group("glm_json"),
     log:

@@ -118,6 +118,7 @@ GROUP_FILES = {
     "effect": "{modality}_effect.nii.gz",
     "cluster_map": "{modality}_clusters.nii.gz",
     "svc_mask": "{modality}_mask.nii.gz",
+    "resid_sd": "{modality}_residsd.nii.gz",
     "cluster_table": "{modality}_clusters.tsv",
     "glm_json": "{modality}_glm.json",
     "tfce": "{modality}_tfce.nii.gz",

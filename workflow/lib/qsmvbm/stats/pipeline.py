@@ -95,7 +95,8 @@ def group_glm(
     resolution : int
         Template grid, mm (the maps must be on it).
     out : dict
-        Output paths: ``tstat``, ``effect``, ``clusters``, ``mask`` (NIfTI), ``table`` (TSV of
+        Output paths: ``tstat``, ``effect``, ``clusters``, ``mask``, ``sd`` (residual standard
+        deviation, units of the data: SPM's ResMS as an SD; NIfTI), ``table`` (TSV of
         clusters, columns :data:`CLUSTER_COLUMNS`), ``json`` (model and inference record); with
         TFCE on, ``tfce`` (score) and ``tfce_pfwe`` (voxelwise FWE p, 1 outside the ROIs).
     log : logging.Logger

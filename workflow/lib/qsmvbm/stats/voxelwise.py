@@ -58,6 +58,7 @@ class VoxelwiseResult:
     tmap: np.ndarray
     effect: np.ndarray
     mask: np.ndarray
+    sd: np.ndarray  # residual standard deviation (units of the data), 0 outside ``mask``
     cluster_labels: np.ndarray
     clusters: list = field(default_factory=list)
     tfce: np.ndarray | None = None  # TFCE score in the search volumes (when tfce is on)
@@ -136,6 +137,8 @@ def voxelwise_svc(
     tmap.ravel()[vox[in_mask]] = fit.t[in_mask]
     effect = np.zeros(base_mask.shape)
     effect.ravel()[vox[in_mask]] = fit.beta[0][in_mask]
+    resid_sd = np.zeros(base_mask.shape)
+    resid_sd.ravel()[vox[in_mask]] = fit.sigma[in_mask]
     say(f"GLM: n={n}, p={X.shape[1]}, df={df}, mask {int(mask.sum())} voxels")
 
     # pass 2: smoothness from standardized residuals
@@ -311,6 +314,7 @@ def voxelwise_svc(
         tmap=tmap,
         effect=effect,
         mask=mask,
+        sd=resid_sd,
         cluster_labels=labels,
         clusters=rows,
         info=info,
