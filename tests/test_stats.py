@@ -532,3 +532,116 @@ def test_group_tables_have_a_column_sidecar(tmp_path):
     meta = json.loads(out.with_suffix(".json").read_text())
     assert list(meta) == list(design.columns)
     assert meta["alsfrs_r"] == {"Description": "ALSFRS-R"} and meta["tiv_ml"]["Units"] == "mL"
+
+
+# --- power analysis ------------------------------------------------------------------------------
+
+
+def _box_model(sd=0.01, fwhm_mm=6.0):
+    from qsmvbm.stats.power import PilotModel
+
+    shape = (26, 26, 22)
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    aff[:3, 3] = [-26, -26, -22]
+    roi = np.zeros(shape, bool)
+    roi[7:19, 7:19, 5:17] = True
+    return PilotModel.from_maps(roi, np.ones(shape, bool), np.full(shape, sd), fwhm_mm, aff)
+
+
+def test_power_noise_has_unit_variance_and_the_asked_smoothness():
+    from qsmvbm.stats.power import smooth_noise
+    from qsmvbm.stats.rft import estimate_smoothness
+
+    rng = np.random.default_rng(0)
+    imgs = smooth_noise(rng, 30, (40, 40, 40), 3.0)
+    assert imgs.std() == pytest.approx(1.0, abs=0.08)
+    res = imgs - imgs.mean(axis=0)
+    sm = estimate_smoothness(
+        [r / res.std(axis=0) for r in res], np.ones((40, 40, 40), bool), 30, 29
+    )
+    assert np.mean(sm["fwhm_vox"]) == pytest.approx(3.0, rel=0.15)
+
+
+def test_power_is_low_without_effect_and_full_for_a_large_one():
+    """The map-level Monte Carlo: no planted effect gives few detections (false positives), an
+    effect of 2 SD in a 9 mm sphere with 20 per group is always found within 6 mm."""
+    from qsmvbm.stats.power import power_table
+    from qsmvbm.stats.voxelwise import SvcParams
+
+    model = _box_model()
+    tab = power_table(
+        model, "box", [0.0, 0.02], [20], runs=12, params=SvcParams(n_perm=0), methods=["rft"]
+    )
+    p = dict(zip(tab.effect, tab.power))
+    assert p[0.0] <= 2 / 12 and p[0.02] == 1.0
+    assert set(tab.columns) >= {"power", "ci_low", "ci_high", "detections", "runs"}
+
+
+def test_n_for_power_interpolates_between_group_sizes():
+    from qsmvbm.stats.power import justification, n_for_power
+
+    tab = pd.DataFrame(
+        {
+            "roi": "R",
+            "effect": 0.01,
+            "method": "rft",
+            "n_per_group": [10, 20, 30, 40],
+            "power": [0.2, 0.6, 0.9, 1.0],
+        }
+    )
+    need = n_for_power(tab, 0.8)
+    assert need["n_per_group_for_power"].iloc[0] == 27  # 20 + (0.8 - 0.6) / 0.3 * 10 = 26.7
+    none = n_for_power(tab.assign(power=[0.1, 0.2, 0.3, 0.4]), 0.8)
+    assert np.isnan(none["n_per_group_for_power"].iloc[0])
+    text = justification(need, "QSM", "ppm", "a pilot")
+    assert "27 per group" in text and "80% power" in text
+
+
+def test_power_command_on_a_finished_run(tmp_path):
+    """qsmvbm-power reads a run's residual SD, analysis mask and GLM record and writes the power
+    table, the sample sizes, the figure and the paragraph."""
+    import json
+
+    import yaml
+
+    from qsmvbm.config import workflow_defaults
+    from qsmvbm.layout import Layout
+    from qsmvbm.stats.power_cli import main
+    from qsmvbm.templates import load_template
+
+    lay = Layout.from_config(workflow_defaults(), tmp_path / "run")
+    tpl = load_template(2)
+    lay.group_dir.mkdir(parents=True)
+    nib.save(
+        nib.Nifti1Image(np.where(tpl.mask, 0.01, 0).astype(np.float32), tpl.affine),
+        lay.group("resid_sd", "qsm"),
+    )
+    nib.save(nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.affine), lay.group("svc_mask", "qsm"))
+    lay.group("glm_json", "qsm").write_text(json.dumps({"fwhm_mm": [5, 5, 5], "n": 16, "df": 14}))
+    cfg = tmp_path / "power.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "run": str(lay.output_dir),
+                "n_per_group": [8, 16],
+                "runs": 3,
+                "methods": ["rft"],
+                "modalities": {"qsm": {"rois": ["Thalamus_L"], "effects": [0.02]}},
+            }
+        )
+    )
+    assert main([str(cfg)]) == 0
+    tab = pd.read_csv(lay.group("power_table"), sep="\t")
+    assert len(tab) == 2 and set(tab.method) == {"rft"}
+    assert lay.group("power_png").exists() and lay.group("power_needed").exists()
+    out = json.loads(lay.group("power_json").read_text())
+    assert "Sample size (QSM)" in out["sample_size_paragraphs"]["qsm"]
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "run": str(tmp_path / "nowhere"),
+                "modalities": {"qsm": {"rois": ["Thalamus_L"], "effects": [0.01]}},
+            }
+        )
+    )
+    assert main([str(cfg)]) == 2

@@ -129,6 +129,10 @@ GROUP_FILES = {
     "roi_stats": "roi_stats.tsv",
     "correlations": "correlations.tsv",
     "demographics": "demographics.tsv",
+    "power_table": "power/power.tsv",
+    "power_needed": "power/power_needed.tsv",
+    "power_json": "power/power.json",
+    "power_png": "power/power.png",
 }
 
 # The study report's files under <output_dir>/group/report/

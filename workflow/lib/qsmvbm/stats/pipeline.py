@@ -154,6 +154,7 @@ def group_glm(
     save_nifti(res.effect.astype(np.float32), tpl.affine, out["effect"])
     save_nifti(res.cluster_labels, tpl.affine, out["clusters"], dtype=np.int16)
     save_nifti(res.mask, tpl.affine, out["mask"], dtype=np.uint8)
+    save_nifti(res.sd.astype(np.float32), tpl.affine, out["sd"])
     if res.tfce is not None and "tfce" in out:
         save_nifti(res.tfce.astype(np.float32), tpl.affine, out["tfce"])
         save_nifti(res.tfce_pfwe.astype(np.float32), tpl.affine, out["tfce_pfwe"])

@@ -1,0 +1,164 @@
+"""How much CPU Snakemake's own process spends scheduling, per job, by scheduler (issue 22).
+
+A toy workflow with the study's shape: per subject a chain of four rules (``qsm`` with 48 inputs, as
+12 echoes x magnitude/phase x NIfTI/JSON; ``anat``; ``register``; ``template_maps``) and one group
+rule over all subjects. Every job sleeps ``--job-s`` seconds and touches its outputs, so the jobs'
+own CPU is negligible and what the Snakemake process uses (its user + system CPU, children not
+counted, sampled until it exits) is scheduling: the ILP or greedy job selection and the stat of
+every input of every ready job on each scheduling round (``JobScheduler.update_input_sizes``).
+
+    python benchmarks/scheduler_cpu.py --subjects 68 --cores 2
+
+Writes ``benchmarks/results/scheduler_cpu.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+OUT = Path(__file__).resolve().parent / "results"
+
+SNAKEFILE = """
+SUBJECTS = [f"s{{i:03d}}" for i in range({n})]
+ECHO = [f"{{e}}_{{p}}.{{x}}" for e in range(12) for p in ("mag", "phase") for x in ("nii", "json")]
+
+
+rule all:
+    input:
+        "group/done",
+
+
+rule raw:
+    output:
+        expand("raw/{{{{subject}}}}/{{f}}", f=ECHO),
+        "raw/{{subject}}/T1w.nii",
+    shell:
+        "mkdir -p raw/{{wildcards.subject}} && touch {{output}}"
+
+
+rule qsm:
+    input:
+        expand("raw/{{{{subject}}}}/{{f}}", f=ECHO),
+    output:
+        "d/{{subject}}/chi",
+    shell:
+        "sleep {job_s}; mkdir -p d/{{wildcards.subject}} && touch {{output}}"
+
+
+rule anat:
+    input:
+        "raw/{{subject}}/T1w.nii",
+    output:
+        "d/{{subject}}/gm",
+        "d/{{subject}}/warp",
+    shell:
+        "sleep {job_s}; mkdir -p d/{{wildcards.subject}} && touch {{output}}"
+
+
+rule register:
+    input:
+        "d/{{subject}}/chi",
+        "d/{{subject}}/gm",
+    output:
+        "d/{{subject}}/xfm",
+    shell:
+        "sleep {job_s}; touch {{output}}"
+
+
+rule template_maps:
+    input:
+        "d/{{subject}}/chi",
+        "d/{{subject}}/warp",
+        "d/{{subject}}/xfm",
+    output:
+        "d/{{subject}}/mni",
+    shell:
+        "sleep {job_s}; touch {{output}}"
+
+
+rule group:
+    input:
+        expand("d/{{subject}}/mni", subject=SUBJECTS),
+    output:
+        "group/done",
+    shell:
+        "mkdir -p group && touch {{output}}"
+"""
+
+
+def run_once(n: int, job_s: float, cores: int, scheduler: str, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        wd = Path(tmp)
+        (wd / "Snakefile").write_text(SNAKEFILE.format(n=n, job_s=job_s))
+        cmd = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            str(cores),
+            "--scheduler",
+            scheduler,
+            "--quiet",
+            "all",
+            *extra,
+        ]
+        t0 = time.perf_counter()
+        proc = psutil.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cpu = 0.0
+        while proc.poll() is None:
+            try:
+                c = proc.cpu_times()
+                cpu = c.user + c.system
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.2)
+        wall = time.perf_counter() - t0
+        err = proc.stderr.read().decode()
+        if proc.returncode != 0:
+            raise RuntimeError(f"snakemake failed ({proc.returncode}):\n{err[-2000:]}")
+    jobs = 5 * n + 2
+    return {
+        "scheduler": scheduler,
+        "extra": extra,
+        "jobs": jobs,
+        "wall_s": round(wall, 1),
+        "snakemake_cpu_s": round(cpu, 2),
+        "cpu_ms_per_job": round(1000 * cpu / jobs, 1),
+        "cpu_share_of_wall": round(cpu / wall, 3),
+    }
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--subjects", type=int, default=68)
+    ap.add_argument("--job-s", type=float, default=0.5)
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--out", default=str(OUT / "scheduler_cpu.json"))
+    args = ap.parse_args(argv)
+    rows = []
+    for scheduler in ("ilp", "greedy"):
+        row = run_once(args.subjects, args.job_s, args.cores, scheduler, [])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    import snakemake
+
+    out = {
+        "snakemake": snakemake.__version__,
+        "subjects": args.subjects,
+        "job_s": args.job_s,
+        "cores": args.cores,
+        "runs": rows,
+    }
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Study power for the analysis actually run: Monte Carlo over group sizes and effect sizes.
+
+A map-level model of a modality in one small volume, calibrated from a finished run (a simulated
+cohort or a user's pilot study):
+
+* the between-subject residual standard deviation of every voxel (``<modality>_residsd.nii.gz``,
+  units of the data: ppm for QSM, GM probability for modulated GM),
+* the smoothness of the residuals (the GLM's FWHM estimate, mm),
+* ``survival``: the share of a true effect that reaches the template-space maps (QSM background
+  removal and inversion, partial volume, normalization; measured end to end on the simulator).
+
+Each simulated study draws ``n`` patients and ``n`` controls as stationary Gaussian noise of that
+smoothness scaled by the SD map, adds ``survival x effect`` to the patients in a sphere, and runs the
+project's own small-volume inference (:func:`qsmvbm.stats.voxelwise.voxelwise_svc`: clusters at
+the cluster-forming threshold, RFT, permutation max-T and TFCE FWE p). An effect is detected when a
+significant cluster of the ROI (by the method's rule, with the extent criterion) peaks within
+``detect_mm`` of the sphere's centre (default: inside the sphere; with a uniform effect the peak
+falls anywhere in it). Power is the detection rate, with Clopper-Pearson 95% bands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage, stats
+
+from . import clusters as cl
+from .glm import design_matrix
+from .voxelwise import SvcParams, is_significant, voxelwise_svc
+
+METHODS = ("rft", "perm", "tfce")
+
+
+@dataclass
+class PilotModel:
+    """One modality in one ROI, on a crop of the template grid around the ROI.
+
+    roi, mask : (X, Y, Z) bool, the ROI and the analysis mask on the crop.
+    sd : (X, Y, Z) float, residual SD (units of the data); used where ``mask``.
+    fwhm_mm : float or (3,) float, residual smoothness (mm). affine : 4x4 voxel -> MNI mm of the crop.
+    """
+
+    roi: np.ndarray
+    mask: np.ndarray
+    sd: np.ndarray
+    fwhm_mm: np.ndarray
+    affine: np.ndarray
+
+    @classmethod
+    def from_maps(cls, roi, mask, sd, fwhm_mm, affine, margin: int = 6) -> PilotModel:
+        """Crop full-grid maps to the ROI's bounding box grown by ``margin`` voxels."""
+        roi = np.asarray(roi, bool)
+        idx = np.argwhere(roi)
+        if idx.size == 0:
+            raise ValueError("empty ROI")
+        lo = np.maximum(idx.min(0) - margin, 0)
+        hi = np.minimum(idx.max(0) + margin + 1, roi.shape)
+        sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        aff = np.asarray(affine, float).copy()
+        aff[:3, 3] = aff[:3, :3] @ lo + aff[:3, 3]
+        mask = np.asarray(mask, bool)[sl] & (np.asarray(sd)[sl] > 0)
+        sd_c = np.where(mask, np.asarray(sd, float)[sl], 0.0)
+        return cls(roi[sl] & mask, mask, sd_c, np.asarray(fwhm_mm, float), aff)
+
+    @property
+    def voxel_mm(self) -> np.ndarray:
+        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+
+    def centroid_mm(self) -> np.ndarray:
+        """The ROI's centre of mass (MNI mm), moved to the nearest ROI voxel."""
+        idx = np.argwhere(self.roi)
+        c = idx.mean(axis=0)
+        near = idx[np.argmin(((idx - c) ** 2).sum(axis=1))]
+        return cl.vox_to_mm(near, self.affine)
+
+
+def smooth_noise(rng, n: int, shape, fwhm_vox, pad: int = 8) -> np.ndarray:
+    """n images of unit-variance stationary Gaussian noise of smoothness ``fwhm_vox`` (voxels)."""
+    sigma = np.broadcast_to(np.asarray(fwhm_vox, float), (len(shape),)) / np.sqrt(8 * np.log(2))
+    big = tuple(s + 2 * pad for s in shape)
+    out = np.empty((n, *shape), np.float32)
+    inner = tuple(slice(pad, pad + s) for s in shape)
+    # the variance of white noise filtered by a Gaussian of SD s (voxels) is 1 / prod(2 sqrt(pi) s)
+    scale = np.sqrt(np.prod(2 * np.sqrt(np.pi) * np.maximum(sigma, 1e-6)))
+    for i in range(n):
+        out[i] = ndimage.gaussian_filter(rng.standard_normal(big), sigma)[inner] * scale
+    return out
+
+
+def simulate_study(
+    rng, model: PilotModel, n_per_group: int, effect: float, centre_mm, radius_mm: float
+) -> np.ndarray:
+    """(2n, X, Y, Z) maps: n patients (effect added in the sphere) then n controls."""
+    n = 2 * n_per_group
+    data = smooth_noise(rng, n, model.roi.shape, model.fwhm_mm / model.voxel_mm)
+    data *= model.sd[None]
+    if effect:
+        sphere = cl.sphere_mask(model.roi.shape, model.affine, centre_mm, radius_mm) & model.mask
+        data[:n_per_group][:, sphere] += effect
+    return data
+
+
+def detected(clusters: list, roi_name: str, centre_mm, detect_mm: float, params, method) -> bool:
+    """Is there a cluster of ``roi_name`` significant by ``method`` (with the extent rule) whose
+    peak is within ``detect_mm`` of ``centre_mm``? With no planted effect (``centre_mm`` None): any
+    significant cluster (a false positive)."""
+    rule = SvcParams(**{**params.__dict__, "significance": method})
+    for c in clusters:
+        if c["roi"] != roi_name:
+            continue
+        if not is_significant(
+            c["p_fwe_rft"], c["p_fwe_perm"], c["volume_mm3"], rule, c["p_fwe_tfce"]
+        ):
+            continue
+        if centre_mm is None:
+            return True
+        peak = np.array([c["peak_x"], c["peak_y"], c["peak_z"]])
+        if np.linalg.norm(peak - np.asarray(centre_mm, float)) <= detect_mm:
+            return True
+    return False
+
+
+def power_table(
+    model: PilotModel,
+    roi_name: str,
+    effects,
+    n_per_group,
+    runs: int = 100,
+    params: SvcParams | None = None,
+    survival: float = 1.0,
+    centre_mm=None,
+    radius_mm: float = 9.0,
+    detect_mm: float | None = None,
+    methods=METHODS,
+    seed: int = 0,
+    progress=None,
+) -> pd.DataFrame:
+    """Detection rate per (effect, n per group, method), ``runs`` simulated studies each.
+
+    effects : true effect sizes (units of the data: ppm, or GM probability), before ``survival``.
+    Returns columns roi, effect, n_per_group, method, detections, runs, power, ci_low, ci_high.
+    """
+    params = params or SvcParams()
+    methods = tuple(methods)
+    if "tfce" in methods:
+        params = SvcParams(**{**params.__dict__, "tfce": True})
+    if any(m in ("perm", "tfce") for m in methods) and params.n_perm <= 0:
+        raise ValueError("permutation and TFCE power need n_perm > 0")
+    centre = np.asarray(centre_mm if centre_mm is not None else model.centroid_mm(), float)
+    detect_mm = radius_mm if detect_mm is None else detect_mm
+    rows = []
+    for effect in effects:
+        for n in n_per_group:
+            rng = np.random.default_rng([seed, int(round(abs(effect) * 1e6)), int(n)])
+            hits = dict.fromkeys(methods, 0)
+            X = design_matrix(np.r_[np.ones(n), np.zeros(n)])
+            for _ in range(runs):
+                data = simulate_study(rng, model, n, survival * effect, centre, radius_mm)
+                p = SvcParams(**{**params.__dict__, "seed": int(rng.integers(1 << 31))})
+                res = voxelwise_svc(
+                    lambda i, data=data: (data[i], model.mask),
+                    X,
+                    1.0,
+                    model.mask,
+                    {roi_name: model.roi},
+                    model.affine,
+                    p,
+                )
+                for m in methods:
+                    hits[m] += detected(
+                        res.clusters, roi_name, centre if effect else None, detect_mm, p, m
+                    )
+            for m in methods:
+                k = hits[m]
+                ci = stats.binomtest(k, runs).proportion_ci(0.95, method="exact")
+                rows.append(
+                    {
+                        "roi": roi_name,
+                        "effect": effect,
+                        "n_per_group": int(n),
+                        "method": m,
+                        "detections": int(k),
+                        "runs": int(runs),
+                        "power": k / runs,
+                        "ci_low": ci.low,
+                        "ci_high": ci.high,
+                    }
+                )
+            if progress:
+                progress(rows[-len(methods) :])
+    return pd.DataFrame(rows)
+
+
+def n_for_power(table: pd.DataFrame, target: float = 0.8) -> pd.DataFrame:
+    """Per (roi, effect, method): the smallest n per group whose power reaches ``target``, by linear
+    interpolation between the simulated group sizes (NaN when none reaches it; the largest
+    simulated n then bounds it from below)."""
+    out = []
+    for (roi, effect, method), g in table.groupby(["roi", "effect", "method"], sort=False):
+        g = g.sort_values("n_per_group")
+        n, pw = g["n_per_group"].to_numpy(float), g["power"].to_numpy(float)
+        need = np.nan
+        above = np.flatnonzero(pw >= target)
+        if above.size:
+            j = int(above[0])
+            if j == 0:
+                need = n[0]
+            else:
+                need = n[j - 1] + (target - pw[j - 1]) * (n[j] - n[j - 1]) / (pw[j] - pw[j - 1])
+        out.append(
+            {
+                "roi": roi,
+                "effect": effect,
+                "method": method,
+                "n_per_group_for_power": float(np.ceil(need)) if np.isfinite(need) else np.nan,
+                "target_power": target,
+                "largest_n_simulated": int(n.max()),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def justification(
+    need: pd.DataFrame, modality: str, unit: str, model_note: str, radius_mm: float = 9.0
+) -> str:
+    """A sample-size justification paragraph for a grant, from :func:`n_for_power`'s table."""
+    parts = []
+    for r in need.itertuples():
+        n = (
+            f"{int(r.n_per_group_for_power)} per group"
+            if np.isfinite(r.n_per_group_for_power)
+            else f"more than {r.largest_n_simulated} per group"
+        )
+        parts.append(f"{r.effect:g} {unit} in {r.roi} ({r.method.upper()}): {n}")
+    target = int(round(100 * float(need["target_power"].iloc[0]))) if len(need) else 80
+    return (
+        f"Sample size ({modality}). Power was estimated by Monte Carlo simulation of the planned analysis "
+        f"(qsmvbm: voxelwise two-sample t-test, small-volume family-wise error correction at 0.05 with the "
+        f"cluster extent rule) on maps whose voxelwise between-subject variability and smoothness were "
+        f"measured in {model_note}. To detect a group difference in a {radius_mm:g} mm sphere with {target}% "
+        f"power (a significant cluster peaking inside it), the study needs: "
+        + "; ".join(parts)
+        + "."
+    )

@@ -1,0 +1,206 @@
+"""``qsmvbm-power CONFIG``: power curves and sample sizes from a finished run (issue 23).
+
+CONFIG is a YAML file::
+
+    run: results                 # a finished run (its output_dir): the model is calibrated from it
+    n_per_group: [10, 20, 34, 50]
+    runs: 100                    # simulated studies per (effect, n)
+    n_perm: 500                  # permutations per study (max-T and TFCE)
+    methods: [rft, perm, tfce]
+    radius_mm: 9                 # the true effect: a uniform sphere of this radius ...
+    detect_mm: null              # ... detected when a significant cluster peaks this close to
+                                 # its centre (null: inside the sphere)
+    target_power: 0.8
+    seed: 0
+    modalities:
+      qsm:
+        rois: [Precentral_L, Thalamus_R]
+        effects: [0.005, 0.01, 0.02]   # in the tested direction, units of the maps (ppm)
+        survival: 1.0                  # share of a true effect that reaches the maps
+        centres: {}                    # ROI -> [x, y, z] MNI mm; default the ROI's centre
+      gm:
+        rois: [Thalamus_L]
+        effects: [0.02, 0.04]          # GM probability (e.g. 10% of 0.4)
+
+Writes ``<run>/group/power/power.tsv`` (detection rate with 95% bands), ``power_needed.tsv``
+(n per group for the target power), ``power.json`` (the model, the settings and a sample-size
+paragraph per modality) and ``power.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from ..atlas import aal3_on_grid, region_mask
+from ..config import load_yaml, workflow_defaults
+from ..io import save_json, save_tsv
+from ..layout import Layout
+from ..version import full_version
+from .pipeline import svc_params
+from .power import METHODS, PilotModel, justification, n_for_power, power_table
+
+UNITS = {"qsm": "ppm", "gm": "GM probability"}
+DEFAULTS = {
+    "n_per_group": [10, 20, 34, 50],
+    "runs": 100,
+    "n_perm": 500,
+    "methods": list(METHODS),
+    "radius_mm": 9.0,
+    "detect_mm": None,
+    "target_power": 0.8,
+    "seed": 0,
+}
+
+
+def load_model(lay: Layout, modality: str, roi: str) -> tuple[PilotModel, dict]:
+    """The pilot model of ``modality`` in ``roi`` from a finished run's group outputs."""
+    sd_path = lay.group("resid_sd", modality)
+    for p in (sd_path, lay.group("svc_mask", modality), lay.group("glm_json", modality)):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: missing; run the group stage of {lay.output_dir} first")
+    img = nib.load(sd_path)
+    sd = np.asarray(img.dataobj, dtype=np.float64)
+    mask = np.asarray(nib.load(lay.group("svc_mask", modality)).dataobj) > 0
+    glm = json.loads(lay.group("glm_json", modality).read_text())
+    labels = aal3_on_grid(sd.shape, img.affine)
+    roi_mask = region_mask(labels, [roi])
+    fwhm = np.asarray(glm["fwhm_mm"], float)
+    model = PilotModel.from_maps(roi_mask, mask, sd, fwhm, img.affine)
+    info = {
+        "roi": roi,
+        "roi_voxels": int(model.roi.sum()),
+        "fwhm_mm": fwhm.round(2).tolist(),
+        "median_sd": float(np.median(model.sd[model.roi])),
+        "pilot_n": int(glm["n"]),
+        "pilot_df": int(glm["df"]),
+    }
+    return model, info
+
+
+def plot(table: pd.DataFrame, path: Path, target: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(table.groupby(["modality", "roi", "effect"], sort=False).groups)
+    cols = min(3, len(keys))
+    rows = int(np.ceil(len(keys) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, (mod, roi, eff) in zip(axes.ravel(), keys):
+        g = table[(table.modality == mod) & (table.roi == roi) & (table.effect == eff)]
+        for method, gm in g.groupby("method", sort=False):
+            gm = gm.sort_values("n_per_group")
+            ax.plot(gm.n_per_group, gm.power, marker="o", label=method.upper())
+            ax.fill_between(gm.n_per_group, gm.ci_low, gm.ci_high, alpha=0.2)
+        ax.axhline(target, color="k", lw=0.8, ls="--")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("subjects per group")
+        ax.set_ylabel("power (FWE 0.05, SVC)")
+        ax.set_title(f"{mod.upper()} {roi}: {eff:g} {UNITS.get(mod, '')}", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in axes.ravel()[len(keys) :]:
+        ax.axis("off")
+    fig.suptitle("Power with 95% Clopper-Pearson bands", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=300)
+    plt.close(fig)
+
+
+def run(cfg: dict, log) -> dict:
+    s = {**DEFAULTS, **{k: v for k, v in cfg.items() if k != "modalities"}}
+    if "run" not in cfg:
+        raise ValueError("power config: 'run' (a finished run's output folder) is required")
+    unknown = set(cfg) - set(DEFAULTS) - {"run", "modalities"}
+    if unknown:
+        raise ValueError(f"power config: unknown keys {sorted(unknown)}")
+    bad = set(s["methods"]) - set(METHODS)
+    if bad:
+        raise ValueError(f"power config: methods must be among {METHODS}, not {sorted(bad)}")
+    wf = workflow_defaults()
+    lay = Layout.from_config(wf, Path(s["run"]))
+    params = svc_params({**wf["group"], "n_perm": int(s["n_perm"])})
+    tables, needed, models, paragraphs = [], [], [], {}
+    for modality, mc in (cfg.get("modalities") or {}).items():
+        if modality not in UNITS:
+            raise ValueError(f"power config: modality {modality!r} is not one of {list(UNITS)}")
+        parts = []
+        for roi in mc["rois"]:
+            model, info = load_model(lay, modality, roi)
+            info["modality"] = modality
+            models.append(info)
+            log.info("%s %s: %s", modality, roi, info)
+            centre = (mc.get("centres") or {}).get(roi)
+            t = power_table(
+                model,
+                roi,
+                [float(e) for e in mc["effects"]],
+                [int(n) for n in s["n_per_group"]],
+                runs=int(s["runs"]),
+                params=params,
+                survival=float(mc.get("survival", 1.0)),
+                centre_mm=centre,
+                radius_mm=float(s["radius_mm"]),
+                detect_mm=None if s["detect_mm"] is None else float(s["detect_mm"]),
+                methods=s["methods"],
+                seed=int(s["seed"]),
+                progress=lambda r: log.info("%s", r),
+            )
+            t.insert(0, "modality", modality)
+            tables.append(t)
+            need = n_for_power(t, float(s["target_power"]))
+            need.insert(0, "modality", modality)
+            parts.append(need)
+        need_m = pd.concat(parts, ignore_index=True)
+        needed.append(need_m)
+        note = f"the finished run {lay.output_dir} (n = {models[-1]['pilot_n']})"
+        paragraphs[modality] = justification(
+            need_m, modality.upper(), UNITS[modality], note, float(s["radius_mm"])
+        )
+    table = pd.concat(tables, ignore_index=True)
+    need_all = pd.concat(needed, ignore_index=True)
+    save_tsv(table, lay.group("power_table"))
+    save_tsv(need_all, lay.group("power_needed"))
+    plot(table, lay.group("power_png"), float(s["target_power"]))
+    out = {
+        "settings": s,
+        "modalities": cfg.get("modalities"),
+        "models": models,
+        "sample_size_paragraphs": paragraphs,
+        "qsmvbm": full_version(),
+    }
+    save_json(out, lay.group("power_json"))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="qsmvbm-power",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("config", help="power analysis YAML (see above)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    log = logging.getLogger("qsmvbm-power")
+    try:
+        out = run(load_yaml(args.config), log)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"qsmvbm-power: {args.config}: {e}", file=sys.stderr)
+        return 2
+    for text in out["sample_size_paragraphs"].values():
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
