@@ -200,15 +200,21 @@ def lbv(
     voxel_size,
     tol: float = 1e-6,
     max_iter: int = 2000,
-    peel: int = 1,
+    peel: int = 0,
+    erode: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Laplacian boundary value background removal (Zhou et al. 2014, NMR Biomed 27:312).
 
     The background field is harmonic inside the brain; taking the local field as negligible on
     the mask's boundary, the background is the solution of Laplace's equation in the mask with
     the total field as Dirichlet data on the boundary, and local = total - background. No
-    spherical kernel: the mask is not eroded by a radius, only ``peel`` boundary layers (where
-    local is 0 by construction, and the field noisiest) are left out.
+    spherical kernel: the mask is not eroded by a radius. First ``erode`` voxel layers of the
+    given mask are dropped: a brain mask's outer voxels straddle the brain's edge (partial volume
+    with CSF, bone or air, or a registration error of a voxel), so their field holds the field of
+    non-brain sources inside them, which is not harmonic and, as Dirichlet data, spoils the whole
+    solution (measured on the demo cohort's T1w-derived masks at 2 mm: NRMSE 75-98% with the outer
+    layer, 58-59% without, V-SHARP 63-70%). The new outer layer is the boundary, where the local
+    field is 0 by construction; ``peel`` more layers can be left out of the result.
 
     Parameters
     ----------
@@ -223,14 +229,20 @@ def lbv(
     max_iter : int
         Conjugate-gradient iterations per grid level (default 2000).
     peel : int
-        Boundary layers removed from the returned mask (default 1: the Dirichlet boundary).
+        Boundary layers removed from the returned mask after the solve (default 0).
+    erode : int
+        Voxel layers of ``mask`` dropped before the solve (default 1).
 
     Returns
     -------
     local : (X, Y, Z) float32, 0 outside the returned mask.
-    final_mask : (X, Y, Z) bool, ``mask`` less ``peel`` boundary layers.
+    final_mask : (X, Y, Z) bool, ``mask`` less ``erode + peel`` boundary layers.
     """
     mask = mask.astype(bool)
+    for _ in range(max(int(erode), 0)):
+        mask &= ~mask_boundary(mask)
+    if not mask.any():
+        raise ValueError("LBV: the mask is empty after erosion")
     crop = bbox_slices(mask, margin=1)
     m = np.pad(mask[crop], 1)
     f = np.pad(np.where(mask, field, 0)[crop].astype(np.float64), 1)

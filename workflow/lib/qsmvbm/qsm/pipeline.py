@@ -40,7 +40,7 @@ DEFAULTS: dict = {
     "background": "auto",
     "vsharp": {"max_radius_mm": 12.0, "tsvd": 0.02},
     "pdf": {"max_iter": 50, "tol": 1e-3},
-    "lbv": {"tol": 1e-6, "max_iter": 2000, "peel": 1},
+    "lbv": {"tol": 1e-6, "max_iter": 2000, "peel": 0, "erode": 1},
     "ismv": {"radius_mm": 5.0, "tol": 1e-4, "max_iter": 1000},
     "resharp": {"radius_mm": 5.0, "lam": 1e-4, "tol": 1e-4, "max_iter": 500},
     "edge_refinement": "none",
@@ -187,7 +187,9 @@ def remove_background(
         )
     elif p["background"] == "lbv":
         lp = p["lbv"]
-        local, final_mask = background.lbv(total, mask, vs, lp["tol"], lp["max_iter"], lp["peel"])
+        local, final_mask = background.lbv(
+            total, mask, vs, lp["tol"], lp["max_iter"], lp["peel"], lp["erode"]
+        )
     elif p["background"] == "ismv":
         ip = p["ismv"]
         local, final_mask = background.ismv(

@@ -161,7 +161,8 @@ def _qsm(q: dict, cite) -> str:
         bg = (
             f"the Laplacian boundary value method {cite('zhou2014')} (the background solved as a harmonic "
             f"function with the total field on the mask boundary, conjugate gradients with a coarse-grid "
-            f"start, tolerance {_g(q['lbv']['tol'])}; {q['lbv']['peel']} boundary layer(s) left out)"
+            f"start, tolerance {_g(q['lbv']['tol'])}; the mask's outer {q['lbv']['erode']} voxel layer(s) "
+            f"dropped before the solve, {q['lbv']['peel']} more after it)"
         )
     elif method == "ismv":
         bg = (
