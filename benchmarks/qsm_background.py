@@ -130,6 +130,11 @@ def main(argv=None) -> None:
         help="brain mask given to the chain: its own magnitude mask, or the true brain mask (what "
         "the workflow's default T1w mask approximates); outputs get a _mask-true suffix",
     )
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only the rows of the chains run now in an existing results table",
+    )
     args = ap.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,6 +205,17 @@ def main(argv=None) -> None:
         print(json.dumps(row), flush=True)
     df = pd.DataFrame(rows)
     name = "qsm_background" + ("_mask-true" if args.mask == "true" else "")
+    if args.merge and (out / f"{name}.tsv").exists():
+        # replace the rows of the chains run now, keep the others (e.g. after a change to one method)
+        old = pd.read_csv(out / f"{name}.tsv", sep="\t")
+        keep = ~old.set_index(["dataset", "chain"]).index.isin(list(zip(df.dataset, df.chain)))
+        df = pd.concat([old[keep], df], ignore_index=True)
+        order = {c: i for i, c in enumerate([*CHAINS, FLOOR])}
+        ds = {d: i for i, d in enumerate(dict.fromkeys(df.dataset))}
+        df = df.sort_values(
+            by=["dataset", "chain"],
+            key=lambda col: col.map(ds if col.name == "dataset" else order),
+        )
     df.to_csv(out / f"{name}.tsv", sep="\t", index=False, float_format="%.4g")
     (out / f"{name}.txt").write_text(
         df.to_string(index=False, float_format=lambda v: f"{v:.3g}") + "\n"
