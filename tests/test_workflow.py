@@ -311,6 +311,35 @@ def test_group_settings_are_checked_before_any_job(tiny_cohort, tmp_path, extra,
     assert _tree(bids) == before and not (tmp_path / "out").exists()
 
 
+def test_tfce_maps_are_made_only_when_tfce_is_on(tiny_cohort, tmp_path):
+    """The TFCE maps are outputs of group_glm only with TFCE on (a dry run asked for one)."""
+    from qsmvbm.layout import GROUP_FILES
+
+    bids = _bids_copy(tiny_cohort, tmp_path)
+    target = str(tmp_path / "out" / "group" / GROUP_FILES["tfce_pfwe"].format(modality="qsm"))
+
+    def plan(extra):
+        cfg = tmp_path / "extra.yaml"
+        cfg.write_text(extra)
+        return run_smk(
+            "-n",
+            "--configfile",
+            "config/config.yaml",
+            str(cfg),
+            "--config",
+            f"bids_dir={bids}",
+            f"output_dir={tmp_path / 'out'}",
+            "--",
+            target,
+            check=False,
+        )
+
+    off = plan("group: {n_perm: 100}\n")
+    assert off.returncode != 0 and "MissingRuleException" in off.stdout + off.stderr
+    on = plan("group: {significance: tfce, n_perm: 100}\n")
+    assert on.returncode == 0, (on.stdout + on.stderr)[-2000:]
+
+
 def test_output_inside_the_bids_folder_is_refused(tiny_cohort, tmp_path):
     bids = _bids_copy(tiny_cohort, tmp_path)
     before = _tree(bids)
