@@ -1,7 +1,7 @@
 """How much CPU Snakemake's own process spends scheduling, per job, by scheduler (issue 22).
 
 A toy workflow with the study's shape: per subject a chain of four rules (``qsm`` with 48 inputs, as
-12 echoes x magnitude/phase x NIfTI/JSON; ``anat``; ``register``; ``template_maps``) and one group
+12 echoes x magnitude/phase x NIfTI/JSON, or 4 inputs as one echo, to see what the inputs cost; ``anat``; ``register``; ``template_maps``) and one group
 rule over all subjects. Every job sleeps ``--job-s`` seconds and touches its outputs, so the jobs'
 own CPU is negligible and what the Snakemake process uses (its user + system CPU, children not
 counted, sampled until it exits) is scheduling: the ILP or greedy job selection and the stat of
@@ -28,7 +28,7 @@ OUT = Path(__file__).resolve().parent / "results"
 
 SNAKEFILE = """
 SUBJECTS = [f"s{{i:03d}}" for i in range({n})]
-ECHO = [f"{{e}}_{{p}}.{{x}}" for e in range(12) for p in ("mag", "phase") for x in ("nii", "json")]
+ECHO = [f"{{e}}_{{p}}.{{x}}" for e in range({echoes}) for p in ("mag", "phase") for x in ("nii", "json")]
 
 
 rule all:
@@ -94,10 +94,12 @@ rule group:
 """
 
 
-def run_once(n: int, job_s: float, cores: int, scheduler: str, extra: list[str]) -> dict:
+def run_once(
+    n: int, job_s: float, cores: int, scheduler: str, extra: list[str], echoes: int = 12
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(tmp)
-        (wd / "Snakefile").write_text(SNAKEFILE.format(n=n, job_s=job_s))
+        (wd / "Snakefile").write_text(SNAKEFILE.format(n=n, job_s=job_s, echoes=echoes))
         cmd = [
             sys.executable,
             "-m",
@@ -127,6 +129,7 @@ def run_once(n: int, job_s: float, cores: int, scheduler: str, extra: list[str])
     jobs = 5 * n + 2
     return {
         "scheduler": scheduler,
+        "qsm_inputs": 4 * echoes,
         "extra": extra,
         "jobs": jobs,
         "wall_s": round(wall, 1),
@@ -144,8 +147,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(OUT / "scheduler_cpu.json"))
     args = ap.parse_args(argv)
     rows = []
-    for scheduler in ("ilp", "greedy"):
-        row = run_once(args.subjects, args.job_s, args.cores, scheduler, [])
+    for scheduler, echoes in (("ilp", 12), ("greedy", 12), ("ilp", 1)):
+        row = run_once(args.subjects, args.job_s, args.cores, scheduler, [], echoes)
         rows.append(row)
         print(json.dumps(row), flush=True)
     import snakemake
