@@ -1,8 +1,8 @@
 """QSM speed and memory: a 1 mm 256x256x160, 12-echo subject through the default chain.
 
 ``--mask given`` (default) hands the chain the subject's true brain mask, as the workflow hands it the
-T1w-derived one (so the default background removal resolves to LBV); ``--mask magnitude`` makes the
-mask from the magnitude (BET after N4; background V-SHARP), the GRE-only path.
+T1w-derived one; ``--mask magnitude`` makes the mask from the magnitude (BET after N4), the GRE-only
+path.
 
 Reports wall time per stage and in total, peak memory (resident set size of this process),
 and the time of one forward+inverse 3D FFT pair on the chain's padded grid, so the cost reads

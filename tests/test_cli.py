@@ -34,8 +34,8 @@ def test_help_lists_every_setting_with_its_default(tmp_path):
             continue
         assert f"--{dotted} VALUE" in text, dotted
     # a description, the allowed values and the default are shown
-    assert "--qsm.background VALUE" in text and "one of auto, vsharp, pdf" in text
-    assert "default: auto" in text
+    assert "--qsm.background VALUE" in text and "one of vsharp, pdf" in text
+    assert "default: lbv" in text
 
 
 def test_config_is_merged_validated_and_printed(tmp_path):

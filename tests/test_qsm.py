@@ -444,17 +444,6 @@ def test_phase_quality_refines_a_given_mask_too():
     r = reconstruct(mag, phase, np.eye(4), te, 3.0, {"inversion": "tkd"}, mask)
     assert r.info["mask_voxels_before_quality"] == int(mask.sum())
     assert r.info["mask_voxels"] < int(mask.sum()) and (r.mask & rim).sum() < 0.2 * rim.sum()
-    assert r.info["parameters"]["background"] == "lbv"  # auto, with a given mask
-
-
-def test_auto_background_is_lbv_with_a_given_mask_and_vsharp_otherwise():
-    from qsmvbm.qsm.pipeline import resolve_background
-
-    assert resolve_background("auto", mask_given=True) == "lbv"
-    assert resolve_background("auto", mask_given=False) == "vsharp"
-    assert resolve_background("pdf", mask_given=True) == "pdf"
-    with pytest.raises(ValueError, match="background"):
-        resolve_background("sharp", mask_given=True)
 
 
 def test_bet_magnitude_mask_holds_where_otsu_takes_the_face(tiny_cohort):

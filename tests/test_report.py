@@ -118,8 +118,8 @@ def test_methods_text_follows_config():
 
     base = text({})
     assert "STAR-QSM" in base and "p < 0.005 uncorrected" in base
-    # background auto: LBV with the T1w mask (default), V-SHARP with a magnitude mask
-    assert "Laplacian boundary value" in base and "V-SHARP" not in base
+    assert "Laplacian boundary value" in base and "V-SHARP" not in base  # LBV by default
+    assert "V-SHARP" in text({"qsm": {"background": "vsharp"}})
     assert "sub-NC002 (bad)" in base and "Wei H" in base
     tv = text({"qsm": {"inversion": "tvadmm", "tvadmm": {"lam": 0.001}}})
     assert (
@@ -139,7 +139,6 @@ def test_methods_text_follows_config():
     assert "left-right mirror image" not in text({"qc": {"left_right_check": False}})
     mag = text({"qsm": {"mask": {"source": "magnitude"}}})
     assert "deformable-surface brain extraction (BET)" in mag
-    assert "V-SHARP" in mag and "Laplacian boundary value" not in mag
     tf = text({"group": {"significance": "tfce"}, "qsm": {"edge_refinement": "msmv"}})
     assert "Threshold-free cluster enhancement" in tf and "Smith SM, Nichols TE" in tf
     assert "maximum spherical mean value" in tf and "Roberts AG" in tf

@@ -3,9 +3,9 @@
 ``DEFAULTS`` is the reference study's chain (STI Suite as described by Li et al.
 2022): magnitude-weighted echo combination, magnitude brain mask, Laplacian
 unwrapping, V-SHARP, STAR-QSM-like inversion, whole-brain-mean reference; except
-that the background removal is ``auto``: LBV when the brain mask is given (the
-workflow's T1w-derived mask), V-SHARP when it is made from the magnitude
-(:func:`resolve_background`; why: benchmarks/qsm_background.py).
+that the background removal is LBV with the mask's outer voxel layer dropped
+(``background: vsharp`` is the study's; why: docs/validation.md,
+benchmarks/qsm_background.py).
 ``CONSENSUS`` follows the 2024 ISMRM QSM consensus: exact unwrapping, echoes
 combined before background removal, sparsity-regularised (TV) inversion and a
 whole-brain reference. The workflow's config schema carries the same defaults.
@@ -37,7 +37,7 @@ DEFAULTS: dict = {
     },
     "combination": "complex_fit",
     "unwrapping": "laplacian",
-    "background": "auto",
+    "background": "lbv",
     "vsharp": {"max_radius_mm": 12.0, "tsvd": 0.02},
     "pdf": {"max_iter": 50, "tol": 1e-3},
     "lbv": {"tol": 1e-6, "max_iter": 2000, "peel": 0, "erode": 1},
@@ -142,22 +142,6 @@ def field_from_phase(
 
 
 BACKGROUND_METHODS = ("vsharp", "pdf", "lbv", "ismv", "resharp")
-
-
-def resolve_background(method: str, mask_given: bool) -> str:
-    """The background removal that ``auto`` stands for: LBV with a given brain mask (the T1w's),
-    V-SHARP with a mask made from the GRE magnitude; any other ``method`` is returned as is.
-
-    LBV takes the total field on the mask's boundary as pure background, so it needs a mask that
-    ends at the brain: with the true brain mask it beats V-SHARP (qsm-forward data with a shim
-    field: NRMSE 30.2 vs 46.0%, every deep nucleus within 0.005 ppm against a nigra at -0.019
-    ppm). A magnitude mask holds tissue outside the brain whose own field is not harmonic there
-    (the simulator's head: LBV 61.2 vs V-SHARP 39.0%), while V-SHARP erodes it away."""
-    if method == "auto":
-        return "lbv" if mask_given else "vsharp"
-    if method not in BACKGROUND_METHODS:
-        raise ValueError(f"unknown background removal {method!r}")
-    return method
 
 
 def remove_background(
@@ -295,7 +279,8 @@ def reconstruct(
         "b0_direction_voxel": b0.tolist(),
         "mask_source": mask_source,
     }
-    p["background"] = resolve_background(p["background"], mask_source == "given")
+    if p["background"] not in BACKGROUND_METHODS:
+        raise ValueError(f"unknown background removal {p['background']!r}")
     total, noise, mask = field_from_phase(mag, phase, mask, te, vs, to_ppm, p, info, tick)
     r2s = echoes.r2star_loglinear(mag, te, mask)
 

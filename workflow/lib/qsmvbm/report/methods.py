@@ -145,8 +145,6 @@ def _qsm(q: dict, cite) -> str:
         else f"exact quality-guided path-following unwrapping {cite('herraez2002')}"
     )
     method = q["background"]
-    if method == "auto":  # as qsm.pipeline.resolve_background: LBV with the T1w mask
-        method = "lbv" if q["mask"].get("source") == "t1" else "vsharp"
     if method == "vsharp":
         bg = (
             f"V-SHARP {cite('li2011')} with spherical kernels from {_g(q['vsharp']['max_radius_mm'])} mm down to "
