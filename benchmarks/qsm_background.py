@@ -51,6 +51,11 @@ CHAINS = {
     "V-SHARP + STAR (study)": {"background": "vsharp"},
     "PDF + STAR": {"background": "pdf"},
     "LBV + STAR": {"background": "lbv"},
+    "LBV (rim kept, boundary peeled) + STAR": {"background": "lbv", "lbv": {"erode": 0, "peel": 1}},
+    "LBV (rim dropped, boundary peeled) + STAR": {
+        "background": "lbv",
+        "lbv": {"erode": 1, "peel": 1},
+    },
     "iSMV + STAR": {"background": "ismv"},
     "RESHARP + STAR": {"background": "resharp"},
     "V-SHARP + TV-ADMM": {"background": "vsharp", "inversion": "tvadmm"},
@@ -207,7 +212,7 @@ def main(argv=None) -> None:
     name = "qsm_background" + ("_mask-true" if args.mask == "true" else "")
     if args.merge and (out / f"{name}.tsv").exists():
         # replace the rows of the chains run now, keep the others (e.g. after a change to one method)
-        old = pd.read_csv(out / f"{name}.tsv", sep="\t")
+        old = pd.read_csv(out / f"{name}.tsv", sep="\t", dtype={"mask": str})
         keep = ~old.set_index(["dataset", "chain"]).index.isin(list(zip(df.dataset, df.chain)))
         df = pd.concat([old[keep], df], ignore_index=True)
         order = {c: i for i, c in enumerate([*CHAINS, FLOOR])}
