@@ -232,7 +232,9 @@ def test_sphere_and_clusters():
     )
 
 
-def test_voxelwise_svc_finds_planted_effect_only():
+def _planted_svc_case():
+    """20 + 20 smooth-noise images (2 mm) with +0.012 (1.2 SD) in a 5 mm sphere at (-10, 0, 0) in
+    the patients, and two ROIs (left holds the effect): (shape, affine, x, data, effect, L, R)."""
     rng = np.random.default_rng(6)
     shape = (24, 24, 16)
     aff = np.diag([2.0, 2.0, 2.0, 1.0])
@@ -246,6 +248,11 @@ def test_voxelwise_svc_finds_planted_effect_only():
     roi_l[:11, 4:20, 3:13] = True
     roi_r = np.zeros(shape, bool)
     roi_r[13:, 4:20, 3:13] = True
+    return shape, aff, x, data, effect, roi_l, roi_r
+
+
+def test_voxelwise_svc_finds_planted_effect_only():
+    shape, aff, x, data, effect, roi_l, roi_r = _planted_svc_case()
     res = voxelwise_svc(
         lambda i: (data[i], np.ones(shape, bool)),
         design_matrix(x),
@@ -342,19 +349,7 @@ def test_tfce_batch_labels_each_map_on_its_own():
 def test_voxelwise_svc_tfce_finds_planted_effect_only():
     """TFCE small-volume correction: the planted effect's cluster is significant by TFCE FWE p,
     the other ROI has none; voxelwise FWE p maps are written in the ROIs only."""
-    rng = np.random.default_rng(6)
-    shape = (24, 24, 16)
-    aff = np.diag([2.0, 2.0, 2.0, 1.0])
-    aff[:3, 3] = [-24, -24, -16]
-    n1 = n2 = 20
-    x = two_groups(n1, n2)
-    data = smooth_noise(rng, n1 + n2, shape, 2.5) * 0.01
-    effect = cl.sphere_mask(shape, aff, (-10, 0, 0), 5.0)
-    data[:n1][:, effect] += 0.012
-    roi_l = np.zeros(shape, bool)
-    roi_l[:11, 4:20, 3:13] = True
-    roi_r = np.zeros(shape, bool)
-    roi_r[13:, 4:20, 3:13] = True
+    shape, aff, x, data, effect, roi_l, roi_r = _planted_svc_case()
     for fam in ("roi", "modality"):
         res = voxelwise_svc(
             lambda i: (data[i], np.ones(shape, bool)),

@@ -256,8 +256,9 @@ def _bids_copy(tiny_cohort, tmp_path):
     return bids
 
 
-def _dry_run_with(tmp_path, bids, extra: str, check=True):
-    """A dry run on ``bids`` (output ``tmp_path/out``) with the default config and ``extra`` YAML on top."""
+def _dry_run_with(tmp_path, bids, extra: str, check=True, targets=()):
+    """A dry run on ``bids`` (output ``tmp_path/out``) with the default config and ``extra`` YAML on
+    top, for ``targets`` (default: the whole workflow)."""
     cfg = tmp_path / "extra.yaml"
     cfg.write_text(extra)
     return run_smk(
@@ -268,6 +269,7 @@ def _dry_run_with(tmp_path, bids, extra: str, check=True):
         "--config",
         f"bids_dir={bids}",
         f"output_dir={tmp_path / 'out'}",
+        *(["--", *targets] if targets else []),
         check=check,
     )
 
@@ -319,20 +321,7 @@ def test_tfce_maps_are_made_only_when_tfce_is_on(tiny_cohort, tmp_path):
     target = str(tmp_path / "out" / "group" / GROUP_FILES["tfce_pfwe"].format(modality="qsm"))
 
     def plan(extra):
-        cfg = tmp_path / "extra.yaml"
-        cfg.write_text(extra)
-        return run_smk(
-            "-n",
-            "--configfile",
-            "config/config.yaml",
-            str(cfg),
-            "--config",
-            f"bids_dir={bids}",
-            f"output_dir={tmp_path / 'out'}",
-            "--",
-            target,
-            check=False,
-        )
+        return _dry_run_with(tmp_path, bids, extra, check=False, targets=[target])
 
     off = plan("group: {n_perm: 100}\n")
     assert off.returncode != 0 and "MissingRuleException" in off.stdout + off.stderr
