@@ -251,17 +251,16 @@ def _planted_svc_case():
     return shape, aff, x, data, effect, roi_l, roi_r
 
 
+def _svc_case_run(x, data, shape, aff, rois, params):
+    """voxelwise_svc of the case's data, every voxel valid, with ``rois`` and ``params``."""
+    ones = np.ones(shape, bool)
+    return voxelwise_svc(lambda i: (data[i], ones), design_matrix(x), 1.0, ones, rois, aff, params)
+
+
 def test_voxelwise_svc_finds_planted_effect_only():
     shape, aff, x, data, effect, roi_l, roi_r = _planted_svc_case()
-    res = voxelwise_svc(
-        lambda i: (data[i], np.ones(shape, bool)),
-        design_matrix(x),
-        1.0,
-        np.ones(shape, bool),
-        {"L": roi_l, "R": roi_r},
-        aff,
-        SvcParams(n_perm=500, min_cluster_mm3=40),
-        None,
+    res = _svc_case_run(
+        x, data, shape, aff, {"L": roi_l, "R": roi_r}, SvcParams(n_perm=500, min_cluster_mm3=40)
     )
     sig = [c for c in res.clusters if c["significant"]]
     assert [c["roi"] for c in sig] == ["L"]
@@ -272,15 +271,13 @@ def test_voxelwise_svc_finds_planted_effect_only():
     # wider FWE families: RFT Bonferroni over the 2 ROIs (x 2 modalities), permutation max over their union
     by = {}
     for fam in ("modality", "analysis"):
-        r = voxelwise_svc(
-            lambda i: (data[i], np.ones(shape, bool)),
-            design_matrix(x),
-            1.0,
-            np.ones(shape, bool),
-            {"L": roi_l, "R": roi_r},
+        r = _svc_case_run(
+            x,
+            data,
+            shape,
             aff,
+            {"L": roi_l, "R": roi_r},
             SvcParams(n_perm=500, min_cluster_mm3=40, fwe_family=fam, n_modalities=2),
-            None,
         )
         by[fam] = r.clusters
         assert r.info["fwe_family"] == fam
@@ -290,15 +287,8 @@ def test_voxelwise_svc_finds_planted_effect_only():
         assert cm["p_fwe_perm"] >= c0["p_fwe_perm"]
         assert ca["p_fwe_perm"] == pytest.approx(min(1, 2 * cm["p_fwe_perm"]))
     with pytest.raises(ValueError, match="fwe_family"):
-        voxelwise_svc(
-            lambda i: (data[i], np.ones(shape, bool)),
-            design_matrix(x),
-            1.0,
-            np.ones(shape, bool),
-            {"L": roi_l, "R": roi_r},
-            aff,
-            SvcParams(n_perm=10, fwe_family="brain"),
-            None,
+        _svc_case_run(
+            x, data, shape, aff, {"L": roi_l, "R": roi_r}, SvcParams(n_perm=10, fwe_family="brain")
         )
 
 
@@ -351,17 +341,15 @@ def test_voxelwise_svc_tfce_finds_planted_effect_only():
     the other ROI has none; voxelwise FWE p maps are written in the ROIs only."""
     shape, aff, x, data, effect, roi_l, roi_r = _planted_svc_case()
     for fam in ("roi", "modality"):
-        res = voxelwise_svc(
-            lambda i: (data[i], np.ones(shape, bool)),
-            design_matrix(x),
-            1.0,
-            np.ones(shape, bool),
-            {"L": roi_l, "R": roi_r},
+        res = _svc_case_run(
+            x,
+            data,
+            shape,
             aff,
+            {"L": roi_l, "R": roi_r},
             SvcParams(
                 n_perm=300, min_cluster_mm3=40, significance="tfce", tfce=True, fwe_family=fam
             ),
-            None,
         )
         sig = [c for c in res.clusters if c["significant"]]
         assert [c["roi"] for c in sig] == ["L"], fam
@@ -371,15 +359,8 @@ def test_voxelwise_svc_tfce_finds_planted_effect_only():
         assert res.tfce_pfwe[effect & roi_l].min() < 0.05
         assert res.info["tfce"]["permutations"] == 300
     with pytest.raises(ValueError, match="tfce"):
-        voxelwise_svc(
-            lambda i: (data[i], np.ones(shape, bool)),
-            design_matrix(x),
-            1.0,
-            np.ones(shape, bool),
-            {"L": roi_l},
-            aff,
-            SvcParams(n_perm=0, significance="tfce", tfce=True),
-            None,
+        _svc_case_run(
+            x, data, shape, aff, {"L": roi_l}, SvcParams(n_perm=0, significance="tfce", tfce=True)
         )
 
 
@@ -461,30 +442,16 @@ def test_rft_is_not_applied_with_too_few_degrees_of_freedom():
     roi = np.zeros(shape, bool)
     roi[2:12, 2:12, 1:9] = True
     x = two_groups(2, 2)
-    res = voxelwise_svc(
-        lambda i: (data[i], np.ones(shape, bool)),
-        design_matrix(x),
-        1.0,
-        np.ones(shape, bool),
-        {"A": roi},
-        aff,
-        SvcParams(n_perm=10, min_cluster_mm3=0, significance="rft"),
-        None,
+    res = _svc_case_run(
+        x, data, shape, aff, {"A": roi}, SvcParams(n_perm=10, min_cluster_mm3=0, significance="rft")
     )
     assert res.info["df"] == 2 and res.info["rft_applied"] is False
     assert "2 residual degrees of freedom < rft_min_df 10" in res.info["rft_note"]
     assert res.clusters and all(np.isnan(c["p_fwe_rft"]) for c in res.clusters)
     assert not any(c["significant"] for c in res.clusters)
     assert all(np.isfinite(c["p_fwe_perm"]) for c in res.clusters)
-    ok = voxelwise_svc(
-        lambda i: (data[i], np.ones(shape, bool)),
-        design_matrix(x),
-        1.0,
-        np.ones(shape, bool),
-        {"A": roi},
-        aff,
-        SvcParams(n_perm=10, min_cluster_mm3=0, rft_min_df=2),
-        None,
+    ok = _svc_case_run(
+        x, data, shape, aff, {"A": roi}, SvcParams(n_perm=10, min_cluster_mm3=0, rft_min_df=2)
     )
     assert ok.info["rft_applied"] and all(np.isfinite(c["p_fwe_rft"]) for c in ok.clusters)
 
