@@ -153,6 +153,8 @@ CLUSTER_COLUMNS = [
     "p_unc",
     "p_fwe_rft",
     "p_fwe_perm",
+    "peak_tfce",
+    "p_fwe_tfce",
     "n_voxels",
     "volume_mm3",
     "peak_label",
