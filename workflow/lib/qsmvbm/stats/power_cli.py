@@ -85,7 +85,9 @@ def load_model(lay: Layout, modality: str, roi: str) -> tuple[PilotModel, dict]:
     return model, info
 
 
-def plot(table: pd.DataFrame, path: Path, target: float) -> None:
+def plot(table: pd.DataFrame, path: Path, target: float, survival: dict | None = None) -> None:
+    """Power curves per (modality, ROI, true effect); ``survival``: modality -> factor, shown in the
+    panel titles (the maps carry effect x survival)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,7 +107,9 @@ def plot(table: pd.DataFrame, path: Path, target: float) -> None:
         ax.set_ylim(0, 1)
         ax.set_xlabel("subjects per group")
         ax.set_ylabel("power (FWE 0.05, SVC)")
-        ax.set_title(f"{mod.upper()} {roi}: {eff:g} {UNITS.get(mod, '')}", fontsize=9)
+        sv = (survival or {}).get(mod, 1.0)
+        shown = f" (x {sv:g} in the maps)" if sv != 1.0 else ""
+        ax.set_title(f"{mod.upper()} {roi}: true {eff:g} {UNITS.get(mod, '')}{shown}", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
     for ax in axes.ravel()[len(keys) :]:
         ax.axis("off")
@@ -170,7 +174,8 @@ def run(cfg: dict, log) -> dict:
     need_all = pd.concat(needed, ignore_index=True)
     save_tsv(table, lay.group("power_table"))
     save_tsv(need_all, lay.group("power_needed"))
-    plot(table, lay.group("power_png"), float(s["target_power"]))
+    survival = {m: float(c.get("survival", 1.0)) for m, c in (cfg.get("modalities") or {}).items()}
+    plot(table, lay.group("power_png"), float(s["target_power"]), survival)
     out = {
         "settings": s,
         "modalities": cfg.get("modalities"),
