@@ -192,14 +192,13 @@ def voxelwise_svc(
     # permutation, exact); TFCE over the union (clusters may cross from one ROI into a touching one);
     # RFT Bonferroni over the ROIs; and over the modalities, Bonferroni for all three
     joint = params.fwe_family != "roi"
+    k_rft = len(rois) if joint else 1
+    k_mod = params.n_modalities if params.fwe_family == "analysis" else 1
     use_tfce = params.tfce and params.n_perm > 0
     tfce_sets = {}  # family name -> (3D search volume, its columns among the ROI voxels)
     if use_tfce:
         if joint:
-            cols = np.zeros(len(roi_vox), bool)
-            for sub in subsets:
-                cols |= sub
-            tfce_sets["union"] = (roi_union & mask, cols)
+            tfce_sets["union"] = (roi_union & mask, np.logical_or.reduce(subsets))
         else:
             tfce_sets = {nm: (rois[nm] & mask, subsets[j]) for j, nm in enumerate(names)}
     tfce_args = (params.tfce_E, params.tfce_H, params.tfce_dh, params.connectivity)
@@ -230,16 +229,10 @@ def voxelwise_svc(
     tfce_map = np.zeros(base_mask.shape)
     tfce_pfwe = np.ones(base_mask.shape)
     for j, (sv, _c) in enumerate(tfce_sets.values()):
-        tmap_sv = np.where(sv, tmap, 0.0)
-        score = tfce(tmap_sv, sv, *tfce_args)
+        score = tfce(tmap, sv, *tfce_args)
         tfce_map[sv] = score[sv]
         if len(tfce_null):
-            pv = p_fwe_from_null(score[sv], tfce_null[:, j])
-            tfce_pfwe[sv] = np.minimum(
-                1.0, pv * (params.n_modalities if params.fwe_family == "analysis" else 1)
-            )
-    k_rft = len(rois) if joint else 1
-    k_mod = params.n_modalities if params.fwe_family == "analysis" else 1
+            tfce_pfwe[sv] = np.minimum(1.0, p_fwe_from_null(score[sv], tfce_null[:, j]) * k_mod)
     union_null = max_null.max(axis=1)
     nulls = {nm: union_null if joint else max_null[:, j] for j, nm in enumerate(names)}
     labels = np.zeros(base_mask.shape, np.int32)
