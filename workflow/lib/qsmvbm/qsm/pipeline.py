@@ -141,9 +141,6 @@ def field_from_phase(
     return total, noise, mask
 
 
-BACKGROUND_METHODS = ("vsharp", "pdf", "lbv", "ismv", "resharp")
-
-
 def remove_background(
     total: np.ndarray,
     noise: np.ndarray,
@@ -279,8 +276,6 @@ def reconstruct(
         "b0_direction_voxel": b0.tolist(),
         "mask_source": mask_source,
     }
-    if p["background"] not in BACKGROUND_METHODS:
-        raise ValueError(f"unknown background removal {p['background']!r}")
     total, noise, mask = field_from_phase(mag, phase, mask, te, vs, to_ppm, p, info, tick)
     r2s = echoes.r2star_loglinear(mag, te, mask)
 
