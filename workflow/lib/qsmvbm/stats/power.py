@@ -20,12 +20,14 @@ falls anywhere in it). Power is the detection rate, with Clopper-Pearson 95% ban
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage, stats
 
+from ..dipole import voxel_sizes
+from ..qsm.grid import bbox_slices
 from . import clusters as cl
 from .glm import design_matrix
 from .voxelwise import SvcParams, is_significant, voxelwise_svc
@@ -52,12 +54,10 @@ class PilotModel:
     def from_maps(cls, roi, mask, sd, fwhm_mm, affine, margin: int = 6) -> PilotModel:
         """Crop full-grid maps to the ROI's bounding box grown by ``margin`` voxels."""
         roi = np.asarray(roi, bool)
-        idx = np.argwhere(roi)
-        if idx.size == 0:
+        if not roi.any():
             raise ValueError("empty ROI")
-        lo = np.maximum(idx.min(0) - margin, 0)
-        hi = np.minimum(idx.max(0) + margin + 1, roi.shape)
-        sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        sl = bbox_slices(roi, margin)
+        lo = np.array([x.start for x in sl])
         aff = np.asarray(affine, float).copy()
         aff[:3, 3] = aff[:3, :3] @ lo + aff[:3, 3]
         mask = np.asarray(mask, bool)[sl] & (np.asarray(sd)[sl] > 0)
@@ -66,7 +66,7 @@ class PilotModel:
 
     @property
     def voxel_mm(self) -> np.ndarray:
-        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+        return voxel_sizes(self.affine)
 
     def centroid_mm(self) -> np.ndarray:
         """The ROI's centre of mass (MNI mm), moved to the nearest ROI voxel."""
@@ -106,7 +106,7 @@ def detected(clusters: list, roi_name: str, centre_mm, detect_mm: float, params,
     """Is there a cluster of ``roi_name`` significant by ``method`` (with the extent rule) whose
     peak is within ``detect_mm`` of ``centre_mm``? With no planted effect (``centre_mm`` None): any
     significant cluster (a false positive)."""
-    rule = SvcParams(**{**params.__dict__, "significance": method})
+    rule = replace(params, significance=method)
     for c in clusters:
         if c["roi"] != roi_name:
             continue
@@ -145,7 +145,7 @@ def power_table(
     params = params or SvcParams()
     methods = tuple(methods)
     if "tfce" in methods:
-        params = SvcParams(**{**params.__dict__, "tfce": True})
+        params = replace(params, tfce=True)
     if any(m in ("perm", "tfce") for m in methods) and params.n_perm <= 0:
         raise ValueError("permutation and TFCE power need n_perm > 0")
     centre = np.asarray(centre_mm if centre_mm is not None else model.centroid_mm(), float)
@@ -158,7 +158,7 @@ def power_table(
             X = design_matrix(np.r_[np.ones(n), np.zeros(n)])
             for _ in range(runs):
                 data = simulate_study(rng, model, n, survival * effect, centre, radius_mm)
-                p = SvcParams(**{**params.__dict__, "seed": int(rng.integers(1 << 31))})
+                p = replace(params, seed=int(rng.integers(1 << 31)))
                 res = voxelwise_svc(
                     lambda i, data=data: (data[i], model.mask),
                     X,
