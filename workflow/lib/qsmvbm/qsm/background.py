@@ -356,10 +356,14 @@ def smv_kernel_limit(field: np.ndarray, mask: np.ndarray, voxel_size, workers=No
     mask = mask.astype(bool)
     g = Padded(mask, pad=4)
     w = fft_workers(workers)
-    f = g.embed(field * mask)
-    sk = smv_kernel_k(g.shape, voxel_size, float(min(voxel_size)), workers=w)
-    dev = f - sfft.irfftn(sk * sfft.rfftn(f, workers=w), s=g.shape, workers=w)
-    return float(np.abs(dev[g.embed(mask.astype(np.float32)) > 0.5]).max())
+    return _max_smv_deviation(g.embed(field * mask), g.embed(mask) > 0.5, voxel_size, w)
+
+
+def _max_smv_deviation(f: np.ndarray, m: np.ndarray, voxel_size, workers) -> float:
+    """:func:`smv_kernel_limit` of a field ``f`` already on a zero-padded grid, over ``m``."""
+    sk = smv_kernel_k(f.shape, voxel_size, float(min(voxel_size)), workers=workers)
+    dev = f - sfft.irfftn(sk * sfft.rfftn(f, workers=workers), s=f.shape, workers=workers)
+    return float(np.abs(dev[m]).max())
 
 
 def vessel_mask(
@@ -440,7 +444,7 @@ def msmv(
     mask = mask.astype(bool)
     g, w, m, f, sk, inner = _smv_setup(local, mask, voxel_size, radius_mm, workers)
     f = f.astype(np.float32)
-    t = smv_kernel_limit(local, mask, voxel_size, workers=w)
+    t = _max_smv_deviation(f, m, voxel_size, w)
     if prefilter:
         f = np.where(m, f - sfft.irfftn(sk * sfft.rfftn(f, workers=w), s=g.shape, workers=w), 0)
     edge = g.extract((m & ~inner).astype(np.float32)) > 0.5
