@@ -1,7 +1,9 @@
 # Group analysis: design, voxelwise GLMs with small-volume correction, ROI values and statistics.
 
+from qsmvbm.stats.voxelwise import tfce_on
+
 MODALITIES = ["qsm", "gm"]
-TFCE = config["group"]["tfce"]["enabled"] or config["group"]["significance"] == "tfce"
+TFCE = tfce_on(config["group"])
 TFCE_MAPS = {k: L.group(k) for k in ("tfce", "tfce_pfwe")} if TFCE else {}
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 from importlib import metadata
 
+from ..stats.voxelwise import tfce_on
+
 REFERENCES = {
     "li2022": "Li Q, Zhu W, Wen X, Zang Z, Da Y, Lu J. Beyond the motor cortex: thalamic iron deposition "
     "accounts for disease severity in amyotrophic lateral sclerosis. Front Neurol. 2022;13:791300.",
@@ -317,7 +319,7 @@ def _group(g: dict, glm: dict, patient: str, control: str, cite) -> str:
         f"step {_g(tf['dh'])} in t, clusters formed inside the "
         f"{'region' if g['fwe_family'] == 'roi' else 'union of the regions'}) was computed on the same "
         "permutations, and each voxel's FWE p taken from the permutation maximum of TFCE."
-        if tf["enabled"] or g["significance"] == "tfce"
+        if tfce_on(g)
         else ""
     )
     k = len(g["rois"]) * len(g["modalities"])

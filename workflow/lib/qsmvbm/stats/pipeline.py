@@ -13,7 +13,7 @@ from ..templates import TEMPLATE_SPACE, load_template
 from ..version import full_version
 from .design import covariate_matrix, included_rows
 from .glm import design_matrix
-from .voxelwise import SvcParams, voxelwise_svc
+from .voxelwise import SvcParams, tfce_on, voxelwise_svc
 
 CLUSTER_COLUMNS = [
     "modality",
@@ -56,7 +56,7 @@ def svc_params(group: dict) -> SvcParams:
         fwe_family=group["fwe_family"],
         n_modalities=len(group["modalities"]),
         rft_min_df=group["rft_min_df"],
-        tfce=bool(group["tfce"]["enabled"] or group["significance"] == "tfce"),
+        tfce=tfce_on(group),
         tfce_E=group["tfce"]["E"],
         tfce_H=group["tfce"]["H"],
         tfce_dh=group["tfce"]["dh"],

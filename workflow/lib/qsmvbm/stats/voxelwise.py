@@ -53,6 +53,12 @@ class SvcParams:
     tfce_dh: float = 0.1
 
 
+def tfce_on(group: dict) -> bool:
+    """Does the workflow's ``group`` config compute TFCE? (``tfce.enabled``, or TFCE decides
+    significance.)"""
+    return bool(group["tfce"]["enabled"] or group["significance"] == "tfce")
+
+
 @dataclass
 class VoxelwiseResult:
     tmap: np.ndarray
