@@ -146,25 +146,24 @@ def _qsm(q: dict, cite) -> str:
         if q["unwrapping"] == "laplacian"
         else f"exact quality-guided path-following unwrapping {cite('herraez2002')}"
     )
-    method = q["background"]
-    if method == "vsharp":
+    if q["background"] == "vsharp":
         bg = (
             f"V-SHARP {cite('li2011')} with spherical kernels from {_g(q['vsharp']['max_radius_mm'])} mm down to "
             f"the voxel size and a truncated-SVD threshold of {_g(q['vsharp']['tsvd'])}"
         )
-    elif method == "pdf":
+    elif q["background"] == "pdf":
         bg = (
             f"projection onto dipole fields {cite('liu2011')} ({q['pdf']['max_iter']} iterations at most, "
             f"tolerance {_g(q['pdf']['tol'])})"
         )
-    elif method == "lbv":
+    elif q["background"] == "lbv":
         bg = (
             f"the Laplacian boundary value method {cite('zhou2014')} (the background solved as a harmonic "
             f"function with the total field on the mask boundary, conjugate gradients with a coarse-grid "
             f"start, tolerance {_g(q['lbv']['tol'])}; the mask's outer {q['lbv']['erode']} voxel layer(s) "
             f"dropped before the solve, {q['lbv']['peel']} more after it)"
         )
-    elif method == "ismv":
+    elif q["background"] == "ismv":
         bg = (
             f"iterative spherical mean value filtering {cite('wen2014')} (kernel radius "
             f"{_g(q['ismv']['radius_mm'])} mm, stopped at a relative change of {_g(q['ismv']['tol'])})"
