@@ -60,27 +60,37 @@ DEFAULTS = {
 }
 
 
-def load_model(lay: Layout, modality: str, roi: str) -> tuple[PilotModel, dict]:
-    """The pilot model of ``modality`` in ``roi`` from a finished run's group outputs."""
+def load_pilot(lay: Layout, modality: str) -> dict:
+    """A finished run's group outputs of ``modality`` that the pilot models come from: residual SD,
+    analysis mask, GLM record, affine and the AAL3 labels on that grid (read once per modality)."""
     sd_path = lay.group("resid_sd", modality)
     for p in (sd_path, lay.group("svc_mask", modality), lay.group("glm_json", modality)):
         if not p.exists():
             raise FileNotFoundError(f"{p}: missing; run the group stage of {lay.output_dir} first")
     img = nib.load(sd_path)
     sd = np.asarray(img.dataobj, dtype=np.float64)
-    mask = np.asarray(nib.load(lay.group("svc_mask", modality)).dataobj) > 0
-    glm = json.loads(lay.group("glm_json", modality).read_text())
-    labels = aal3_on_grid(sd.shape, img.affine)
-    roi_mask = region_mask(labels, [roi])
-    fwhm = np.asarray(glm["fwhm_mm"], float)
-    model = PilotModel.from_maps(roi_mask, mask, sd, fwhm, img.affine)
+    return {
+        "sd": sd,
+        "mask": np.asarray(nib.load(lay.group("svc_mask", modality)).dataobj) > 0,
+        "glm": json.loads(lay.group("glm_json", modality).read_text()),
+        "affine": img.affine,
+        "labels": aal3_on_grid(sd.shape, img.affine),
+    }
+
+
+def load_model(pilot: dict, roi: str) -> tuple[PilotModel, dict]:
+    """The pilot model in ``roi`` (AAL3 name) from :func:`load_pilot`'s maps, and its summary."""
+    fwhm = np.asarray(pilot["glm"]["fwhm_mm"], float)
+    model = PilotModel.from_maps(
+        region_mask(pilot["labels"], [roi]), pilot["mask"], pilot["sd"], fwhm, pilot["affine"]
+    )
     info = {
         "roi": roi,
         "roi_voxels": int(model.roi.sum()),
         "fwhm_mm": fwhm.round(2).tolist(),
         "median_sd": float(np.median(model.sd[model.roi])),
-        "pilot_n": int(glm["n"]),
-        "pilot_df": int(glm["df"]),
+        "pilot_n": int(pilot["glm"]["n"]),
+        "pilot_df": int(pilot["glm"]["df"]),
     }
     return model, info
 
@@ -133,13 +143,16 @@ def run(cfg: dict, log) -> dict:
     wf = workflow_defaults()
     lay = Layout.from_config(wf, Path(s["run"]))
     params = svc_params({**wf["group"], "n_perm": int(s["n_perm"])})
+    modalities = cfg.get("modalities") or {}
+    survival = {m: float(c.get("survival", 1.0)) for m, c in modalities.items()}
     tables, needed, models, paragraphs = [], [], [], {}
-    for modality, mc in (cfg.get("modalities") or {}).items():
+    for modality, mc in modalities.items():
         if modality not in UNITS:
             raise ValueError(f"power config: modality {modality!r} is not one of {list(UNITS)}")
+        pilot = load_pilot(lay, modality)
         parts = []
         for roi in mc["rois"]:
-            model, info = load_model(lay, modality, roi)
+            model, info = load_model(pilot, roi)
             info["modality"] = modality
             models.append(info)
             log.info("%s %s: %s", modality, roi, info)
@@ -151,7 +164,7 @@ def run(cfg: dict, log) -> dict:
                 [int(n) for n in s["n_per_group"]],
                 runs=int(s["runs"]),
                 params=params,
-                survival=float(mc.get("survival", 1.0)),
+                survival=survival[modality],
                 centre_mm=centre,
                 radius_mm=float(s["radius_mm"]),
                 detect_mm=None if s["detect_mm"] is None else float(s["detect_mm"]),
@@ -174,11 +187,10 @@ def run(cfg: dict, log) -> dict:
     need_all = pd.concat(needed, ignore_index=True)
     save_tsv(table, lay.group("power_table"))
     save_tsv(need_all, lay.group("power_needed"))
-    survival = {m: float(c.get("survival", 1.0)) for m, c in (cfg.get("modalities") or {}).items()}
     plot(table, lay.group("power_png"), float(s["target_power"]), survival)
     out = {
         "settings": s,
-        "modalities": cfg.get("modalities"),
+        "modalities": modalities,
         "models": models,
         "sample_size_paragraphs": paragraphs,
         "qsmvbm": full_version(),
