@@ -95,6 +95,64 @@ def test_jacobian_modulation_preserves_gm_volume(anat_run):
     assert abs(np.median(jn[r["tpl"].mask]) - 1) < 0.1
 
 
+def test_deep_grey_weight_and_blend():
+    """The weight is 1 inside the thalamus, 0 far from it, between on its edge; the blend takes the
+    template's GM there and the subject's elsewhere, both times the Jacobian."""
+    from qsmvbm import atlas
+
+    tpl = load_template(2)
+    labels = atlas.aal3_on_grid(tpl.gm.shape, tpl.affine)
+    thal = atlas.region_mask(labels, ["Thalamus"])
+    hard = normalize.deep_grey_weight(labels, ["Thalamus"], (2, 2, 2), feather_mm=0)
+    assert np.array_equal(hard > 0.5, thal)
+    w = normalize.deep_grey_weight(labels, ["Thalamus"], (2, 2, 2), feather_mm=4)
+    from scipy import ndimage
+
+    core = ndimage.binary_erosion(thal)
+    far = ~ndimage.binary_dilation(thal, iterations=5)
+    assert w[core].min() > 0.999 and w[far].max() < 1e-3
+    assert np.median(w[thal]) == 1.0
+    ring = ndimage.binary_dilation(thal, iterations=2) & ~thal
+    assert 0.2 < np.median(w[ring]) < 0.9
+    rng = np.random.default_rng(0)
+    gm = rng.uniform(0, 1, tpl.gm.shape).astype(np.float32)
+    jac = rng.uniform(0.8, 1.2, tpl.gm.shape).astype(np.float32)
+    m = normalize.modulated_gm(gm, jac, tpl.gm, w)
+    assert np.allclose(m[core], (tpl.gm * jac)[core], atol=1e-3)
+    assert np.allclose(m[far], (gm * jac)[far], atol=2e-3)
+    assert np.allclose(normalize.modulated_gm(gm, jac), gm * jac)
+    with pytest.raises(ValueError, match="template GM"):
+        normalize.modulated_gm(gm, jac, None, w)
+
+
+def test_deep_grey_jacobian_measures_the_true_thalamic_gm(anat_run):
+    """The thalamus's modulated GM by the Jacobian (the default) sums to the subject's true thalamic GM
+    volume (the truth's GM fractions in the thalamus mapped through the true transform)."""
+    from qsmvbm import atlas
+    from qsmvbm.simulate.subject import load_true_transform
+    from qsmvbm.transforms import sample, world_coords
+
+    r = anat_run
+    tpl = r["tpl"]
+    fwd = r["reg"]["fwdtransforms"]
+    warped = normalize.warp(r["T"], to_ants(r["seg"]["gm"], r["img"].affine), fwd).numpy()
+    jac = normalize.jacobian(r["T"], fwd, "affine+nonlinear")
+    labels = atlas.aal3_on_grid(tpl.gm.shape, tpl.affine)
+    w = normalize.deep_grey_weight(labels, ["Thalamus"], (2, 2, 2))
+    thal = atlas.region_mask(labels, ["Thalamus"])
+    measured = float(normalize.modulated_gm(warped, jac, tpl.gm, w)[thal].sum() * 8 / 1000)
+    truth = truth_dir(r["truth"])
+    gm_img = nib.load(truth_paths(truth, r["pid"])["gm"])
+    mni = load_true_transform(truth, r["pid"]).to_mni(
+        "T1w", world_coords(gm_img.shape, gm_img.affine)
+    )
+    lab, laff = atlas.load_aal3()
+    true_thal = atlas.region_mask(sample(lab.astype(np.float32), laff, mni, order=0), ["Thalamus"])
+    vox = float(np.prod(gm_img.header.get_zooms()[:3])) / 1000
+    true_ml = float(gm_img.get_fdata()[true_thal].sum() * vox)
+    assert measured == pytest.approx(true_ml, rel=0.12)
+
+
 def test_cohort_qc_flags_a_misregistered_subject():
     rng = np.random.default_rng(0)
     base = rng.normal(0, 1, (30, 30, 30)).astype(np.float32)

@@ -303,6 +303,10 @@ def _tree(folder):
             "group:\n  combine: {Motor: [Precentral_L, Postcentral_L]}\n",
             "group.combine.Motor: ['Postcentral_L'] not in group.rois",
         ),
+        (
+            "anat:\n  deep_grey: {regions: [Thalamus, Putamn_L]}\n",
+            "anat.deep_grey.regions: unknown AAL3 region 'Putamn_L'",
+        ),
     ],
 )
 def test_group_settings_are_checked_before_any_job(tiny_cohort, tmp_path, extra, message):

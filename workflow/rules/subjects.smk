@@ -2,6 +2,7 @@
 # before any per-subject job; a subject whose input files are missing is excluded with the reason.
 from qsmvbm.bids import BidsInputError, missing_inputs, read_participants
 from qsmvbm.preflight import (
+    anat_setting_problems,
     cohort_notes,
     group_setting_problems,
     output_inside_input,
@@ -42,6 +43,7 @@ else:
 for _note in cohort_notes(SUBJECTS, _folders, PCFG["exclude"]):
     logger.warning(f"NOTE: {_note}")
 _problems += group_setting_problems(config["group"], _columns)
+_problems += anat_setting_problems(config["anat"])
 SUBJECTS, _unknown = select_participants(SUBJECTS, PCFG["participant_label"])
 if _unknown:
     _problems.append(

@@ -3,6 +3,7 @@ Jacobian-modulated GM, smoothing, per-subject normalization QC metrics and overl
 
 import numpy as np
 
+from qsmvbm import atlas
 from qsmvbm.anat import normalize
 from qsmvbm.anat.antsio import load_ants, to_ants
 from qsmvbm.anat.figures import normalization_overlay
@@ -26,7 +27,12 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
         )
     gm = normalize.warp(T, load_ants(inp["gm"]), fwd_t1).numpy()
     jac = normalize.jacobian(T, fwd_t1, params["modulation"])
-    mgm = (np.clip(gm, 0, 1) * jac).astype(np.float32)
+    dg = params["deep_grey"]
+    weight = None
+    if dg["method"] == "jacobian":
+        labels = atlas.aal3_on_grid(tpl.gm.shape, tpl.affine)
+        weight = normalize.deep_grey_weight(labels, dg["regions"], vs, dg["feather_mm"])
+    mgm = normalize.modulated_gm(gm, jac, tpl.gm, weight)
     save_nifti(mgm, tpl.affine, out["gm_mod"])
     if "gm_mod_smooth" in out:
         save_nifti(
@@ -43,6 +49,7 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
         "gm_ml_modulated": float(mgm.sum() * np.prod(vs) / 1000),
         "jacobian_mean": float(jac[tpl.mask].mean()),
         "modulation": params["modulation"],
+        "deep_grey_gm": dg["method"],
         "normalization": params["normalization"],
         "TemplateSpace": TEMPLATE_SPACE,
     }

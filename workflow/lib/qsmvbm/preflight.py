@@ -43,6 +43,21 @@ def _covariate_problems(names, columns: set[str], where: str) -> list[str]:
     return out
 
 
+def _region_problems(names, where: str) -> list[str]:
+    out = []
+    for roi in names:
+        try:
+            label_values(roi)
+        except (KeyError, ValueError) as e:
+            out.append(f"{where}: {str(e).strip(chr(39))}")
+    return out
+
+
+def anat_setting_problems(anat: dict) -> list[str]:
+    """Problems of the ``anat`` config section: unknown AAL3 regions in ``anat.deep_grey.regions``."""
+    return _region_problems(anat["deep_grey"]["regions"], "anat.deep_grey.regions")
+
+
 def group_setting_problems(group: dict, columns: set[str] | None) -> list[str]:
     """Problems of the ``group`` config section: unknown AAL3 regions, ``combine`` entries naming
     regions that are not searched, and (when ``columns``, the participants.tsv columns, are known)
@@ -57,12 +72,7 @@ def group_setting_problems(group: dict, columns: set[str] | None) -> list[str]:
     -------
     list of messages naming the config key and the problem (empty if none).
     """
-    problems = []
-    for roi in group["rois"]:
-        try:
-            label_values(roi)
-        except (KeyError, ValueError) as e:
-            problems.append(f"group.rois: {str(e).strip(chr(39))}")
+    problems = _region_problems(group["rois"], "group.rois")
     for name, rois in group["combine"].items():
         missing = [r for r in rois if r not in group["rois"]]
         if missing:

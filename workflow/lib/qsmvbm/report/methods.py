@@ -60,6 +60,8 @@ REFERENCES = {
     "NeuroImage. 2020;206:116189.",
     "ashburner2000": "Ashburner J, Friston KJ. Voxel-based morphometry - the methods. NeuroImage. "
     "2000;11:805-821.",
+    "chung2001": "Chung MK, Worsley KJ, Paus T, et al. A unified statistical approach to deformation-based "
+    "morphometry. NeuroImage. 2001;14:595-606.",
     "worsley1996": "Worsley KJ, Marrett S, Neelin P, et al. A unified statistical approach for determining "
     "significant signals in images of cerebral activation. Hum Brain Mapp. 1996;4:58-73.",
     "kiebel1999": "Kiebel SJ, Poline JB, Friston KJ, Holmes AP, Worsley KJ. Robust smoothness estimation in "
@@ -214,6 +216,17 @@ def _qsm(q: dict, cite) -> str:
     )
 
 
+def _deep_grey(dg: dict, cite) -> str:
+    if dg["method"] != "jacobian":
+        return ""
+    return (
+        f"; in the deep grey nuclei ({', '.join(dg['regions'])}), whose grey/white contrast on T1w is a "
+        "partial volume that tissue classification does not track, the modulated GM was the template's GM "
+        f"fraction times the Jacobian (tensor-based morphometry {cite('chung2001')}), blended into the "
+        f"segmented GM over a {_g(dg['feather_mm'])} mm FWHM edge,"
+    )
+
+
 def _anat(a: dict, qc: dict, cite, space: str) -> str:
     mod = (
         "affine and nonlinear components (as CAT12's mwp1; TIV as a covariate)"
@@ -259,7 +272,9 @@ def _anat(a: dict, qc: dict, cite, space: str) -> str:
         f"{a['random_seed']}{det}).{mc} The first-echo GRE magnitude was registered rigidly to the T1w image (mutual "
         f"information), and QSM was brought to the template by composing the GRE-to-T1w and T1w-to-template "
         f"transforms in a single interpolation; template-space QSM was {qsm_s}. Grey matter was "
-        f"Jacobian-modulated with {mod} {cite('ashburner2000')} and "
+        f"Jacobian-modulated with {mod} {cite('ashburner2000')}"
+        + _deep_grey(a["deep_grey"], cite)
+        + " and "
         + (
             f"smoothed with a {_g(a['gm_fwhm_mm'])} mm FWHM kernel"
             if a["gm_fwhm_mm"] > 0
