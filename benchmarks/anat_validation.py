@@ -8,7 +8,13 @@ For every subject with ground truth (``<results>/sim_bids/derivatives/simulation
 * estimated GM volume and TIV against the truth: Pearson r, mean bias (mL and %);
 * planted local GM atrophy recovered in template space: mean modulated GM in each planted
   region, patients versus controls (relative difference, with and without dividing by TIV),
-  against the planted mean relative change.
+  against the planted mean relative change;
+* regional GM volume by each deep grey measure (``anat.deep_grey.method``: ``segmentation``, the
+  warped Atropos GM times the Jacobian, and ``jacobian``, the template's GM fraction times the
+  Jacobian inside the deep grey nuclei) summed over AAL3 regions in template space, against the
+  truth's GM summed over the same regions mapped through the true transform (Pearson r, median
+  measured / true), and the planted atrophy each recovers (measured / planted relative difference
+  between the groups, TIV-normalised).
 
 Usage: python benchmarks/anat_validation.py [--results results] [--out benchmarks/results/anat_validation.json]
 """
@@ -72,6 +78,83 @@ def region_dice(lay: Layout, truth: Path, pid: str, normalization: str = "t1") -
     }
 
 
+#: regions of the regional-GM comparison of the deep grey measures
+GM_REGIONS = {
+    "Thalamus_L": ["Thalamus_L"],
+    "Thalamus_R": ["Thalamus_R"],
+    "Precentral_L": ["Precentral_L"],
+    "Precentral_R": ["Precentral_R"],
+    "Caudate": ["Caudate"],
+    "Putamen": ["Putamen"],
+}
+
+
+def regional_gm(lay: Layout, truth: Path, pid: str, deep_grey: dict, resolution: int) -> dict:
+    """GM volume (mL) of each :data:`GM_REGIONS` region: ``true_<r>`` (truth's GM in the region
+    through the true transform), ``segmentation_<r>`` and ``jacobian_<r>`` (template-space
+    modulated GM, affine+nonlinear, by each deep grey measure; ``deep_grey`` gives the regions
+    and the edge)."""
+    from qsmvbm.anat import normalize
+    from qsmvbm.anat.antsio import load_ants
+    from qsmvbm.templates import load_template
+
+    tpl = load_template(resolution)
+    T = to_ants(tpl.t1, tpl.affine)
+    fwd = [str(lay.subject("warp", pid)), str(lay.subject("affine", pid))]
+    gm = normalize.warp(T, load_ants(lay.subject("gm", pid)), fwd).numpy()
+    jac = normalize.jacobian(T, fwd, "affine+nonlinear")
+    labels = atlas.aal3_on_grid(tpl.gm.shape, tpl.affine)
+    vs = np.full(3, float(resolution))
+    w = normalize.deep_grey_weight(labels, deep_grey["regions"], vs, deep_grey["feather_mm"])
+    maps = {
+        "segmentation": normalize.modulated_gm(gm, jac),
+        "jacobian": normalize.modulated_gm(gm, jac, tpl.gm, w),
+    }
+    gm_true = nib.load(truth_file(truth, "gm", pid))
+    gt = gm_true.get_fdata(dtype=np.float32)
+    mni = load_true_transform(truth, pid).to_mni("T1w", world_coords(gm_true.shape, gm_true.affine))
+    lab_all, laff = atlas.load_aal3()
+    true_lab = sample(lab_all.astype(np.float32), laff, mni, order=0).astype(np.int16)
+    v_t = float(np.prod(vs)) / 1000
+    v_s = float(np.prod(gm_true.header.get_zooms()[:3])) / 1000
+    out = {}
+    for name, regs in GM_REGIONS.items():
+        out[f"true_{name}"] = float(gt[atlas.region_mask(true_lab, regs)].sum() * v_s)
+        m = atlas.region_mask(labels, regs)
+        for method, mgm in maps.items():
+            out[f"{method}_{name}"] = float(mgm[m].sum() * v_t)
+    return out
+
+
+def regional_summary(df: pd.DataFrame, patients: pd.Series, planted: dict) -> dict:
+    """Per region and measure: r and median ratio against the truth, and the TIV-normalised
+    patient/control relative difference against the true one (``planted``: region -> effect name
+    planted there, whose truth columns give the true difference)."""
+    out = {}
+    for name in GM_REGIONS:
+        t = df[f"true_{name}"]
+        true_diff = float(
+            (t[patients] / df.loc[patients, "TIV_true"]).mean()
+            / (t[~patients] / df.loc[~patients, "TIV_true"]).mean()
+            - 1
+        )
+        out[name] = {"true_relative_difference_tiv_normalised": true_diff}
+        for method in ("segmentation", "jacobian"):
+            m = df[f"{method}_{name}"]
+            d = float(
+                (m[patients] / df.loc[patients, "TIV_est"]).mean()
+                / (m[~patients] / df.loc[~patients, "TIV_est"]).mean()
+                - 1
+            )
+            out[name][method] = {
+                "pearson_r": float(stats.pearsonr(m, t)[0]),
+                "median_measured_over_true": float((m / t).median()),
+                "relative_difference_tiv_normalised": d,
+                "recovered_over_true_difference": d / true_diff if name in planted else None,
+            }
+    return out
+
+
 def effect_masks(truth: Path, effects: pd.DataFrame) -> dict:
     """Each planted effect's template-space mask from the truth folder: name -> (bool array, affine).
     The same for every subject, so read once per run."""
@@ -102,6 +185,11 @@ def main(argv=None) -> None:
         "--resolution", type=int, default=2, help="the run's anat.template_resolution (mm)"
     )
     ap.add_argument(
+        "--deep-grey-config",
+        default=None,
+        help="workflow config whose anat.deep_grey to use (default: the schema's defaults)",
+    )
+    ap.add_argument(
         "--normalization",
         choices=sorted(XFM),
         default="t1",
@@ -115,6 +203,10 @@ def main(argv=None) -> None:
     mult = pd.read_csv(truth_table(truth, "subjects"), sep="\t")
     effects = pd.read_csv(truth_table(truth, "effects"), sep="\t")
     masks = effect_masks(truth, effects)
+    from qsmvbm.config import load_yaml, workflow_defaults
+
+    over = load_yaml(args.deep_grey_config) if args.deep_grey_config else {}
+    deep_grey = workflow_defaults({"anat": over.get("anat", {})})["anat"]["deep_grey"]
     rows = []
     for pid in parts.participant_id:
         vol_f = lay.subject("volumes", pid)
@@ -143,6 +235,7 @@ def main(argv=None) -> None:
             row[f"gm_{name}"] = float(mgm.get_fdata()[lab].mean())
             row[f"gm_ml_{name}"] = float(mgm.get_fdata()[lab].sum() * vox_t)
             row[f"gm_ml_true_{name}"] = float(gm_true.get_fdata()[in_region[name]].sum() * vox_s)
+        row.update(regional_gm(lay, truth, pid, deep_grey, args.resolution))
         rows.append(row)
     df = pd.DataFrame(rows).merge(mult.drop(columns="group"), on="participant_id")
     out = {"n_subjects": len(df), "normalization": args.normalization}
@@ -195,6 +288,14 @@ def main(argv=None) -> None:
                 (df[f"gm_ml_{e['name']}"] / df[f"gm_ml_true_{e['name']}"]).median()
             ),
         }
+    planted_regions = {
+        name: e["name"]
+        for _, e in effects.iterrows()
+        if e["gm_change"]
+        for name, regs in GM_REGIONS.items()
+        if set(regs) & set(json.loads(e["region"]).get("atlas_labels", []))
+    }
+    out["deep_grey"] = {"config": deep_grey, "regions": regional_summary(df, pat, planted_regions)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     df.to_csv(Path(args.out).with_suffix(".tsv"), sep="\t", index=False, float_format="%.4g")
