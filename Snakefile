@@ -19,6 +19,7 @@ include: "workflow/rules/inputs.smk"
 include: "workflow/rules/qsm.smk"
 include: "workflow/rules/anat.smk"
 include: "workflow/rules/register.smk"
+include: "workflow/rules/derivatives.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/group.smk"
 include: "workflow/rules/report.smk"
@@ -45,6 +46,7 @@ localrules:
     all,
     participant,
     derivatives_description,
+    derivative_sidecars,
     group_design,
     cluster_table,
     roi_statistics,

@@ -81,6 +81,35 @@ def test_run_on_simulated_cohort(tiny_run):
     assert "Nothing to be done" in r.stdout + r.stderr
 
 
+def bids_validator_issues(dataset: Path) -> list[dict]:
+    """The issues the BIDS validator (bids-validator-deno, the schema-based validator, from the test
+    extras) reports on ``dataset``."""
+    exe = Path(sys.executable).with_name("bids-validator-deno")
+    r = subprocess.run([str(exe), "--json", str(dataset)], capture_output=True, text=True)
+    return json.loads(r.stdout)["issues"]["issues"]
+
+
+def test_derivatives_pass_the_bids_validator(tiny_run):
+    """The derivatives are a valid BIDS-derivatives dataset: no error from the BIDS validator; every
+    image has a sidecar with what it is, and the custom spaces name their raw reference image."""
+    lay = Layout(tiny_run)
+    issues = bids_validator_issues(lay.derivatives)
+    errors = [
+        (i["code"], i.get("subCode"), i.get("location")) for i in issues if i["severity"] == "error"
+    ]
+    assert errors == [], errors[:20]
+    side = json.loads(lay.sidecar("qsm_mask", "sub-NC001").read_text())
+    assert side["Type"] == "Brain" and side["SpatialReference"].startswith(
+        "bids:raw:sub-NC001/anat/"
+    )
+    assert side["Parameters"]["qsm"]["background"] == "lbv"
+    gm = json.loads(lay.sidecar("gm_mod", "sub-NC001").read_text())
+    assert gm["Resolution"] == {"2": "2 mm isotropic grid of the MNI152NLin2009aSym template"}
+    assert "not a probability" in gm["Description"]
+    t1 = json.loads(lay.sidecar("t1_preproc", "sub-NC001").read_text())
+    assert t1["SkullStripped"] is False and t1["SpatialReference"].endswith("_T1w.nii.gz")
+
+
 def test_multichannel_normalization_after_the_t1_pass(tiny_run, tmp_path):
     """anat.normalization multichannel on a finished T1-only run: only the new registration steps, the
     template-space maps and the group stage run; the cohort QSM template holds every subject; the

@@ -142,11 +142,30 @@ def group_targets():
     ]
 
 
+def dataset_files():
+    """The derivatives' dataset-level files: description, dseg label table, .bidsignore, README."""
+    return [
+        str(p)
+        for p in (
+            L.dataset_description(),
+            L.dseg_table(),
+            L.bidsignore(),
+            L.derivatives_readme(),
+        )
+    ]
+
+
+def subject_sidecars(subjects):
+    """The JSON sidecars of the derivative images of ``subjects`` (rule derivative_sidecars)."""
+    return [str(L.sidecar(k, s)) for s in subjects for k in SIDECAR_KEYS]
+
+
 def participant_targets(wildcards):
     """The participant level (BIDS App): every chosen subject's QSM, template-space maps and
     normalization QC, for the subjects that passed the input check."""
     subjects = ok_subjects()
-    targets = [str(L.dataset_description()), str(L.dseg_table())]
+    targets = dataset_files()
+    targets += subject_sidecars(subjects)
     for key in (
         "inputs_summary",
         "chi",
@@ -161,7 +180,8 @@ def participant_targets(wildcards):
 def all_targets(wildcards):
     """The default targets; per-subject ones for the subjects that passed the input check."""
     subjects = ok_subjects()
-    targets = [str(L.dataset_description()), str(L.dseg_table())]
+    targets = dataset_files()
+    targets += subject_sidecars(subjects)
     targets += subject_files("inputs_summary", subjects)
     targets += subject_files("chi", subjects)
     targets.append(str(L.group("qc_table")))

@@ -68,6 +68,8 @@ rule derivatives_description:
     output:
         description=L.dataset_description(),
         dseg=L.dseg_table(),
+        bidsignore=L.bidsignore(),
+        readme=L.derivatives_readme(),
     log:
         L.log("derivatives_description"),
     benchmark:

@@ -7,6 +7,7 @@ import numpy as np
 from qsmvbm.anat.normalize import t1_mask_in_gre
 from qsmvbm.bids import bids_uri, load_megre
 from qsmvbm.io import load_json, save_json, save_nifti
+from qsmvbm.layout import image_sidecar
 from qsmvbm.qc import mosaic_png
 from qsmvbm.qsm.mask import mask_plausibility
 from qsmvbm.qsm.pipeline import reconstruct
@@ -127,6 +128,8 @@ def run(
     for k in ("vsharp_radii_mm", "msmv", "inversion_iterations", "echo_fit_iterations"):
         if k in res.info:
             sidecar[k] = res.info[k]
+    # BIDS derivative fields (Description, SkullStripped, SpatialReference: the first echo's magnitude)
+    sidecar = image_sidecar("chi", spatial_reference=sidecar["Sources"][0], **sidecar)
     save_json(sidecar, out["chi_json"])
     mosaic_png(
         [

@@ -20,10 +20,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .templates import TEMPLATE_SPACE
+from .templates import TEMPLATE_SPACE, TEMPLATE_URL
 
 # BIDS entity order used in every derivative name (the BIDS schema's order for these entities)
-ENTITY_ORDER = ("tpl", "sub", "from", "to", "space", "res", "label", "mode", "desc")
+ENTITY_ORDER = (
+    "tpl",
+    "sub",
+    "from",
+    "to",
+    "echo",
+    "part",
+    "space",
+    "res",
+    "label",
+    "mode",
+    "desc",
+)
 
 
 def bids_name(suffix: str, extension: str, **entities: str | int | None) -> str:
@@ -65,11 +77,13 @@ SUBJECT_FILES = {
     "chi_json": _spec("Chimap", ".json", space="MEGRE"),
     "gre_brain_mask": _spec("mask", space="MEGRE", desc="brain"),
     "qsm_mask": _spec("mask", space="MEGRE", desc="qsm"),
-    "total_field": _spec("fieldmap", space="MEGRE", desc="total"),
-    "local_field": _spec("fieldmap", space="MEGRE", desc="local"),
-    "noise": _spec("fieldmap", space="MEGRE", desc="noise"),
+    # field maps in ppm of B0: BIDS has no suffix for them (its fieldmap is an fmap/ file in Hz), so
+    # they are named "field" and listed in the derivatives' .bidsignore
+    "total_field": _spec("field", space="MEGRE", desc="total"),
+    "local_field": _spec("field", space="MEGRE", desc="local"),
+    "noise": _spec("field", space="MEGRE", desc="noise"),
     "r2star": _spec("R2starmap", space="MEGRE"),
-    "magnitude": _spec("magnitude", space="MEGRE", desc="echo1"),
+    "magnitude": _spec("MEGRE", echo=1, part="mag", space="MEGRE"),
     "qsm_qc_png": _spec("qc", ".png", "figures", space="MEGRE", desc="qsm"),
     # T1w anatomy (anat.smk)
     "t1_preproc": _spec("T1w", space="T1w", desc="preproc"),
@@ -109,6 +123,106 @@ SUBJECT_FILES = {
 # itself when the modality's smoothing FWHM is 0 (then no copy is written)
 GROUP_MAP_KEYS = {"qsm": "chi_smooth", "gm": "gm_mod_smooth"}
 UNSMOOTHED_KEYS = {"qsm": "template_chi", "gm": "gm_mod"}
+
+# What each per-subject image is, for its JSON sidecar (rule derivative_sidecars; the QSM's own
+# sidecar, chi_json, is written by the qsm rule with the same keys): a description, BIDS
+# SkullStripped (non-brain voxels are zero) for images that are not masks or segmentations, Units,
+# and Type for masks. Resolution (res-) and SpatialReference (the custom spaces MEGRE and T1w) are
+# added per run by :func:`image_sidecar`.
+IMAGE_META = {
+    "chi": {
+        "Description": "magnetic susceptibility (QSM) on the GRE grid",
+        "SkullStripped": True,
+        "Units": "ppm",
+    },
+    "gre_brain_mask": {
+        "Description": "brain mask on the GRE grid (qsm.mask.source), before phase-quality refinement",
+        "Type": "Brain",
+    },
+    "qsm_mask": {
+        "Description": "the mask the susceptibility is defined in: the brain mask refined by phase "
+        "quality and by the background-field removal's edge treatment",
+        "Type": "Brain",
+    },
+    "total_field": {
+        "Description": "total field after echo combination and unwrapping, in the brain mask",
+        "SkullStripped": True,
+        "Units": "ppm",
+    },
+    "local_field": {
+        "Description": "local (tissue) field: the total field less the background field",
+        "SkullStripped": True,
+        "Units": "ppm",
+    },
+    "noise": {
+        "Description": "standard deviation of the total field's noise, from the echo fit",
+        "SkullStripped": True,
+        "Units": "ppm",
+    },
+    "r2star": {
+        "Description": "R2* from the multi-echo magnitude (log-linear fit)",
+        "SkullStripped": True,
+        "Units": "1/s",
+    },
+    "magnitude": {
+        "Description": "first-echo GRE magnitude as read (the GRE-to-T1w registration's moving image)",
+        "SkullStripped": False,
+        "Units": "arbitrary",
+    },
+    "t1_preproc": {
+        "Description": "T1w after N4 bias-field correction (masked N4, the whole field of view kept)",
+        "SkullStripped": False,
+        "Units": "arbitrary",
+    },
+    "t1_mask": {"Description": "T1w brain mask (template-based brain extraction)", "Type": "Brain"},
+    "gm": {"Description": "grey matter posterior probability (prior-based Atropos)"},
+    "wm": {"Description": "white matter posterior probability (prior-based Atropos)"},
+    "csf": {"Description": "cerebrospinal fluid posterior probability (prior-based Atropos)"},
+    "dseg": {"Description": "tissue labels (most probable Atropos class; labels in dseg.tsv)"},
+    "template_t1": {
+        "Description": "the bias-corrected T1w normalized to the template",
+        "SkullStripped": False,
+        "Units": "arbitrary",
+    },
+    "template_mask": {
+        "Description": "the T1w brain mask normalized to the template",
+        "Type": "Brain",
+    },
+    "t1reg_chi": {
+        "Description": "susceptibility normalized by the T1-only transforms (input of the cohort "
+        "QSM template of the multichannel normalization)",
+        "SkullStripped": True,
+        "Units": "ppm",
+    },
+    "t1reg_qsm_mask": {
+        "Description": "the QSM mask normalized by the T1-only transforms",
+        "Type": "Brain",
+    },
+    "template_chi": {
+        "Description": "susceptibility normalized to the template (GRE to T1w to template, one "
+        "interpolation)",
+        "SkullStripped": True,
+        "Units": "ppm",
+    },
+    "chi_smooth": {
+        "Description": "template-space susceptibility smoothed inside the QSM mask (anat.qsm_fwhm_mm)",
+        "SkullStripped": True,
+        "Units": "ppm",
+    },
+    "template_qsm_mask": {
+        "Description": "the QSM mask normalized to the template",
+        "Type": "Brain",
+    },
+    "gm_mod": {
+        "Description": "Jacobian-modulated grey matter (anat.modulation; deep grey nuclei by "
+        "anat.deep_grey): mL of GM per mL of template voxel, not a probability (can exceed 1)",
+        "Units": "mL/mL",
+    },
+    "gm_mod_smooth": {
+        "Description": "the modulated grey matter smoothed (anat.gm_fwhm_mm)",
+        "Units": "mL/mL",
+    },
+}
 
 # Group-level outputs under <output_dir>/group/ ({modality}: qsm or gm)
 GROUP_FILES = {
@@ -182,8 +296,12 @@ TRUTH_TABLES = {
 
 # The BIDS dataset description at the top of the derivatives
 DATASET_DESCRIPTION = "dataset_description.json"
-# The label table of the T1w tissue segmentation (``space-T1w_dseg``), inherited by every subject's
-DSEG_TABLE = "space-T1w_dseg.tsv"
+# The label table of the T1w tissue segmentation, inherited by every subject's ``dseg`` (a top-level
+# file without entities: BIDS inheritance applies it to all of them)
+DSEG_TABLE = "dseg.tsv"
+# Files of the derivatives that BIDS does not define (listed in its .bidsignore) and its README
+BIDS_IGNORE = ".bidsignore"
+DERIVATIVES_README = "README.md"
 
 
 def _render(spec: dict, subject: str, tpl: str, res) -> str:
@@ -195,6 +313,57 @@ def _render(spec: dict, subject: str, tpl: str, res) -> str:
     }
     name = bids_name(spec["suffix"], spec["ext"], **ents)
     return f"{subject}_{name}"
+
+
+#: per-subject files with no BIDS suffix or extension for what they hold (listed in .bidsignore)
+NON_BIDS_KEYS = (
+    "input_check",
+    "inputs_summary",
+    "total_field",
+    "local_field",
+    "noise",
+    "volumes",
+    "normalization_qc",
+)
+
+
+def bidsignore_lines(template: str = TEMPLATE_SPACE) -> list[str]:
+    """Patterns of the derivatives' ``.bidsignore``: the figures folders, transforms (BIDS has no
+    transform files yet), the cohort QSM template folder, and :data:`NON_BIDS_KEYS` (with their
+    sidecars)."""
+    lines = ["*/figures", "templates", "*_xfm.*"]
+    for key in NON_BIDS_KEYS:
+        name = _render(SUBJECT_FILES[key], "sub-*", template, "*")
+        lines.append(name)
+        ext = SUBJECT_FILES[key].get("ext")
+        if ext and ext != ".json":
+            lines.append(name.removesuffix(ext) + ".json")
+    return lines
+
+
+def image_sidecar(
+    key: str,
+    resolution: int | None = None,
+    spatial_reference: str | None = None,
+    **extra,
+) -> dict:
+    """JSON sidecar of the per-subject image ``key``: :data:`IMAGE_META`, ``Resolution`` and
+    ``SpatialReference`` (the template's URL) for template-space (``res-``) images,
+    ``SpatialReference`` (a BIDS URI of the raw image that defines the grid) for the custom spaces
+    MEGRE and T1w, and ``extra`` (e.g. ``Sources``, parameters)."""
+    ents = SUBJECT_FILES[key]["entities"]
+    out = {**IMAGE_META[key]}
+    if "res" in ents:
+        out["Resolution"] = {
+            str(resolution): f"{resolution} mm isotropic grid of the {TEMPLATE_SPACE} template"
+        }
+        out["SpatialReference"] = TEMPLATE_URL
+    if ents.get("space") in ("MEGRE", "T1w"):
+        if spatial_reference is None:
+            raise ValueError(f"{key}: space-{ents['space']} needs a SpatialReference")
+        out["SpatialReference"] = spatial_reference
+    out.update(extra)
+    return out
 
 
 def truth_dir(bids_dir: str | Path) -> Path:
@@ -350,8 +519,28 @@ class Layout:
 
     def dseg_table(self) -> Path:
         """The label table (index, name, abbreviation) of every subject's T1w ``dseg`` (BIDS
-        inheritance: a top-level ``space-T1w_dseg.tsv`` applies to ``sub-*_space-T1w_dseg.nii.gz``)."""
+        inheritance: a top-level ``dseg.tsv`` applies to every ``sub-*_dseg.nii.gz``)."""
         return self.derivatives / DSEG_TABLE
+
+    def bidsignore(self) -> Path:
+        """The derivatives' ``.bidsignore``: the files BIDS does not define (:func:`bidsignore_lines`)."""
+        return self.derivatives / BIDS_IGNORE
+
+    def derivatives_readme(self) -> Path:
+        return self.derivatives / DERIVATIVES_README
+
+    def sidecar(self, key: str, subject: str = "{subject}") -> Path:
+        """The JSON sidecar of the per-subject image ``key`` (an :data:`IMAGE_META` key)."""
+        path = self.subject(key, subject)
+        return path.with_name(path.name.removesuffix(SUBJECT_FILES[key]["ext"]) + ".json")
+
+    def sidecar_keys(self, multichannel: bool = False) -> list[str]:
+        """The images whose sidecars the ``derivative_sidecars`` rule writes in this run: every
+        :data:`IMAGE_META` image the run makes, but the QSM (its own rule writes that one)."""
+        skip = {"chi"} | {GROUP_MAP_KEYS[m] for m in GROUP_MAP_KEYS} - set(self.smoothed_keys())
+        if not multichannel:
+            skip |= {"t1reg_chi", "t1reg_qsm_mask"}
+        return [k for k in IMAGE_META if k not in skip]
 
     def cohort_qsm_template(self, extension: str = ".nii.gz") -> Path:
         """The cohort's median QSM template (multichannel normalization's QSM channel)."""

@@ -15,6 +15,8 @@ from functools import lru_cache
 import numpy as np
 
 TEMPLATE_SPACE = "MNI152NLin2009aSym"
+#: where the template is published (the SpatialReference of template-space derivatives)
+TEMPLATE_URL = "https://www.bic.mni.mcgill.ca/ServicesAtlases/ICBM152NLin2009"
 
 
 @dataclass(frozen=True)
