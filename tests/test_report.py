@@ -65,6 +65,18 @@ def test_report_builds_with_every_figure_and_table(tiny_run, tmp_path):
     assert not missing, f"not in the report: {missing}"
     for cat in ("0. Methods", "1. Group results", "2. Tables", "3. Quality control"):
         assert cat in text
+    # the main figures also as SVG, for a paper
+    lay = Layout(tiny_run)
+    for key, mod in [
+        ("fig1", "qsm"),
+        ("fig1", "gm"),
+        ("fig2", None),
+        ("fig3", None),
+        ("fig4", None),
+    ]:
+        svg = lay.report_svg(key, mod) if mod else lay.report_svg(key)
+        head = svg.read_text()[:400]
+        assert "<svg" in head, svg
     exe = chromium()
     if exe is None:
         pytest.skip("chromium is not installed and apt-get is unavailable (not root)")

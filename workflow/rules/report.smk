@@ -46,6 +46,12 @@ rule report_figures:
             category="1. Group results",
             subcategory="Figure 4: clinical correlations",
         ),
+        # the same figures as SVG, for a paper
+        qsm_svc_svg=L.report_svg("fig1", "qsm"),
+        gm_svc_svg=L.report_svg("fig1", "gm"),
+        roi_groups_svg=L.report_svg("fig2"),
+        qsm_vs_gm_svg=L.report_svg("fig3"),
+        clinical_svg=L.report_svg("fig4"),
     log:
         L.log("report_figures"),
     benchmark:

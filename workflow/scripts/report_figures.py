@@ -42,7 +42,7 @@ def run(
             clusters[clusters.modality == mod],
             info["cluster_forming_t"],
             f"{mod.upper()}: {info['contrast']}",
-            out[f"{mod}_svc"],
+            [out[f"{mod}_svc"], out[f"{mod}_svc_svg"]],
         )
     values = read(inp["values"])
     design = read(inp["design"])
@@ -53,9 +53,15 @@ def run(
     )
     regions = list(json.loads(Path(inp["columns"]).read_text())["regions"])
     stats, corr = read(inp["stats"]), read(inp["correlations"])
-    figures.roi_group_figure(values, stats, regions, patient, control, out["roi_groups"])
-    figures.qsm_gm_figure(values, corr, regions, patient, control, out["qsm_vs_gm"])
-    figures.clinical_figure(values, corr, regions, clinical, patient, out["clinical"])
+    figures.roi_group_figure(
+        values, stats, regions, patient, control, [out["roi_groups"], out["roi_groups_svg"]]
+    )
+    figures.qsm_gm_figure(
+        values, corr, regions, patient, control, [out["qsm_vs_gm"], out["qsm_vs_gm_svg"]]
+    )
+    figures.clinical_figure(
+        values, corr, regions, clinical, patient, [out["clinical"], out["clinical_svg"]]
+    )
     log.info("figures for %d regions", len(regions))
 
 

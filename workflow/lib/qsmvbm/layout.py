@@ -504,6 +504,10 @@ class Layout:
         """A file of the study report (:data:`REPORT_FILES` key)."""
         return self.report_dir / REPORT_FILES[key].format(modality=modality)
 
+    def report_svg(self, key: str, modality: str = "{modality}") -> Path:
+        """The SVG copy of a report figure (a PNG :data:`REPORT_FILES` key), for a paper."""
+        return self.report(key, modality).with_suffix(".svg")
+
     @property
     def run_config(self) -> Path:
         """The configuration the ``qsmvbm`` command wrote for the runs in this folder."""

@@ -1,7 +1,8 @@
 """Group figures of the study report (the reference study's Figures 1-4) and the QC summary.
 
-Each function takes tables/arrays, draws one PNG with matplotlib (nilearn for brain slices) and writes
-it atomically. Units are on every axis: susceptibility in ppm, GM as modulated GM (mL/mL), t unitless.
+Each function takes tables/arrays, draws one figure with matplotlib (nilearn for brain slices) and
+writes it atomically to its output path, or to each of several paths in the format of its suffix (the
+workflow asks for a 300 dpi PNG and an SVG of Figures 1-4). Units are on every axis: susceptibility in ppm, GM as modulated GM (mL/mL), t unitless.
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ UNITS = {"qsm": "susceptibility (ppm)", "gm": "modulated GM (mL/mL)"}
 NAMES = {"qsm": "QSM", "gm": "GM volume"}
 
 
-def _save(fig, out_png, dpi: int = 300) -> Path:
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_png, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
+def _save(fig, out, dpi: int = 300) -> Path:
+    """Write ``fig`` to ``out``: a path, or several (e.g. a PNG at ``dpi`` and an SVG for a paper),
+    each in the format of its suffix. Returns the first path."""
+    paths = [Path(out)] if isinstance(out, str | Path) else [Path(p) for p in out]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fmt = path.suffix.lstrip(".")
+        with atomic_path(path, suffix=path.suffix) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=fmt)
     plt.close(fig)
-    return out_png
+    return paths[0]
 
 
 def _label_colorbar(display, label: str = "t") -> None:
