@@ -22,6 +22,7 @@ include: "workflow/rules/register.smk"
 include: "workflow/rules/derivatives.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/group.smk"
+include: "workflow/rules/power.smk"
 include: "workflow/rules/report.smk"
 
 

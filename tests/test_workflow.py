@@ -110,6 +110,30 @@ def test_derivatives_pass_the_bids_validator(tiny_run):
     assert t1["SkullStripped"] is False and t1["SpatialReference"].endswith("_T1w.nii.gz")
 
 
+def test_power_target_on_the_finished_run(tiny_run, tmp_path):
+    """`snakemake power` on a finished run: the power table, curves and the report page, from the
+    run's own GLM outputs and group settings, and a report with a "Study power" section."""
+    import pandas as pd
+
+    lay = Layout(tiny_run)
+    extra = tmp_path / "power.yaml"
+    extra.write_text(
+        "power:\n  n_per_group: [4]\n  runs: 3\n  n_perm: 20\n  methods: [rft, perm]\n"
+        "  modalities: {qsm: {rois: [Thalamus_R], effects: [0.05]}}\n"
+    )
+    args = ["--configfile", "config/config.yaml", str(extra)]
+    args += ["--config", f"simulation={TINY}", f"output_dir={tiny_run}"]
+    run_smk("power", *args)
+    table = pd.read_csv(lay.group("power_table"), sep="\t")
+    assert set(table.method) == {"rft", "perm"} and (table.runs == 3).all()
+    assert table.power.between(0, 1).all()
+    page = lay.group("power_html").read_text()
+    assert "Study power" in page and lay.group("power_png").name in page
+    report = tmp_path / "report.html"
+    run_smk("--report", str(report), "power", *args)
+    assert "4. Study power" in report.read_text(errors="replace")
+
+
 def test_multichannel_normalization_after_the_t1_pass(tiny_run, tmp_path):
     """anat.normalization multichannel on a finished T1-only run: only the new registration steps, the
     template-space maps and the group stage run; the cohort QSM template holds every subject; the
@@ -335,6 +359,10 @@ def _tree(folder):
         (
             "anat:\n  deep_grey: {regions: [Thalamus, Putamn_L]}\n",
             "anat.deep_grey.regions: unknown AAL3 region 'Putamn_L'",
+        ),
+        (
+            "power:\n  modalities: {gm: {rois: [Thalamus_X], effects: [0.02]}}\n",
+            "power.modalities.gm.rois: unknown AAL3 region 'Thalamus_X'",
         ),
     ],
 )

@@ -186,6 +186,8 @@ def all_targets(wildcards):
     targets += subject_files("chi", subjects)
     targets.append(str(L.group("qc_table")))
     targets += group_targets()
+    if config["power"]["enabled"]:
+        targets.append(str(L.group("power_html")))
     if SIMULATED:
         targets += expand(str(L.simulation_figure()), subject=SUBJECTS)[:1]
     return targets

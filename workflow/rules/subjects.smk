@@ -6,6 +6,7 @@ from qsmvbm.preflight import (
     cohort_notes,
     group_setting_problems,
     output_inside_input,
+    power_setting_problems,
     select_participants,
 )
 from qsmvbm.simulate.cohort import participant_columns, participant_ids
@@ -44,6 +45,7 @@ for _note in cohort_notes(SUBJECTS, _folders, PCFG["exclude"]):
     logger.warning(f"NOTE: {_note}")
 _problems += group_setting_problems(config["group"], _columns)
 _problems += anat_setting_problems(config["anat"])
+_problems += power_setting_problems(config["power"])
 SUBJECTS, _unknown = select_participants(SUBJECTS, PCFG["participant_label"])
 if _unknown:
     _problems.append(

@@ -247,6 +247,7 @@ GROUP_FILES = {
     "power_needed": "power/power_needed.tsv",
     "power_json": "power/power.json",
     "power_png": "power/power.png",
+    "power_html": "power/power.html",
 }
 
 # The study report's files under <output_dir>/group/report/
@@ -503,6 +504,12 @@ class Layout:
     def report(self, key: str, modality: str = "{modality}") -> Path:
         """A file of the study report (:data:`REPORT_FILES` key)."""
         return self.report_dir / REPORT_FILES[key].format(modality=modality)
+
+    @staticmethod
+    def output_dir_of(group_file: str | Path, key: str) -> Path:
+        """The run's ``output_dir`` from the path of one of its group files (:data:`GROUP_FILES`
+        ``key``), e.g. in a rule's script that is given only its outputs."""
+        return Path(group_file).parents[len(Path(GROUP_FILES[key]).parts)]
 
     def report_svg(self, key: str, modality: str = "{modality}") -> Path:
         """The SVG copy of a report figure (a PNG :data:`REPORT_FILES` key), for a paper."""

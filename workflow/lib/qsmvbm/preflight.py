@@ -58,6 +58,14 @@ def anat_setting_problems(anat: dict) -> list[str]:
     return _region_problems(anat["deep_grey"]["regions"], "anat.deep_grey.regions")
 
 
+def power_setting_problems(power: dict) -> list[str]:
+    """Problems of the ``power`` config section: unknown AAL3 regions of each modality."""
+    problems = []
+    for mod, mc in power["modalities"].items():
+        problems += _region_problems(mc["rois"], f"power.modalities.{mod}.rois")
+    return problems
+
+
 def group_setting_problems(group: dict, columns: set[str] | None) -> list[str]:
     """Problems of the ``group`` config section: unknown AAL3 regions, ``combine`` entries naming
     regions that are not searched, and (when ``columns``, the participants.tsv columns, are known)

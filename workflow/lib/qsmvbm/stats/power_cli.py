@@ -24,7 +24,9 @@ CONFIG is a YAML file::
 
 Writes ``<run>/group/power/power.tsv`` (detection rate with 95% bands), ``power_needed.tsv``
 (n per group for the target power), ``power.json`` (the model, the settings and a sample-size
-paragraph per modality) and ``power.png``.
+paragraph per modality), ``power.png`` and ``power.html`` (the report's page). The simulated studies
+are analysed with the run's own group settings (from its dataset_description.json). The workflow
+builds the same as its ``power`` target (config section ``power``).
 """
 
 from __future__ import annotations
@@ -130,7 +132,30 @@ def plot(table: pd.DataFrame, path: Path, target: float, survival: dict | None =
     plt.close(fig)
 
 
-def run(cfg: dict, log) -> dict:
+def run_config(run_dir: Path) -> dict:
+    """The workflow config a finished run used (its derivatives' dataset_description.json), or the
+    defaults when it is not there."""
+    desc = Layout(run_dir).dataset_description()
+    if desc.exists():
+        cfg = json.loads(desc.read_text()).get("Config")
+        if cfg:
+            return workflow_defaults(cfg)
+    return workflow_defaults()
+
+
+def summary_html(needed: pd.DataFrame, paragraphs: dict, png_name: str) -> str:
+    """The report's "Study power" page: the sample-size paragraphs, the n needed, the curves."""
+    parts = ["<h2>Study power</h2>"]
+    parts += [f"<p>{text}</p>" for text in paragraphs.values()]
+    parts.append(needed.to_html(index=False, na_rep="not reached", float_format="%.3g"))
+    parts.append(f'<p><img src="{png_name}" style="max-width:100%" alt="power curves"></p>')
+    return "\n".join(parts) + "\n"
+
+
+def run(cfg: dict, log, workflow_config: dict | None = None) -> dict:
+    """Power analysis from the finished run ``cfg['run']`` (settings: the module docstring);
+    ``workflow_config``: the run's workflow config (default: read from the run), whose group settings
+    the simulated studies are analysed with."""
     s = {**DEFAULTS, **{k: v for k, v in cfg.items() if k != "modalities"}}
     if "run" not in cfg:
         raise ValueError("power config: 'run' (a finished run's output folder) is required")
@@ -140,7 +165,7 @@ def run(cfg: dict, log) -> dict:
     bad = set(s["methods"]) - set(METHODS)
     if bad:
         raise ValueError(f"power config: methods must be among {METHODS}, not {sorted(bad)}")
-    wf = workflow_defaults()
+    wf = workflow_config if workflow_config is not None else run_config(Path(s["run"]))
     lay = Layout.from_config(wf, Path(s["run"]))
     params = svc_params({**wf["group"], "n_perm": int(s["n_perm"])})
     modalities = cfg.get("modalities") or {}
@@ -196,6 +221,9 @@ def run(cfg: dict, log) -> dict:
         "qsmvbm": full_version(),
     }
     save_json(out, lay.group("power_json"))
+    lay.group("power_html").write_text(
+        summary_html(need_all, paragraphs, lay.group("power_png").name)
+    )
     return out
 
 
