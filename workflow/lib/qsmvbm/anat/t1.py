@@ -214,7 +214,7 @@ def brain_extraction(
     transform: str = "antsRegistrationSyNQuick[s]",
     init: str = "bet",
     template_tissue=None,
-    bet_f: float = 0.5,
+    bet_f: float = 0.6,
 ) -> tuple[np.ndarray, dict]:
     """Template-based brain extraction.
 
