@@ -22,7 +22,15 @@ from qsmvbm.layout import Layout
 
 from .conftest import ROOT, run_snakemake
 
-PER_SUBJECT = {"input_check", "inputs_summary", "qsm", "anat_t1", "register_gre", "template_maps"}
+PER_SUBJECT = {
+    "input_check",
+    "inputs_summary",
+    "qsm",
+    "anat_t1",
+    "register_gre",
+    "template_maps",
+    "derivative_sidecars",
+}
 GROUP_RULES = {
     "normalization_qc",
     "group_design",
