@@ -42,24 +42,15 @@ import numpy as np
 import pandas as pd
 
 from ..atlas import aal3_on_grid, region_mask
-from ..config import load_yaml, workflow_defaults
+from ..config import load_yaml, validate, workflow_defaults
 from ..io import save_json, save_tsv
 from ..layout import Layout
+from ..paths import schema_path
 from ..version import full_version
 from .pipeline import svc_params
-from .power import METHODS, PilotModel, justification, n_for_power, power_table
+from .power import PilotModel, justification, n_for_power, power_table
 
 UNITS = {"qsm": "ppm", "gm": "GM probability"}
-DEFAULTS = {
-    "n_per_group": [10, 20, 34, 50],
-    "runs": 100,
-    "n_perm": 500,
-    "methods": list(METHODS),
-    "radius_mm": 9.0,
-    "detect_mm": None,
-    "target_power": 0.8,
-    "seed": 0,
-}
 
 
 def load_pilot(lay: Layout, modality: str) -> dict:
@@ -152,28 +143,29 @@ def summary_html(needed: pd.DataFrame, paragraphs: dict, png_name: str) -> str:
     return "\n".join(parts) + "\n"
 
 
+def settings(cfg: dict) -> dict:
+    """A power config's ``run`` and the rest checked and completed by the workflow schema's ``power``
+    section (the same defaults and checks as the workflow's ``power`` target; ``enabled`` dropped)."""
+    if "run" not in cfg:
+        raise ValueError("power config: 'run' (a finished run's output folder) is required")
+    rest = {k: v for k, v in cfg.items() if k not in ("run", "enabled")}
+    s = validate({"power": rest}, schema_path("config.schema.yaml"), "power config")["power"]
+    del s["enabled"]
+    return {**s, "run": cfg["run"]}
+
+
 def run(cfg: dict, log, workflow_config: dict | None = None) -> dict:
     """Power analysis from the finished run ``cfg['run']`` (settings: the module docstring);
     ``workflow_config``: the run's workflow config (default: read from the run), whose group settings
     the simulated studies are analysed with."""
-    s = {**DEFAULTS, **{k: v for k, v in cfg.items() if k != "modalities"}}
-    if "run" not in cfg:
-        raise ValueError("power config: 'run' (a finished run's output folder) is required")
-    unknown = set(cfg) - set(DEFAULTS) - {"run", "modalities"}
-    if unknown:
-        raise ValueError(f"power config: unknown keys {sorted(unknown)}")
-    bad = set(s["methods"]) - set(METHODS)
-    if bad:
-        raise ValueError(f"power config: methods must be among {METHODS}, not {sorted(bad)}")
+    s = settings(cfg)
     wf = workflow_config if workflow_config is not None else run_config(Path(s["run"]))
     lay = Layout.from_config(wf, Path(s["run"]))
     params = svc_params({**wf["group"], "n_perm": int(s["n_perm"])})
-    modalities = cfg.get("modalities") or {}
-    survival = {m: float(c.get("survival", 1.0)) for m, c in modalities.items()}
+    modalities = s["modalities"]
+    survival = {m: float(c["survival"]) for m, c in modalities.items()}
     tables, needed, models, paragraphs = [], [], [], {}
     for modality, mc in modalities.items():
-        if modality not in UNITS:
-            raise ValueError(f"power config: modality {modality!r} is not one of {list(UNITS)}")
         pilot = load_pilot(lay, modality)
         parts = []
         for roi in mc["rois"]:
@@ -181,7 +173,7 @@ def run(cfg: dict, log, workflow_config: dict | None = None) -> dict:
             info["modality"] = modality
             models.append(info)
             log.info("%s %s: %s", modality, roi, info)
-            centre = (mc.get("centres") or {}).get(roi)
+            centre = mc["centres"].get(roi)
             t = power_table(
                 model,
                 roi,
@@ -214,7 +206,7 @@ def run(cfg: dict, log, workflow_config: dict | None = None) -> dict:
     save_tsv(need_all, lay.group("power_needed"))
     plot(table, lay.group("power_png"), float(s["target_power"]), survival)
     out = {
-        "settings": s,
+        "settings": {k: v for k, v in s.items() if k != "modalities"},
         "modalities": modalities,
         "models": models,
         "sample_size_paragraphs": paragraphs,
