@@ -60,6 +60,21 @@ class BidsInputError(ValueError):
     """Invalid or incomplete input data; the message names the file and the problem."""
 
 
+#: BIDS' order of the entities this workflow reads or writes in raw file names
+ENTITY_ORDER = ("ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "part")
+
+
+def raw_name(pid: str, suffix: str, entities: dict | None = None, ext: str = "nii.gz") -> str:
+    """A raw BIDS file name: ``raw_name("sub-01", "MEGRE", {"echo": 2, "part": "phase"})`` ->
+    ``sub-01_echo-2_part-phase_MEGRE.nii.gz``; entities in BIDS' order, ``ext`` without the dot."""
+    ents = dict(entities or {})
+    unknown = set(ents) - set(ENTITY_ORDER)
+    if unknown:
+        raise ValueError(f"unknown BIDS entities {sorted(unknown)}")
+    parts = [pid] + [f"{k}-{ents[k]}" for k in ENTITY_ORDER if k in ents] + [suffix]
+    return "_".join(parts) + (f".{ext}" if ext else "")
+
+
 def check_subject_id(pid: str, source: str = "participants.tsv") -> None:
     if not isinstance(pid, str) or not SUBJECT_ID.match(pid):
         raise BidsInputError(

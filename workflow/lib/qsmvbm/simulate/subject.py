@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .. import GAMMA_HZ_PER_T, __version__
+from ..bids import raw_name
 from ..dipole import b0_direction_from_affine, forward_field
 from ..io import save_json, save_nifti
 from ..layout import TRUTH_FILES, truth_file
@@ -353,11 +354,12 @@ def phase_to_storage(phase: np.ndarray, units: str) -> tuple[np.ndarray, type]:
 def bids_paths(bids_dir: Path, pid: str, n_echoes: int) -> dict:
     """Paths of one subject's raw files."""
     anat = Path(bids_dir) / pid / "anat"
-    out = {"T1w": anat / f"{pid}_T1w.nii.gz", "T1w_json": anat / f"{pid}_T1w.json"}
+    out = {"T1w": anat / raw_name(pid, "T1w"), "T1w_json": anat / raw_name(pid, "T1w", ext="json")}
     for n in range(1, n_echoes + 1):
         for part in ("mag", "phase"):
-            out[f"echo-{n}_{part}"] = anat / f"{pid}_echo-{n}_part-{part}_MEGRE.nii.gz"
-            out[f"echo-{n}_{part}_json"] = anat / f"{pid}_echo-{n}_part-{part}_MEGRE.json"
+            ents = {"echo": n, "part": part}
+            out[f"echo-{n}_{part}"] = anat / raw_name(pid, "MEGRE", ents)
+            out[f"echo-{n}_{part}_json"] = anat / raw_name(pid, "MEGRE", ents, ext="json")
     return out
 
 
