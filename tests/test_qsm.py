@@ -76,6 +76,31 @@ def test_complex_fit_recovers_frequency_and_noise():
     assert np.std(err) == pytest.approx(np.median(se), rel=0.25)
 
 
+def test_two_echo_fit_reports_the_noise_of_the_phase_difference():
+    """Two echoes (a dual-echo GRE, a field map's phase difference) are fitted exactly, so the residual
+    holds no noise: the standard error must come from the magnitudes (Cramer-Rao) and an estimate of
+    the complex noise, and match the actual scatter of p1 (a residual-based SE was ~0 and the phase-
+    quality mask kept random voxels of a real field map)."""
+    rng = np.random.default_rng(2)
+    shape = (40, 40, 30)
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, k) for k in shape], indexing="ij")
+    amp1 = 150 + 100 * x  # smooth magnitude 50..250
+    amp = np.stack([amp1, 0.8 * amp1], -1)
+    p1_true = (1.5 * y + 0.5 * z).astype(np.float32)
+    p0_true = 0.8 * x * y
+    sig = amp * np.exp(1j * (p0_true[..., None] + np.arange(2) * p1_true[..., None]))
+    sigma = 4.0  # per component: complex noise variance 2 sigma^2
+    sig = sig + rng.normal(0, sigma, sig.shape) + 1j * rng.normal(0, sigma, sig.shape)
+    mask = np.ones(shape, bool)
+    p1, _, se, _ = echoes.fit_complex(np.abs(sig), np.angle(sig), mask)
+    err = np.angle(np.exp(1j * (p1 - p1_true)))
+    cramer_rao = sigma * np.sqrt(1 / amp[..., 0] ** 2 + 1 / amp[..., 1] ** 2)
+    assert np.median(se / cramer_rao) == pytest.approx(1.0, rel=0.1)
+    z_score = err / se
+    assert np.std(z_score) == pytest.approx(1.0, rel=0.1)
+    assert echoes.complex_noise_variance(sig[..., 0], mask) == pytest.approx(2 * sigma**2, rel=0.1)
+
+
 def test_wls_fit_recovers_frequency():
     te = np.array([0.002, 0.006, 0.010, 0.014])
     omega = np.full((4, 4, 4), 300.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 
 def check_uniform_echoes(te_s, rtol: float = 1e-3) -> float:
@@ -14,6 +15,20 @@ def check_uniform_echoes(te_s, rtol: float = 1e-3) -> float:
     if not np.allclose(d, d[0], rtol=rtol):
         raise ValueError(f"echo times {te.tolist()} are not equally spaced: use combination 'wls'")
     return float(d[0])
+
+
+def complex_noise_variance(s: np.ndarray, mask: np.ndarray) -> float:
+    """Variance of complex white noise in image ``s`` (X, Y, Z), estimated in ``mask``: the median of
+    ``|s - mean of its 6 neighbours|^2`` (exponentially distributed for complex Gaussian noise, so
+    median = ln 2 x mean), over the 7/6 that the neighbour mean adds. Smooth signal cancels; edges
+    and vessels only reach the upper tail that the median ignores. Same units as ``s`` squared."""
+    s = np.asarray(s, np.complex64)
+    nb = np.zeros_like(s)
+    for ax in range(3):
+        nb += np.roll(s, 1, ax) + np.roll(s, -1, ax)
+    inner = ndimage.binary_erosion(mask, iterations=1)
+    r2 = np.abs(s - nb / 6)[inner if inner.any() else mask] ** 2
+    return float(np.median(r2) / np.log(2) / (7 / 6))
 
 
 def fit_complex(
@@ -66,8 +81,14 @@ def fit_complex(
     model = amp * np.exp(1j * (p0[:, None] + n[None, :] * p1[:, None]))
     # The model's amplitude is the measured magnitude, which absorbs the radial noise:
     # the residual is tangential only, with E - 2 degrees of freedom (p0, p1).
-    dof = max(n_e - 2, 1)
-    sigma2 = (np.abs(s - model) ** 2).sum(1) / dof
+    if n_e > 2:
+        sigma2 = (np.abs(s - model) ** 2).sum(1) / (n_e - 2)
+    else:
+        # two echoes are fitted exactly (no residual): the noise of p1 follows from the magnitudes
+        # (Cramer-Rao: var = sigma^2 (1/|S1|^2 + 1/|S2|^2), which a11/det is) with sigma^2 the noise
+        # variance per component (tangential), half the complex noise variance estimated from the
+        # first echo (:func:`complex_noise_variance`)
+        sigma2 = complex_noise_variance(mag[..., 0] * np.exp(1j * phase[..., 0]), m) / 2
     se = np.sqrt(sigma2 * a11 / det)
     out = [np.zeros(mask.shape, np.float32) for _ in range(3)]
     out[0][m] = np.angle(np.exp(1j * p1))
