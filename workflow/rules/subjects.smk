@@ -20,9 +20,17 @@ try:
     else:
         SIM_CONFIG = None
         PARTICIPANTS = read_participants(
-            BIDS, PCFG["group_column"], (PCFG["patient_label"], PCFG["control_label"])
+            BIDS,
+            PCFG["group_column"],
+            (PCFG["patient_label"], PCFG["control_label"]),
+            require_groups=config["analysis_level"] == "group",
         )
         SUBJECTS = list(PARTICIPANTS["participant_id"])
+        for _grp in PARTICIPANTS.attrs["missing_groups"]:
+            logger.warning(
+                f"NOTE: participants.tsv has no {PCFG['group_column']} {_grp!r} row: per-subject maps "
+                "only; the group level needs both groups"
+            )
         for _pid, _grp in PARTICIPANTS.attrs["other_groups"].items():
             logger.warning(
                 f"NOTE: {_pid} is in group {_grp!r}, neither {PCFG['patient_label']!r} nor "
@@ -43,9 +51,14 @@ else:
     _folders = []
 for _note in cohort_notes(SUBJECTS, _folders, PCFG["exclude"]):
     logger.warning(f"NOTE: {_note}")
-_problems += group_setting_problems(config["group"], _columns)
+_group_problems = group_setting_problems(config["group"], _columns)
+_group_problems += power_setting_problems(config["power"])
+if config["analysis_level"] == "group":
+    _problems += _group_problems
+else:  # per-subject maps do not depend on the group settings: checked again at the group level
+    for _note in _group_problems:
+        logger.warning(f"NOTE (group level): {_note}")
 _problems += anat_setting_problems(config["anat"])
-_problems += power_setting_problems(config["power"])
 SUBJECTS, _unknown = select_participants(SUBJECTS, PCFG["participant_label"])
 if _unknown:
     _problems.append(

@@ -83,12 +83,16 @@ def check_subject_id(pid: str, source: str = "participants.tsv") -> None:
 
 
 def read_participants(
-    bids_dir: str | Path, group_column: str = "group", groups=("ALS", "NC")
+    bids_dir: str | Path,
+    group_column: str = "group",
+    groups=("ALS", "NC"),
+    require_groups: bool = True,
 ) -> pd.DataFrame:
     """Read and check ``participants.tsv``.
 
     Checks: the file exists; ``participant_id`` and ``group_column`` columns;
-    ids safe and unique; each of ``groups`` present. Rows of other groups are left out (not
+    ids safe and unique; each of ``groups`` present (with ``require_groups``; else a missing group is
+    listed in ``df.attrs["missing_groups"]``). Rows of other groups are left out (not
     processed); they are listed in ``df.attrs["other_groups"]`` (id -> group) for the log.
     ``n/a`` -> NaN.
     """
@@ -112,7 +116,7 @@ def read_participants(
         raise BidsInputError(f"{path}: duplicated participant_id {dup}")
     other = ~df[group_column].isin(groups)
     missing = [g for g in groups if not (df[group_column] == g).any()]
-    if missing:
+    if missing and require_groups:
         values = sorted(df[group_column].astype(str).unique())
         raise BidsInputError(
             f"{path}: column {group_column!r} has no {' or '.join(map(repr, missing))} rows "
@@ -121,6 +125,7 @@ def read_participants(
     others = dict(zip(df.loc[other, "participant_id"], df.loc[other, group_column].astype(str)))
     df = df[~other].reset_index(drop=True)
     df.attrs["other_groups"] = others
+    df.attrs["missing_groups"] = missing
     return df
 
 

@@ -36,7 +36,13 @@ TARGETS = {"participant": "participant", "group": "all"}
 #: exit status of a run that finished but left one or more subjects out (``--exclusions-ok``: 0)
 EXIT_EXCLUDED = 3
 # keys set by the positional arguments and the participant options, not by --<section>.<key>
-RESERVED = {"bids_dir", "output_dir", "simulation", "participants.participant_label"}
+RESERVED = {
+    "bids_dir",
+    "output_dir",
+    "simulation",
+    "analysis_level",
+    "participants.participant_label",
+}
 
 
 def schema_options(schema: dict, prefix: str = "") -> list[tuple[str, dict]]:
@@ -218,6 +224,7 @@ def run_config(args: argparse.Namespace) -> dict:
         raise ConfigError(f"{args.bids_dir}: the BIDS folder does not exist")
     config["bids_dir"] = str(bids)
     config["output_dir"] = str(args.output_dir.resolve())
+    config["analysis_level"] = args.analysis_level
     if args.participant_label:
         _set(config, "participants.participant_label", list(args.participant_label))
     return validate(config, schema_path("config.schema.yaml"), "qsmvbm command line")
