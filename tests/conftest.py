@@ -52,6 +52,7 @@ def tiny_run(tmp_path_factory):
 
 
 SLOW_FIXTURES = {"tiny_run", "bids_run", "anat_run", "local_slurm"}
+SLOW_TESTS = {"test_real_session_through_the_participant_level"}  # the workflow on a real session
 SLOW_MODULES = {"test_workflow", "test_scale"}  # every test there runs Snakemake
 
 
@@ -62,5 +63,6 @@ def pytest_collection_modifyitems(config, items):
         if (
             SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
             or item.module.__name__.split(".")[-1] in SLOW_MODULES
+            or item.originalname in SLOW_TESTS
         ):
             item.add_marker(pytest.mark.slow)

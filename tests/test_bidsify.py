@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qsmvbm.bids import load_megre, megre_metadata, t1w_file
+from qsmvbm.bids import BidsInputError, load_megre, megre_metadata, t1w_file
 from qsmvbm.bidsify import bidsify, image_part, main
 
 from .conftest import ROOT
@@ -53,7 +53,7 @@ def test_real_siemens_dicom_to_bids(tmp_path, capsys):
         keep_default_na=False,
     )
     assert sorted(report["role"]) == ["T1w", "fmap", "fmap", "fmap"]
-    assert "not used for QSM" in " ".join(report["note"])
+    assert "suffix: phasediff" in " ".join(report["note"])
     participants = pd.read_csv(
         bids / "participants.tsv", sep="\t", dtype=str, keep_default_na=False
     )
@@ -240,3 +240,81 @@ def test_existing_subject_and_missing_source_are_refused(tmp_path):
     (tmp_path / "bids" / "sub-01").mkdir(parents=True)
     assert main([str(tmp_path), str(tmp_path / "bids"), "--subject", "01"]) == 2
     assert main([str(tmp_path / "nothing"), str(tmp_path / "b2"), "--subject", "01"]) == 2
+
+
+@pytest.fixture(scope="module")
+def xa30_bids(tmp_path_factory):
+    """The real XA30 session converted by qsmvbm-bidsify from its DICOM."""
+    tmp = tmp_path_factory.mktemp("xa30")
+    dicom = _gunzip_dicoms(tmp / "dicom")
+    bidsify(dicom, tmp / "bids", "01", {"group": "NC", "age": "30"})
+    return tmp / "bids"
+
+
+def test_real_field_map_is_read_as_a_two_echo_gre(xa30_bids):
+    """``bids_filters.megre {suffix: phasediff}``: the field map's magnitudes and phase difference as
+    two echoes (EchoTime1/2 of the phasediff sidecar; echo 1's phase 0). Siemens XA stores the phase
+    difference as int16 with a scale slope (values -4096..4094 off the integers by up to 0.06): it is
+    still recognised as the scanner's -4096..4095 convention, not refused as ambiguous."""
+    from qsmvbm.bids import missing_inputs
+
+    f = {"suffix": "phasediff"}
+    why = missing_inputs(xa30_bids, "sub-01")
+    assert "no multi-echo GRE" in why and "suffix: phasediff" in why
+    assert missing_inputs(xa30_bids, "sub-01", megre_filters=f) is None
+    gre = load_megre(xa30_bids, "sub-01", filters=f)
+    assert list(gre.echo_times_s) == [0.01, 0.01246] and gre.field_strength_t == 3
+    assert gre.phase_units == "scanner_pm4096"
+    assert np.all(gre.phase[..., 0] == 0) and np.abs(gre.phase[..., 1]).max() <= np.pi
+    assert gre.files[0]["phase"] is None
+    with pytest.raises(BidsInputError, match="phasediff"):
+        megre_metadata(xa30_bids, "sub-01", {"suffix": "T2starw"})
+
+
+def test_real_session_through_the_participant_level(xa30_bids, tmp_path):
+    """Issue 17's real-scan acceptance on the only real T1w + GRE phase pair here: the default chain
+    (``qsmvbm ... participant``, T1w brain mask brought to the GRE) on the XA30 session, its GRE the
+    2D dual-echo field map (3.4 mm, TE 10/12.46 ms). Measured: mask Dice with the T1w mask 0.985,
+    mask/TIV 0.90, TIV 1,743 mL, GM/TIV 0.49; chi (ppm) pallidum L/R +0.084/+0.111, putamen
+    +0.022/+0.033, caudate +0.018/+0.033, substantia nigra +0.085/+0.059. participants.tsv has no
+    patient yet: at the participant level that is a note, not a stop."""
+    import sys
+
+    from qsmvbm import atlas
+    from qsmvbm.layout import Layout
+
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qsmvbm.cli",
+            str(xa30_bids),
+            str(out),
+            "participant",
+            "--cores",
+            "2",
+        ]
+        + ["--bids_filters.megre", "{suffix: phasediff}"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "no group 'ALS' row" in r.stdout + r.stderr
+    lay = Layout(out)
+    chi_json = json.loads(lay.subject("chi_json", "sub-01").read_text())
+    plaus = chi_json["MaskPlausibility"]
+    assert plaus["dice_t1"] > 0.95 and 0.8 < plaus["mask_tiv_ratio"] < 1.0, plaus
+    assert chi_json["FinalMaskVoxels"] > 0.75 * chi_json["MaskVoxelsBeforePhaseQuality"]
+    vol = json.loads(lay.subject("volumes", "sub-01").read_text())
+    assert 1400 < vol["TIV_ml"] < 2000 and 0.4 < vol["GM_ml"] / vol["TIV_ml"] < 0.6, vol
+    img = nib.load(lay.subject("template_chi", "sub-01"))
+    chi = img.get_fdata()
+    labels = atlas.aal3_on_grid(chi.shape, img.affine)
+
+    def roi(names):
+        return float(chi[atlas.region_mask(labels, names)].mean())
+
+    pallidum, putamen = roi(["Pallidum_L", "Pallidum_R"]), roi(["Putamen_L", "Putamen_R"])
+    assert pallidum > 0.05 and pallidum > putamen > 0, (pallidum, putamen)
+    assert roi(["Caudate_L", "Caudate_R"]) > 0 and roi(["SN_L", "SN_R"]) > 0.03

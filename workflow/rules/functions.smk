@@ -24,7 +24,9 @@ def raw_megre(wildcards):
             for p in sim_subject_outputs()
             if "MEGRE" in str(p)
         ]
-    return [str(p) for p in megre_candidates(BIDS, wildcards.subject)]
+    return [
+        str(p) for p in megre_candidates(BIDS, wildcards.subject, BIDS_FILTERS["megre"])
+    ]
 
 
 def raw_t1w(wildcards):

@@ -77,7 +77,7 @@ SUBJECTS = [s for s in SUBJECTS if s not in set(PCFG["exclude"])]
 INPUT_EXCLUDED = {}
 if not SIMULATED:
     for _s in SUBJECTS:
-        _why = missing_inputs(BIDS, _s, BIDS_FILTERS["t1w"])
+        _why = missing_inputs(BIDS, _s, BIDS_FILTERS["t1w"], BIDS_FILTERS["megre"])
         if _why:
             INPUT_EXCLUDED[_s] = _why
             logger.warning(f"EXCLUDED {_s}: {_why}")

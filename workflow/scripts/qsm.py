@@ -112,7 +112,9 @@ def run(
         "FinalMaskVoxels": res.info["final_mask_voxels"],
         "Timings_s": res.info["timings_s"],
         "Software": {"qsmvbm": full_version()},
-        "Sources": [bids_uri(f[part], bids_dir) for f in gre.files for part in ("mag", "phase")],
+        "Sources": [
+            bids_uri(f[part], bids_dir) for f in gre.files for part in ("mag", "phase") if f[part]
+        ],
     }
     if t1_in_gre is not None:
         plaus = mask_plausibility(res.mask, t1_in_gre, gre.voxel_size, tiv_ml)

@@ -26,6 +26,11 @@ ECHO_FILE = re.compile(
     rf"^(?P<pid>sub-[A-Za-z0-9]+)_(?P<pre>{_ENTITIES})echo-(?P<echo>\d+)_(?P<post>{_ENTITIES})"
     r"part-(?P<part>mag|phase)_MEGRE\.(?P<ext>nii(?:\.gz)?)$"
 )
+#: a phase-difference field map's files: sub-X_[acq-/run-..._]phasediff|magnitude1|magnitude2.nii[.gz]
+FIELDMAP_FILE = re.compile(
+    rf"^(?P<pid>sub-[A-Za-z0-9]+)_(?P<pre>{_ENTITIES})(?P<suffix>phasediff|magnitude1|magnitude2)"
+    r"\.(?P<ext>nii(?:\.gz)?)$"
+)
 T1W_FILE = re.compile(
     rf"^(?P<pid>sub-[A-Za-z0-9]+)_(?P<pre>{_ENTITIES})T1w\.(?P<ext>nii(?:\.gz)?)$"
 )
@@ -189,13 +194,77 @@ def megre_series(bids_dir: str | Path, pid: str) -> dict[str, dict]:
     return series
 
 
+def uses_fieldmap(filters: dict | None) -> bool:
+    """True when ``bids_filters.megre`` asks for the phase-difference field map (``suffix:
+    phasediff``) instead of a multi-echo GRE (``suffix`` absent or ``MEGRE``)."""
+    suffix = (filters or {}).get("suffix", "MEGRE")
+    if suffix not in ("MEGRE", "phasediff"):
+        raise BidsInputError(
+            f"bids_filters.megre suffix {suffix!r}: the GRE input is MEGRE (the default) or phasediff"
+        )
+    return suffix == "phasediff"
+
+
+def fieldmap_series(bids_dir: str | Path, pid: str) -> dict[str, dict]:
+    """Every phase-difference field map in a subject's ``fmap`` folder, by its entities:
+    ``{series name: {"entities": {...}, "files": {"phasediff"|"magnitude1"|"magnitude2": Path}}}``."""
+    check_subject_id(pid, "subject")
+    fmap = Path(bids_dir) / pid / "fmap"
+    series: dict[str, dict] = {}
+    for f in sorted(fmap.iterdir()) if fmap.is_dir() else []:
+        m = FIELDMAP_FILE.match(f.name)
+        if not m or m.group("pid") != pid:
+            continue
+        ents = _entities(m.group("pre"))
+        s = series.setdefault(_series_name(ents), {"entities": ents, "files": {}})
+        if m.group("suffix") in s["files"]:
+            raise BidsInputError(
+                f"{f}: also stored as {s['files'][m.group('suffix')].name}; keep one of the two"
+            )
+        s["files"][m.group("suffix")] = f
+    return series
+
+
+def _fieldmap_files(bids_dir: str | Path, pid: str, filters: dict) -> list[dict]:
+    """The phase-difference field map as two echoes: ``[{echo 1, magnitude1, phase None},
+    {echo 2, magnitude2, phasediff}]`` (the phase of echo 1 is taken as 0, so the field is the phase
+    difference over the echo spacing, as for the phase of every echo)."""
+    fmap = Path(bids_dir) / pid / "fmap"
+    found = fieldmap_series(bids_dir, pid)
+    ents = {k: v for k, v in filters.items() if k != "suffix"}
+    chosen = {k: v for k, v in found.items() if _matches(v["entities"], ents)}
+    if not chosen:
+        raise BidsInputError(
+            f"{fmap}: no phase-difference field map (*_phasediff.nii[.gz])"
+            + (f" matching bids_filters.megre {filters}" if found else "")
+        )
+    if len(chosen) > 1:
+        raise BidsInputError(
+            f"{fmap}: {len(chosen)} field maps ({', '.join(chosen)}); choose one with bids_filters.megre"
+        )
+    files = next(iter(chosen.values()))["files"]
+    for suffix in ("phasediff", "magnitude1", "magnitude2"):
+        if suffix not in files:
+            other = next(iter(files.values()))
+            raise BidsInputError(f"{other}: the field map has no {suffix} image")
+    return [
+        {"echo": 1, "mag": files["magnitude1"], "phase": None},
+        {"echo": 2, "mag": files["magnitude2"], "phase": files["phasediff"]},
+    ]
+
+
 def megre_files(bids_dir: str | Path, pid: str, filters: dict | None = None) -> list[dict]:
     """Echo files of a subject's multi-echo GRE: ``[{echo, mag, phase}, ...]`` by echo number.
 
     ``filters``: BIDS entities that choose one series when the folder holds several (config
     ``bids_filters.megre``, e.g. ``{"run": "2"}``). Raises if no series or several remain, if any echo is
-    missing, or if mag and phase echoes differ.
+    missing, or if mag and phase echoes differ. With ``suffix: phasediff`` the subject's
+    phase-difference field map in ``fmap/`` is the GRE (:func:`_fieldmap_files`; ``phase`` of echo 1 is
+    None).
     """
+    if uses_fieldmap(filters):
+        return _fieldmap_files(bids_dir, pid, filters)
+    filters = {k: v for k, v in (filters or {}).items() if k != "suffix"}
     anat = Path(bids_dir) / pid / "anat"
     found = megre_series(bids_dir, pid)
     if not found:
@@ -315,11 +384,18 @@ def detect_phase_storage(raw: np.ndarray, path: Path | str = "phase") -> PhaseSt
         raise BidsInputError(f"{path}: no finite phase values")
     lo, hi = float(finite.min()), float(finite.max())
     sample = finite[:: max(1, finite.size // 200000)]
-    integer = bool(np.allclose(sample, np.round(sample)))
+    levels = np.unique(sample).size
     for name, (period, (a, b), needs_int) in PHASE_STORAGE.items():
-        if needs_int and not integer:
+        # scanner integers: at most one level per stored unit, within half a unit of the range (Siemens
+        # XA phase comes out of dcm2niix as int16 with a scale slope and intercept, so -4096..4094
+        # arrives up to 0.06 off the integers: tests/data/real/xa30 field map)
+        if needs_int and (levels > period + 1 or lo < a - 0.5 or hi > b + 0.5):
             continue
-        if lo >= a and hi <= b and hi - lo >= PHASE_FILL_MIN * period:
+        if (
+            lo >= a - 0.5 * needs_int
+            and hi <= b + 0.5 * needs_int
+            and hi - lo >= PHASE_FILL_MIN * period
+        ):
             return PhaseStorage(name, period)
     vols = arr.reshape(arr.shape[:3] + (-1,)) if arr.ndim >= 3 else arr.reshape(-1, 1)
     even = max(histogram_evenness(vols[..., i]) for i in range(vols.shape[-1]))
@@ -440,11 +516,14 @@ def megre_metadata(bids_dir: str | Path, pid: str, filters: dict | None = None) 
         raise BidsInputError(
             f"{files[0]['phase']}: only one echo; the QSM chain needs a multi-echo GRE (at least 2 echoes)"
         )
+    diff = files[1]["phase"] if files[0]["phase"] is None else None  # a phase-difference field map
     tes = []
     fields: dict[float, str] = {}
     shape = affine = None
     for f in files:
         for part in ("mag", "phase"):
+            if f[part] is None:
+                continue
             img = _load(f[part])
             if len(img.shape) != 3:
                 raise BidsInputError(
@@ -461,8 +540,14 @@ def megre_metadata(bids_dir: str | Path, pid: str, filters: dict | None = None) 
                 raise BidsInputError(f"{f[part]}: affine differs from {ref.name}")
         te_by_part = {}
         for part in ("phase", "mag"):
+            if f[part] is None:
+                continue
             meta = sidecar(f[part])
             te = _number(meta, "EchoTime", f[part])
+            if diff is not None and part == "phase":  # BIDS: EchoTime1 and EchoTime2 of phasediff
+                te = _number(meta, f"EchoTime{f['echo']}", f[part])
+                if te is None:
+                    raise BidsInputError(f"{f[part]}: no EchoTime{f['echo']} in its JSON sidecar")
             if te is not None:
                 if not 0 < te < 1:
                     raise BidsInputError(
@@ -472,20 +557,33 @@ def megre_metadata(bids_dir: str | Path, pid: str, filters: dict | None = None) 
             b0 = _number(meta, "MagneticFieldStrength", f[part])
             if b0 is not None:
                 fields.setdefault(round(b0, 3), str(f[part]))
+        if diff is not None:  # the echo times are phasediff's EchoTime1 and EchoTime2
+            meta = sidecar(diff)
+            te_by_part = {"phase": _number(meta, f"EchoTime{f['echo']}", diff)}
+            if te_by_part["phase"] is None:
+                raise BidsInputError(f"{diff}: no EchoTime{f['echo']} in its JSON sidecar")
+            if not 0 < te_by_part["phase"] < 1:
+                raise BidsInputError(
+                    f"{diff}: EchoTime{f['echo']} {te_by_part['phase']} is not in seconds"
+                )
         te = te_by_part.get("phase", te_by_part.get("mag"))
         if te is None:
-            raise BidsInputError(f"{f['phase']}: no EchoTime in its JSON sidecar")
-        if len(te_by_part) == 2 and abs(te_by_part["phase"] - te_by_part["mag"]) > 1e-6:
+            raise BidsInputError(f"{f['phase'] or f['mag']}: no EchoTime in its JSON sidecar")
+        if (
+            diff is None
+            and len(te_by_part) == 2
+            and abs(te_by_part["phase"] - te_by_part["mag"]) > 1e-6
+        ):
             raise BidsInputError(
                 f"{f['phase']}: EchoTime {te_by_part['phase']} s differs from its magnitude's {te_by_part['mag']} s"
             )
         tes.append(te)
     if np.any(np.diff(tes) <= 0):
         raise BidsInputError(
-            f"{files[0]['phase'].parent}: echo times {tes} (s) do not increase with the echo number"
+            f"{files[-1]['phase'].parent}: echo times {tes} (s) do not increase with the echo number"
         )
     if not fields:
-        raise BidsInputError(f"{files[0]['phase']}: no MagneticFieldStrength (T) in the sidecars")
+        raise BidsInputError(f"{files[-1]['phase']}: no MagneticFieldStrength (T) in the sidecars")
     if len(fields) > 1:
         raise BidsInputError(
             "MagneticFieldStrength differs between the echoes' sidecars: "
@@ -494,7 +592,7 @@ def megre_metadata(bids_dir: str | Path, pid: str, filters: dict | None = None) 
     field_t = next(iter(fields))
     if field_t <= 0:
         raise BidsInputError(
-            f"{files[0]['phase']}: MagneticFieldStrength {field_t} is not positive"
+            f"{files[-1]['phase']}: MagneticFieldStrength {field_t} is not positive"
         )
     vs = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
     return {
@@ -505,8 +603,10 @@ def megre_metadata(bids_dir: str | Path, pid: str, filters: dict | None = None) 
         "affine": np.asarray(affine).tolist(),
         "b0_direction_voxel": b0_direction_from_affine(affine).tolist(),
         "files": [
-            {"echo": f["echo"], "mag": str(f["mag"]), "phase": str(f["phase"])} for f in files
+            {"echo": f["echo"], "mag": str(f["mag"]), "phase": f["phase"] and str(f["phase"])}
+            for f in files
         ],
+        "phase_difference": diff is not None,
     }
 
 
@@ -540,10 +640,11 @@ def load_megre(
     shape = tuple(meta["shape"]) + (len(files),)
     mag = np.empty(shape, np.float32)
     raw = np.empty(shape, np.float32)
+    has_phase = np.array([f["phase"] is not None for f in files])
     for i, f in enumerate(files):
         m = read_data(f["mag"])
-        p = read_data(f["phase"])
-        for arr, path in ((m, f["mag"]), (p, f["phase"])):
+        p = read_data(f["phase"]) if f["phase"] else np.zeros_like(m)
+        for arr, path in ((m, f["mag"]), (p, f["phase"] or f["mag"])):
             n_bad = int((~np.isfinite(arr)).sum())
             if n_bad:
                 raise BidsInputError(f"{path}: {n_bad} NaN or infinite voxel(s)")
@@ -552,14 +653,17 @@ def load_megre(
             m
         )  # tolerated small negatives (interpolated magnitudes) are folded, as before
         raw[..., i] = p
-    where = f"{files[0]['phase']} (and its other echoes)"
+    first = next(f["phase"] for f in files if f["phase"])
+    where = f"{first}" + ("" if meta["phase_difference"] else " (and its other echoes)")
+    stored = raw[..., has_phase]
     if phase_scale is not None:
         storage = PhaseStorage("scale", float(phase_scale))
     elif phase_units == "auto":
-        storage = detect_phase_storage(raw, where)
+        storage = detect_phase_storage(stored, where)
     else:
         storage = PhaseStorage(phase_units, _period_of(phase_units))
-        check_phase_storage(raw, storage, where)
+        check_phase_storage(stored, storage, where)
+    del stored
     last = len(files) - 1
     ev_phase, ev_mag = histogram_evenness(raw[..., last]), histogram_evenness(mag[..., last])
     if ev_phase < ev_mag:
@@ -569,6 +673,7 @@ def load_megre(
             "part-mag and part-phase swapped?"
         )
     phase = phase_to_radians(raw, storage)
+    phase[..., ~has_phase] = 0.0  # a field map's first echo: the phase difference is echo 2's phase
     del raw
     return MultiEchoGRE(
         mag,
@@ -590,17 +695,30 @@ def subject_of(path) -> str:
     return m.group(1)
 
 
-def megre_candidates(bids_dir: str | Path, pid: str) -> list[Path]:
-    """Every multi-echo GRE file (NIfTI and JSON, all series) in a subject's ``anat`` folder, sorted.
+def megre_candidates(bids_dir: str | Path, pid: str, filters: dict | None = None) -> list[Path]:
+    """Every multi-echo GRE file (NIfTI and JSON, all series) in a subject's ``anat`` folder, sorted;
+    with ``bids_filters.megre`` ``suffix: phasediff``, the field map files of its ``fmap`` folder.
 
     Found from file names only: the workflow's input to the input check, which reads them and
     reports duplicates, several series or missing echoes (:func:`megre_files`).
     """
+    if uses_fieldmap(filters):
+        fmap = Path(bids_dir) / pid / "fmap"
+        return sorted(
+            f
+            for f in fmap.glob(f"{pid}_*")
+            if FIELDMAP_FILE.match(re.sub(r"\.json$", ".nii", f.name))
+        )
     anat = Path(bids_dir) / pid / "anat"
     return sorted(anat.glob(f"{pid}_*echo-*_MEGRE.*"))
 
 
-def missing_inputs(bids_dir: str | Path, pid: str, t1w_filters: dict | None = None) -> str | None:
+def missing_inputs(
+    bids_dir: str | Path,
+    pid: str,
+    t1w_filters: dict | None = None,
+    megre_filters: dict | None = None,
+) -> str | None:
     """Why a subject cannot be processed at all (no folder, no or several T1w images, no GRE phase
     images), or None. From file names only; the input check reads the files."""
     anat = Path(bids_dir) / pid / "anat"
@@ -610,6 +728,15 @@ def missing_inputs(bids_dir: str | Path, pid: str, t1w_filters: dict | None = No
         t1w_file(bids_dir, pid, t1w_filters)
     except BidsInputError as err:
         return str(err)
-    if not list(anat.glob(f"{pid}_*echo-*_part-phase_MEGRE.nii*")):
-        return f"no multi-echo GRE phase images in {anat}"
+    if uses_fieldmap(megre_filters):
+        if not any("phasediff" in f.name for f in megre_candidates(bids_dir, pid, megre_filters)):
+            return f"no phase-difference field map in {Path(bids_dir) / pid / 'fmap'}"
+    elif not list(anat.glob(f"{pid}_*echo-*_part-phase_MEGRE.nii*")):
+        why = f"no multi-echo GRE phase images in {anat}"
+        if fieldmap_series(bids_dir, pid):
+            why += (
+                " (a phase-difference field map is in fmap/: bids_filters.megre {suffix: phasediff} "
+                "makes the QSM from it)"
+            )
+        return why
     return None

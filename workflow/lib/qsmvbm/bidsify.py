@@ -15,8 +15,8 @@ ScanningSequence, InversionTime, MRAcquisitionType, SeriesNumber, ProtocolName, 
 * ``T1w``: a 3D inversion-prepared gradient echo (MPRAGE, IR-SPGR: ``ScanningSequence`` with IR
   and GR and an ``InversionTime``), or what dcm2niix guesses as T1w.
 * ``fmap``: a phase-difference field map (a phase image whose sidecar has EchoTime1 and
-  EchoTime2) and its magnitude images: written to ``fmap/`` as BIDS asks; not used for QSM, which
-  needs the phase of every echo.
+  EchoTime2) and its magnitude images: written to ``fmap/`` as BIDS asks; the workflow makes the QSM
+  from it only when asked (``bids_filters.megre {suffix: phasediff}``: two echoes, a noisier field).
 * anything else is left out, with the reason in the report.
 """
 
@@ -201,8 +201,8 @@ def classify(images: list[Image]) -> dict:
         elif img.part == "phase" and {"EchoTime1", "EchoTime2"} <= set(img.meta):
             img.role = "fmap"
             img.note = (
-                "phase-difference field map: written to fmap/, not used for QSM (QSM needs the "
-                "phase of every echo)"
+                "phase-difference field map: written to fmap/; a QSM input only with "
+                "bids_filters.megre {suffix: phasediff}"
             )
             fmap.append(("phasediff", img))
             diff_protocols.add((img.protocol, _geometry_key(img)))
@@ -436,7 +436,15 @@ def bidsify(
     table.to_csv(logdir / f"{pid}_report.tsv", sep="\t", index=False)
     problems = []
     if not plan["megre"]:
-        problems.append("no multi-echo GRE with magnitude and phase of every echo")
+        problems.append(
+            "no multi-echo GRE with magnitude and phase of every echo"
+            + (
+                " (the phase-difference field map in fmap/ can stand in: bids_filters.megre "
+                "{suffix: phasediff})"
+                if any(s == "phasediff" for s, _ in plan["fmap"])
+                else ""
+            )
+        )
     elif len(plan["megre"]) > 1:
         problems.append(
             f"{len(plan['megre'])} multi-echo GRE series: choose one with bids_filters.megre"

@@ -62,7 +62,7 @@ def check_subject_inputs(
             "voxel_size_mm": np.round(g.voxel_size, 4).tolist(),
             "phase_units": g.phase_units,
             "phase_period": g.phase_period,
-            "files": [{k: str(v) for k, v in f.items()} for f in g.files],
+            "files": [{k: v and str(v) for k, v in f.items()} for f in g.files],
         }
         gre_mag, gre_affine = g.mag[..., 0].copy(), g.affine
         del g
