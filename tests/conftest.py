@@ -52,7 +52,10 @@ def tiny_run(tmp_path_factory):
 
 
 SLOW_FIXTURES = {"tiny_run", "bids_run", "anat_run", "local_slurm"}
-SLOW_TESTS = {"test_real_session_through_the_participant_level"}  # the workflow on a real session
+SLOW_TESTS = {  # the workflow on a real session, on a dataset with sessions
+    "test_real_session_through_the_participant_level",
+    "test_sessions_dataset_through_the_participant_level",
+}  # the workflow on a real session
 SLOW_MODULES = {"test_workflow", "test_scale"}  # every test there runs Snakemake
 
 

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -412,3 +413,88 @@ def test_left_right_flipped_t1w_is_excluded(one_subject, flip_data):
     assert f"{pid}_T1w.nii.gz" in after["reason"] and "echo-1_part-mag_MEGRE" in after["reason"]
     skipped = check_subject_inputs(bids, pid, t1w, left_right={"check": False})
     assert skipped["ok"] and skipped["left_right"] == {}
+
+
+@pytest.fixture()
+def session_dataset(tiny_cohort, tmp_path):
+    """sub-NC001 as a dataset with sessions and inherited sidecars: ses-01 holds two GRE runs (run-2
+    the subject's 4 echoes, run-1 its first 3) and a T1w, ses-02 another T1w; EchoTime lives in the
+    root-level ``echo-<n>_MEGRE.json``, MagneticFieldStrength in ``sub-NC001/sub-NC001_MEGRE.json``;
+    the GRE files have no sidecar of their own."""
+    pid, src = "sub-NC001", tiny_cohort / "sub-NC001" / "anat"
+    bids = tmp_path / "bids"
+    ses1, ses2 = bids / pid / "ses-01" / "anat", bids / pid / "ses-02" / "anat"
+    ses1.mkdir(parents=True)
+    ses2.mkdir(parents=True)
+    for n in range(1, 5):
+        meta = json.loads((src / f"{pid}_echo-{n}_part-phase_MEGRE.json").read_text())
+        (bids / f"echo-{n}_MEGRE.json").write_text(json.dumps({"EchoTime": meta["EchoTime"]}))
+        for part in ("mag", "phase"):
+            f = src / f"{pid}_echo-{n}_part-{part}_MEGRE.nii.gz"
+            for run in (1, 2) if n < 4 else (2,):
+                shutil.copy(f, ses1 / f"{pid}_ses-01_run-{run}_echo-{n}_part-{part}_MEGRE.nii.gz")
+    (bids / pid / f"{pid}_MEGRE.json").write_text(json.dumps({"MagneticFieldStrength": 3.0}))
+    for d, ses in ((ses1, "01"), (ses2, "02")):
+        shutil.copy(src / f"{pid}_T1w.nii.gz", d / f"{pid}_ses-{ses}_T1w.nii.gz")
+    (bids / "participants.tsv").write_text(
+        "participant_id\tgroup\tage\tsex\nsub-NC001\tNC\t50\tF\n"
+    )
+    (bids / "dataset_description.json").write_text('{"Name": "sessions", "BIDSVersion": "1.10.0"}')
+    return bids, pid
+
+
+def test_sessions_runs_and_inherited_sidecars(session_dataset):
+    from qsmvbm.bids import gre_session, megre_series, missing_inputs, series_listing, t1w_file
+
+    bids, pid = session_dataset
+    assert sorted(megre_series(bids, pid)) == ["ses-01_run-1", "ses-01_run-2"]
+    with pytest.raises(BidsInputError, match="2 MEGRE series"):
+        megre_metadata(bids, pid)
+    run2 = {"run": "2"}
+    meta = megre_metadata(bids, pid, run2)
+    assert meta["echo_times_s"] == pytest.approx([0.003, 0.0085, 0.014, 0.0195], abs=0.003)
+    assert len(meta["files"]) == 4 and meta["field_strength_t"] == 3.0
+    assert all("/ses-01/anat/" in f["phase"] for f in meta["files"])
+    assert len(load_megre(bids, pid, filters=run2).echo_times_s) == 4
+    assert len(megre_metadata(bids, pid, {"run": "1"})["files"]) == 3
+    # two T1w images in two sessions: the GRE's session decides
+    with pytest.raises(BidsInputError, match="2 T1w images"):
+        t1w_file(bids, pid)
+    assert gre_session(bids, pid, run2) == "01"
+    assert t1w_file(bids, pid, session="01").name == f"{pid}_ses-01_T1w.nii.gz"
+    assert missing_inputs(bids, pid, None, run2) is None
+    assert series_listing(bids, pid, run2) == (
+        f"{pid}: 2 MEGRE series (ses-01_run-1, ses-01_run-2); used: ses-01_run-2"
+    )
+    # the file's own sidecar and a deeper one win over the inherited ones
+    for part in ("mag", "phase"):
+        f = Path(meta["files"][0][part])
+        f.with_name(f.name.replace(".nii.gz", ".json")).write_text('{"EchoTime": 0.004}')
+    assert megre_metadata(bids, pid, run2)["echo_times_s"][0] == 0.004
+
+
+def test_sessions_dataset_through_the_participant_level(session_dataset, tmp_path):
+    """Issue 21's acceptance: the dataset with sessions, two GRE runs (run 2 chosen in the config) and
+    inherited sidecars runs; the pre-flight lists both runs and the one used."""
+    import subprocess
+    import sys
+
+    from qsmvbm.layout import Layout
+
+    bids, pid = session_dataset
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "qsmvbm.cli", str(bids), str(out), "participant", "--cores", "2"]
+        + ["--bids_filters.megre", "{run: '2'}"],
+        capture_output=True,
+        text=True,
+    )
+    log = r.stdout + r.stderr
+    assert r.returncode == 0, log[-4000:]
+    assert f"NOTE: {pid}: 2 MEGRE series (ses-01_run-1, ses-01_run-2); used: ses-01_run-2" in log
+    lay = Layout(out)
+    check = json.loads(lay.subject("input_check", pid).read_text())
+    text = json.dumps(check)
+    assert "ses-01_run-2_echo-4_part-phase" in text and "run-1" not in text
+    assert f"{pid}_ses-01_T1w" in text and "ses-02" not in text
+    assert lay.subject("template_chi", pid).is_file()

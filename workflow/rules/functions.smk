@@ -1,7 +1,7 @@
 # Input functions and targets. Paths come from the layout `L`; the subjects from subjects.smk.
 import json
 
-from qsmvbm.bids import megre_candidates, t1w_file
+from qsmvbm.bids import gre_session, megre_candidates, t1w_file
 from qsmvbm.inputs import exclusion_summary
 from qsmvbm.simulate.subject import bids_paths, truth_paths
 
@@ -33,7 +33,8 @@ def raw_t1w(wildcards):
     """A subject's T1w image."""
     if SIMULATED:
         return str(bids_paths(L.sim_bids, wildcards.subject, N_SIM_ECHOES)["T1w"])
-    return str(t1w_file(BIDS, wildcards.subject, BIDS_FILTERS["t1w"]))
+    session = gre_session(BIDS, wildcards.subject, BIDS_FILTERS["megre"])
+    return str(t1w_file(BIDS, wildcards.subject, BIDS_FILTERS["t1w"], session))
 
 
 def qsm_mask_inputs(wildcards):

@@ -1,6 +1,11 @@
 # The subjects of the run and the pre-flight checks: every run-level problem stops the run here,
 # before any per-subject job; a subject whose input files are missing is excluded with the reason.
-from qsmvbm.bids import BidsInputError, missing_inputs, read_participants
+from qsmvbm.bids import (
+    BidsInputError,
+    missing_inputs,
+    read_participants,
+    series_listing,
+)
 from qsmvbm.preflight import (
     anat_setting_problems,
     cohort_notes,
@@ -77,6 +82,9 @@ SUBJECTS = [s for s in SUBJECTS if s not in set(PCFG["exclude"])]
 INPUT_EXCLUDED = {}
 if not SIMULATED:
     for _s in SUBJECTS:
+        _listing = series_listing(BIDS, _s, BIDS_FILTERS["megre"])
+        if _listing:
+            logger.warning(f"NOTE: {_listing}")
         _why = missing_inputs(BIDS, _s, BIDS_FILTERS["t1w"], BIDS_FILTERS["megre"])
         if _why:
             INPUT_EXCLUDED[_s] = _why

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from qsmvbm.anat.normalize import t1_mask_in_gre
-from qsmvbm.bids import bids_uri, load_megre
+from qsmvbm.bids import bids_uri, dataset_root, load_megre
 from qsmvbm.io import load_json, save_json, save_nifti
 from qsmvbm.layout import image_sidecar
 from qsmvbm.qc import mosaic_png
@@ -156,7 +156,7 @@ def run(
 def main(smk) -> None:
     set_threads(smk.threads)
     with logged(smk.log[0]) as log:
-        bids_dir = Path(smk.input.megre[0]).parents[2]
+        bids_dir = dataset_root(smk.input.megre[0])
         inp = dict(smk.input.items())
         tiv = load_json(inp["volumes"])["TIV_ml"] if "volumes" in inp else None
         run(

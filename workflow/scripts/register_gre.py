@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from qsmvbm.anat import normalize, t1
 from qsmvbm.anat.antsio import to_ants
-from qsmvbm.bids import megre_files
+from qsmvbm.bids import dataset_root, megre_files
 from qsmvbm.io import save_json
 from qsmvbm.qsm.mask import ball, brain_mask_from_magnitude
 from qsmvbm.smk import logged, set_threads
@@ -62,7 +62,7 @@ def run(
 def main(smk) -> None:
     set_threads(smk.threads)
     with logged(smk.log[0]) as log:
-        bids_dir = Path(smk.input.megre[0]).parents[2]
+        bids_dir = dataset_root(smk.input.megre[0])
         run(
             bids_dir,
             smk.wildcards.subject,

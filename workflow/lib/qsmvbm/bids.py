@@ -134,16 +134,82 @@ def read_participants(
     return df
 
 
-def sidecar(nifti: Path) -> dict:
-    """The JSON sidecar of a NIfTI file ({} if absent)."""
-    name = str(nifti)
-    js = Path(re.sub(r"\.nii(\.gz)?$", ".json", name))
-    if not js.is_file():
-        return {}
+def _json(path: Path) -> dict:
     try:
-        return json.loads(js.read_text())
+        return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise BidsInputError(f"{js}: not valid JSON ({e})") from None
+        raise BidsInputError(f"{path}: not valid JSON ({e})") from None
+
+
+def _name_parts(stem: str) -> tuple[dict[str, str], str]:
+    """``'sub-01_echo-1_part-mag_MEGRE'`` -> ``({'sub': '01', 'echo': '1', 'part': 'mag'}, 'MEGRE')``."""
+    *kvs, suffix = stem.split("_")
+    ents = {}
+    for kv in kvs:
+        k, sep, v = kv.partition("-")
+        if not sep:
+            return {}, ""
+        ents[k] = v
+    return ents, suffix
+
+
+def sidecar(nifti: Path) -> dict:
+    """The metadata of a NIfTI file by BIDS' inheritance principle ({} if none).
+
+    Every JSON from the dataset's root down to the file's folder whose suffix is the file's and whose
+    entities are a subset of the file's applies (e.g. ``/echo-1_MEGRE.json`` at the root,
+    ``sub-01/sub-01_MEGRE.json``); the deeper and the more specific one wins a key, the file's own
+    sidecar last. The root is the folder holding the ``sub-<label>`` folder of the path (without one,
+    only the file's own sidecar is read).
+    """
+    path = Path(nifti)
+    stem = re.sub(r"\.nii(\.gz)?$", "", path.name)
+    own = path.with_name(stem + ".json")
+    subject_dirs = [p for p in path.parents if SUBJECT_ID.match(p.name)]
+    if not subject_dirs:
+        return _json(own) if own.is_file() else {}
+    root = subject_dirs[-1].parent
+    ents, suffix = _name_parts(stem)
+    meta: dict = {}
+    folders = [root] + [p for p in reversed(path.parents) if root in p.parents]
+    for folder in folders:
+        found = []
+        for js in folder.glob(f"*{suffix}.json"):
+            j_ents, j_suffix = _name_parts(js.name[:-5])
+            if js == own or j_suffix != suffix or not j_ents.items() <= ents.items():
+                continue
+            found.append((len(j_ents), js))
+        for _, js in sorted(found):
+            meta.update(_json(js))
+    if own.is_file():
+        meta.update(_json(own))
+    return meta
+
+
+def dataset_root(path: str | Path) -> Path:
+    """The BIDS dataset folder of a raw file: the folder that holds its ``sub-<label>`` folder
+    (``sub-X/anat/f`` or ``sub-X/ses-Y/anat/f``)."""
+    subject_dirs = [p for p in Path(path).parents if SUBJECT_ID.match(p.name)]
+    if not subject_dirs:
+        raise BidsInputError(f"{path}: not inside a sub-<label> folder of a BIDS dataset")
+    return subject_dirs[-1].parent
+
+
+def data_folders(bids_dir: str | Path, pid: str, datatype: str = "anat") -> list[Path]:
+    """A subject's ``datatype`` folders: ``sub-X/<datatype>`` and ``sub-X/ses-*/<datatype>``."""
+    sub = Path(bids_dir) / pid
+    found = [sub / datatype] + sorted(sub.glob(f"ses-*/{datatype}"))
+    return [d for d in found if d.is_dir()]
+
+
+def _where(bids_dir: str | Path, pid: str) -> Path:
+    """The folder to name in a message: the subject's one anat folder, else the subject folder."""
+    found = data_folders(bids_dir, pid)
+    return found[0] if len(found) == 1 else Path(bids_dir) / pid
+
+
+def _folder_files(bids_dir: str | Path, pid: str, datatype: str = "anat") -> list[Path]:
+    return [f for d in data_folders(bids_dir, pid, datatype) for f in sorted(d.iterdir())]
 
 
 def _entities(text: str) -> dict[str, str]:
@@ -174,11 +240,12 @@ def megre_series(bids_dir: str | Path, pid: str) -> dict[str, dict]:
     the name is e.g. ``"acq-fast_run-2"``. A file present as both ``.nii`` and ``.nii.gz`` is an error.
     """
     check_subject_id(pid, "subject")
-    anat = Path(bids_dir) / pid / "anat"
-    if not anat.is_dir():
-        raise BidsInputError(f"{anat}: subject folder missing")
+    if not data_folders(bids_dir, pid):
+        raise BidsInputError(
+            f"{Path(bids_dir) / pid}: no anat folder ({pid}/anat or {pid}/ses-<label>/anat)"
+        )
     series: dict[str, dict] = {}
-    for f in sorted(anat.iterdir()):
+    for f in _folder_files(bids_dir, pid):
         m = ECHO_FILE.match(f.name)
         if not m or m.group("pid") != pid:
             continue
@@ -209,9 +276,8 @@ def fieldmap_series(bids_dir: str | Path, pid: str) -> dict[str, dict]:
     """Every phase-difference field map in a subject's ``fmap`` folder, by its entities:
     ``{series name: {"entities": {...}, "files": {"phasediff"|"magnitude1"|"magnitude2": Path}}}``."""
     check_subject_id(pid, "subject")
-    fmap = Path(bids_dir) / pid / "fmap"
     series: dict[str, dict] = {}
-    for f in sorted(fmap.iterdir()) if fmap.is_dir() else []:
+    for f in _folder_files(bids_dir, pid, "fmap"):
         m = FIELDMAP_FILE.match(f.name)
         if not m or m.group("pid") != pid:
             continue
@@ -265,7 +331,7 @@ def megre_files(bids_dir: str | Path, pid: str, filters: dict | None = None) -> 
     if uses_fieldmap(filters):
         return _fieldmap_files(bids_dir, pid, filters)
     filters = {k: v for k, v in (filters or {}).items() if k != "suffix"}
-    anat = Path(bids_dir) / pid / "anat"
+    anat = _where(bids_dir, pid)
     found = megre_series(bids_dir, pid)
     if not found:
         raise BidsInputError(f"{anat}: no *_echo-N_part-mag/phase_MEGRE.nii[.gz] files")
@@ -297,30 +363,68 @@ def megre_files(bids_dir: str | Path, pid: str, filters: dict | None = None) -> 
     return out
 
 
-def t1w_file(bids_dir: str | Path, pid: str, filters: dict | None = None) -> Path:
-    """The subject's T1w image; ``filters`` (config ``bids_filters.t1w``) choose one of several."""
-    anat = Path(bids_dir) / pid / "anat"
+def t1w_file(
+    bids_dir: str | Path, pid: str, filters: dict | None = None, session: str | None = None
+) -> Path:
+    """The subject's T1w image; ``filters`` (config ``bids_filters.t1w``) choose one of several.
+
+    ``session``: the GRE's session label; when several T1w images remain in different sessions, the
+    one of the GRE's session is taken (the left-right check and the GRE->T1w rigid assume one session).
+    """
+    sub = _where(bids_dir, pid)
     cands = []
-    if anat.is_dir():
-        for f in sorted(anat.iterdir()):
-            m = T1W_FILE.match(f.name)
-            if m and m.group("pid") == pid and _matches(_entities(m.group("pre")), filters):
-                cands.append((m, f))
+    for f in _folder_files(bids_dir, pid):
+        m = T1W_FILE.match(f.name)
+        if m and m.group("pid") == pid and _matches(_entities(m.group("pre")), filters):
+            cands.append((m, f))
     if not cands:
         extra = f" matching bids_filters.t1w {filters}" if filters else ""
-        raise BidsInputError(f"{anat}: no T1w image for {pid}{extra}")
+        raise BidsInputError(f"{sub}: no T1w image for {pid}{extra}")
     stems = {}
     for m, f in cands:
         stem = f.name[: -len(m.group("ext")) - 1]
         if stem in stems:
             raise BidsInputError(f"{f}: also stored as {stems[stem].name}; keep one of the two")
         stems[stem] = f
+    if len(cands) > 1 and session is not None:
+        same = [(m, f) for m, f in cands if _entities(m.group("pre")).get("ses") == session]
+        cands = same or cands
     if len(cands) > 1:
         raise BidsInputError(
-            f"{anat}: {len(cands)} T1w images ({', '.join(f.name for _, f in cands)}); choose one with "
+            f"{sub}: {len(cands)} T1w images ({', '.join(f.name for _, f in cands)}); choose one with "
             "bids_filters.t1w in the config (e.g. {run: '1'})"
         )
     return cands[0][1]
+
+
+def gre_session(bids_dir: str | Path, pid: str, filters: dict | None = None) -> str | None:
+    """The session label of the subject's chosen GRE series (None without sessions or when the
+    choice fails; the input check reports that)."""
+    try:
+        files = megre_files(bids_dir, pid, filters)
+    except BidsInputError:
+        return None
+    f = files[-1]["phase"]
+    return _name_parts(re.sub(r"\.nii(\.gz)?$", "", f.name))[0].get("ses")
+
+
+def series_listing(bids_dir: str | Path, pid: str, filters: dict | None = None) -> str | None:
+    """A line for the pre-flight log when a subject has several GRE series (runs, acquisitions,
+    sessions): each series and the one ``bids_filters.megre`` chooses; None for a single series."""
+    if uses_fieldmap(filters):
+        return None
+    try:
+        found = megre_series(bids_dir, pid)
+    except BidsInputError:
+        return None
+    if len(found) < 2:
+        return None
+    ents = {k: v for k, v in (filters or {}).items() if k != "suffix"}
+    chosen = [k for k, v in found.items() if _matches(v["entities"], ents)]
+    used = (
+        chosen[0] if len(chosen) == 1 else f"none ({len(chosen)} match bids_filters.megre {ents})"
+    )
+    return f"{pid}: {len(found)} MEGRE series ({', '.join(found)}); used: {used}"
 
 
 def histogram_evenness(img: np.ndarray, bins: int = 20) -> float:
@@ -703,14 +807,16 @@ def megre_candidates(bids_dir: str | Path, pid: str, filters: dict | None = None
     reports duplicates, several series or missing echoes (:func:`megre_files`).
     """
     if uses_fieldmap(filters):
-        fmap = Path(bids_dir) / pid / "fmap"
         return sorted(
             f
-            for f in fmap.glob(f"{pid}_*")
+            for f in _folder_files(bids_dir, pid, "fmap")
             if FIELDMAP_FILE.match(re.sub(r"\.json$", ".nii", f.name))
         )
-    anat = Path(bids_dir) / pid / "anat"
-    return sorted(anat.glob(f"{pid}_*echo-*_MEGRE.*"))
+    return sorted(
+        f
+        for f in _folder_files(bids_dir, pid)
+        if ECHO_FILE.match(re.sub(r"\.json$", ".nii", f.name))
+    )
 
 
 def missing_inputs(
@@ -721,17 +827,17 @@ def missing_inputs(
 ) -> str | None:
     """Why a subject cannot be processed at all (no folder, no or several T1w images, no GRE phase
     images), or None. From file names only; the input check reads the files."""
-    anat = Path(bids_dir) / pid / "anat"
-    if not anat.is_dir():
-        return f"no folder {anat}"
+    anat = _where(bids_dir, pid)
+    if not data_folders(bids_dir, pid):
+        return f"no folder {anat / 'anat'} (nor {pid}/ses-<label>/anat)"
     try:
-        t1w_file(bids_dir, pid, t1w_filters)
+        t1w_file(bids_dir, pid, t1w_filters, gre_session(bids_dir, pid, megre_filters))
     except BidsInputError as err:
         return str(err)
     if uses_fieldmap(megre_filters):
         if not any("phasediff" in f.name for f in megre_candidates(bids_dir, pid, megre_filters)):
-            return f"no phase-difference field map in {Path(bids_dir) / pid / 'fmap'}"
-    elif not list(anat.glob(f"{pid}_*echo-*_part-phase_MEGRE.nii*")):
+            return f"no phase-difference field map in {Path(bids_dir) / pid} (fmap/)"
+    elif not any("part-phase" in f.name for f in megre_candidates(bids_dir, pid)):
         why = f"no multi-echo GRE phase images in {anat}"
         if fieldmap_series(bids_dir, pid):
             why += (
