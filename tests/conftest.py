@@ -25,6 +25,25 @@ def tiny_cohort(tmp_path_factory, tiny_cfg):
     return out
 
 
+@pytest.fixture(scope="session")
+def realistic_heads(tmp_path_factory):
+    """The tiny cohort's design (one patient, one control) with the realistic head: scalp and orbital
+    fat, fatty marrow, eyes."""
+    import yaml
+
+    from qsmvbm.simulate.cohort_io import simulate_cohort
+    from qsmvbm.simulate.settings import load_simulation_config
+
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["anatomy"]["head"] = "realistic"
+    cfg["effects"] = []
+    for g in cfg["groups"]:
+        g["n"] = 1
+    out = tmp_path_factory.mktemp("realistic_head")
+    simulate_cohort(load_simulation_config(cfg), out, jobs=2)
+    return out
+
+
 def run_snakemake(*args, check=True):
     """Run the workflow in a subprocess (2 cores); raise with its output tail on failure."""
     import subprocess
@@ -55,6 +74,7 @@ SLOW_FIXTURES = {"tiny_run", "bids_run", "anat_run", "local_slurm"}
 SLOW_TESTS = {  # the workflow on a real session, on a dataset with sessions
     "test_real_session_through_the_participant_level",
     "test_sessions_dataset_through_the_participant_level",
+    "test_realistic_head_fails_the_otsu_mask_not_the_default_chain",
 }  # the workflow on a real session
 SLOW_MODULES = {"test_workflow", "test_scale"}  # every test there runs Snakemake
 

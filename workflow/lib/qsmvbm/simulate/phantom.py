@@ -46,7 +46,7 @@ class HeadModel:
     aal: np.ndarray  # AAL3 labels, int16
     extra: dict = field(
         default_factory=dict
-    )  # csf_rim, bone, soft_tissue, air_cavity: float32 fractions
+    )  # csf_rim, bone, soft_tissue, air_cavity, fat, marrow, vitreous: float32 fractions
 
     @property
     def shape(self):
@@ -116,17 +116,62 @@ def build_head_model(resolution: int = 1) -> HeadModel:
     for c in geo["cavities"]:
         cavity |= _ellipsoid(coords, c["centre"], c["semi_axes"])
     cavity &= head & (dist > geo["cavity_brain_margin_mm"])
+    real = geo["realistic"]
+    eye = np.zeros(shape, bool)
+    orbit = np.zeros(shape, bool)
+    for e in real["eyes"]:
+        d = np.sqrt(sum((coords[i] - e["centre"][i]) ** 2 for i in range(3)))
+        eye |= d <= e["radius_mm"]
+        orbit |= d <= e["radius_mm"] + real["orbital_fat_mm"]
     del coords
     csf_rim = (dist > 0) & (dist <= layers["csf_rim"]) & ~cavity
     bone = (dist > layers["csf_rim"]) & (dist <= layers["bone"]) & ~cavity
     soft = head & ~csf_rim & ~bone & ~cavity & (brain < 0.5)
+    # realistic head (used with anatomy.head: realistic): eyes in orbital fat, scalp fat, marrow
+    # the eyes and their fat may reach beyond the layered head's outline (they add to it)
+    outside = ~cavity & (brain < 0.5) & (dist > layers["bone"])
+    eye &= outside
+    orbit &= outside & ~eye
+    lo, hi = real["scalp_fat_mm"]
+    scalp_fat = soft & (dist > lo) & (dist <= hi)
+    lo, hi = real["marrow_mm"]
+    marrow = bone & (dist > lo) & (dist <= hi)
+    fat = scalp_fat | orbit
     extra = {
         "csf_rim": csf_rim.astype(np.float32),
         "bone": bone.astype(np.float32),
         "soft_tissue": soft.astype(np.float32),
         "air_cavity": cavity.astype(np.float32),
+        "fat": fat.astype(np.float32),
+        "marrow": marrow.astype(np.float32),
+        "vitreous": eye.astype(np.float32),
     }
     return HeadModel(affine, sl, gm, wm, csf, brain, t1, nuclei, aal, extra)
+
+
+def extra_tissues(model: HeadModel, head: str = "layered") -> dict[str, np.ndarray]:
+    """The tissues outside the brain (name of the tissue table -> fraction on the head grid).
+
+    ``layered``: CSF rim, bone and soft tissue. ``realistic``: the fat under the scalp and around the
+    eyes, the fatty marrow of the diploe and the eyes' vitreous take their share of the soft tissue
+    and bone (the eyes and orbital fat may reach beyond the layered outline and add to the head).
+    """
+    x = model.extra
+    if head == "layered":
+        return {t: x[t] for t in ("csf_rim", "bone", "soft_tissue")}
+    if head != "realistic":
+        raise ValueError(f"unknown head model {head!r} (layered or realistic)")
+    bone = np.clip(x["bone"] - x["marrow"], 0, 1)
+    soft = np.clip(x["soft_tissue"] - x["fat"] - x["vitreous"], 0, 1)
+    fat = np.clip(x["fat"] - x["marrow"], 0, 1)
+    return {
+        "csf_rim": x["csf_rim"],
+        "bone": bone,
+        "marrow": x["marrow"],
+        "soft_tissue": soft,
+        "fat": fat,
+        "vitreous": np.clip(x["vitreous"] - fat, 0, 1),
+    }
 
 
 def region_weight(model: HeadModel, region: dict) -> np.ndarray:

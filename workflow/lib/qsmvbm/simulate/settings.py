@@ -24,6 +24,9 @@ TISSUES = (
     "bone",
     "soft_tissue",
     "air",
+    "fat",
+    "marrow",
+    "vitreous",
 )
 
 

@@ -47,7 +47,14 @@ from ..transforms import (
     sample,
     world_coords,
 )
-from .phantom import NUCLEI, HeadModel, build_head_model, region_weight
+from .phantom import (
+    NUCLEI,
+    HeadModel,
+    build_head_model,
+    extra_tissues,
+    head_geometry,
+    region_weight,
+)
 
 #: MNI point placed near the centre of each field of view (mm)
 BRAIN_CENTRE_MNI = np.array([0.0, -18.0, 8.0])
@@ -219,12 +226,17 @@ def subject_maps(
     age_slope: float,
     resolution: int,
     background: bool,
+    head: str = "layered",
 ) -> dict:
     """The subject's tissue maps on the head grid (MNI space), before warping.
 
+    ``head``: ``layered`` (CSF rim, bone, soft tissue) or ``realistic`` (also scalp and orbital fat,
+    fatty marrow in the diploe, the eyes; :func:`.phantom.extra_tissues`).
+
     Returns float32 maps: ``chi_brain`` (ppm rel. water, brain only), ``chi_total``
-    (ppm rel. air, the whole head), ``pd``, ``r2s`` (1/s), ``t1`` (T1w intensity),
-    ``gm``, ``wm``, ``csf`` (fractions after atrophy) and ``intracranial`` (fraction).
+    (ppm rel. air, the whole head), ``shift_ppm`` (chemical shift of fat, ppm, not a source of
+    field), ``pd``, ``r2s`` (1/s), ``t1`` (T1w intensity), ``gm``, ``wm``, ``csf`` (fractions after
+    atrophy) and ``intracranial`` (fraction).
     """
     nuc = hm.nuclei > 0
     age_factor = (
@@ -269,8 +281,12 @@ def subject_maps(
     )
     occupancy = hm.brain.copy()
     chi_total = chi_brain.copy()
-    for t in ("csf_rim", "bone", "soft_tissue"):
-        f = hm.extra[t]
+    fractions = extra_tissues(hm, head)
+    shift = np.zeros(hm.shape, np.float32)
+    for t in ("fat", "marrow"):
+        if t in fractions:
+            shift += fractions[t] * np.float32(head_geometry()["realistic"]["fat_shift_ppm"])
+    for t, f in fractions.items():
         occupancy += f
         pd += f * pd_t[t]
         pdr2 += f * pd_t[t] * r2_t[t]
@@ -284,6 +300,7 @@ def subject_maps(
     return {
         "chi_brain": chi_brain.astype(np.float32),
         "chi_total": chi_total.astype(np.float32),
+        "shift_ppm": shift,
         "pd": pd.astype(np.float32),
         "r2s": r2s,
         "t1": t1.astype(np.float32),
@@ -427,6 +444,7 @@ def simulate_subject(
         anat["age_gm_slope_per_year"],
         res,
         cfg["susceptibility"]["background"],
+        anat["head"],
     )
 
     # ---------------- GRE ----------------
@@ -443,6 +461,8 @@ def simulate_subject(
     b0 = b0_direction_from_affine(gre_affine)
     total_field = forward_field(chi_total, vs, b0, pad=16)[fov]
     del chi_total
+    if anat["head"] == "realistic":  # fat's chemical shift: a frequency offset, not a field source
+        total_field += sample(maps["shift_ppm"], hm.affine, mni[(slice(None),) + fov])
     mni_fov = np.ascontiguousarray(mni[(slice(None),) + fov])
     world_fov = np.ascontiguousarray(world[(slice(None),) + fov])
     del mni, world
