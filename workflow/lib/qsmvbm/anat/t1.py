@@ -50,7 +50,10 @@ def check_t1(
     """Does this T1w contain a whole brain? A fast check before any registration.
 
     An intensity-based brain guess must hold at least ``min_brain_ml`` and touch the
-    field-of-view border (outer 2 voxels) with at most ``max_edge_fraction`` of its voxels.
+    field-of-view border (outer 2 voxels) with at most ``max_edge_fraction`` of its voxels. The
+    inferior face does not count: the guess takes the neck of a real head (and of the simulator's
+    realistic head, whose fat joins scalp and neck), and the neck always leaves the image there;
+    a brain cut at the top, front, back or sides still fails.
     Returns ``{"ok": bool, "reason": str, "brain_ml": float, "edge_fraction": float}``.
     """
     vs = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
@@ -71,12 +74,17 @@ def check_t1(
     rough = brain_mask_from_magnitude(data, vs, open_mm=3.0, close_mm=4.0, erode_mm=0.0)
     ml = float(rough.sum() * np.prod(vs) / 1000)
     edge = np.zeros_like(rough)
+    # the voxel axis closest to the scanner's z (superior) and the end of it that is inferior
+    z_ax = int(np.argmax(np.abs(np.asarray(affine)[2, :3])))
+    inferior_low = np.asarray(affine)[2, z_ax] > 0
     for ax in range(3):
         sl = [slice(None)] * 3
-        sl[ax] = slice(0, 2)
-        edge[tuple(sl)] = True
-        sl[ax] = slice(-2, None)
-        edge[tuple(sl)] = True
+        if not (ax == z_ax and inferior_low):
+            sl[ax] = slice(0, 2)
+            edge[tuple(sl)] = True
+        if not (ax == z_ax and not inferior_low):
+            sl[ax] = slice(-2, None)
+            edge[tuple(sl)] = True
     frac = float((rough & edge).sum() / max(rough.sum(), 1))
     if ml < min_brain_ml:
         return {
