@@ -447,3 +447,28 @@ def test_t1_check_ignores_the_neck_leaving_the_image_not_a_cut_brain(tiny_cohort
     # and a side
     side = data[: int(0.75 * data.shape[0]) if z_ax != 0 else None]
     assert not t1.check_t1(side, img.affine)["ok"]
+
+
+def test_a_subject_whose_gre_leaves_out_a_group_roi_is_excluded():
+    """Coverage of the group ROIs by each subject's template-space QSM mask, against the cohort: a
+    GRE slab that stops above the vertex (the real XA30 field map kept 55% of Precentral_L) would,
+    through the analysis mask every subject shares, take the ROI from the whole study."""
+    from qsmvbm import atlas
+    from qsmvbm.anat.qc import coverage_problems, roi_coverage
+
+    tpl = load_template(2)
+    labels = atlas.aal3_on_grid(tpl.mask.shape, tpl.affine)
+    rois = ["Precentral_L", "Thalamus_L"]
+    full = tpl.mask.astype(bool)
+    z = np.arange(full.shape[2])[None, None, :]
+    world_z = tpl.affine[2, 2] * z + tpl.affine[2, 3]
+    cut = full & (world_z < 50)  # a slab that ends 50 mm above the AC
+    cover = pd.DataFrame(
+        {f"sub-{i}": roi_coverage(full, labels, rois) for i in range(5)}
+        | {"sub-cut": roi_coverage(cut, labels, rois)}
+    ).T
+    assert cover.loc["sub-0", "Precentral_L"] > 0.95 and cover.loc["sub-cut", "Thalamus_L"] > 0.95
+    assert cover.loc["sub-cut", "Precentral_L"] < 0.7
+    problems = coverage_problems(cover, 0.8)
+    assert list(problems) == ["sub-cut"]
+    assert "Precentral_L" in problems["sub-cut"][0] and "Thalamus" not in problems["sub-cut"][0]

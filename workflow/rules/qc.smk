@@ -8,6 +8,7 @@ rule normalization_qc:
         checks=input_check_files,
         qsm_json=ok_subject_files("chi_json"),
         volumes=ok_subject_files("volumes"),
+        qsm_mask=ok_subject_files("template_qsm_mask"),
         participants=participants_tsv(),
     output:
         table=L.group("qc_table"),
@@ -26,5 +27,6 @@ rule normalization_qc:
         qc=config["qc"],
         input_exclusions=INPUT_EXCLUDED,
         group_column=config["participants"]["group_column"],
+        rois=config["group"]["rois"],
     script:
         "../scripts/normalization_qc.py"

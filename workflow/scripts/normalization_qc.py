@@ -4,9 +4,17 @@ import json
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 import pandas as pd
 
-from qsmvbm.anat.qc import cohort_qc, deep_grey_roi, mask_qc_columns
+from qsmvbm import atlas
+from qsmvbm.anat.qc import (
+    cohort_qc,
+    coverage_problems,
+    deep_grey_roi,
+    mask_qc_columns,
+    roi_coverage,
+)
 from qsmvbm.bids import subject_of
 from qsmvbm.io import read_tsv
 from qsmvbm.smk import logged
@@ -20,6 +28,7 @@ COLUMNS = [
     "qsm_dgm_corr",
     "qsm_dgm_robust_z",
     "qsm_mask_in_template",
+    "qsm_roi_coverage",
     "qsm_mask_dice_t1",
     "qsm_mask_outside_t1",
     "qsm_mask_tiv_ratio",
@@ -64,6 +73,8 @@ def run(
     log,
     qsm_jsons=(),
     volume_jsons=(),
+    qsm_masks=(),
+    rois=(),
 ) -> pd.DataFrame:
     """QC table of every subject: processed ones with metrics and verdicts, plus those whose
     inputs were missing or failed the input check (excluded, with the reason)."""
@@ -75,7 +86,18 @@ def run(
         first = nib.load(chi_files[0])
         roi = deep_grey_roi(first.shape, first.affine)
         chis = [nib.load(f).get_fdata(dtype="float32") for f in chi_files]
-        table = cohort_qc(metrics, chis, roi, params)
+        extra = {}
+        if len(qsm_masks) and len(rois):
+            labels = atlas.aal3_on_grid(first.shape, first.affine)
+            cover = pd.DataFrame(
+                {
+                    subject_of(f): roi_coverage(np.asarray(nib.load(f).dataobj) > 0, labels, rois)
+                    for f in qsm_masks
+                }
+            ).T
+            metrics["qsm_roi_coverage"] = metrics["participant_id"].map(cover.min(axis=1))
+            extra = coverage_problems(cover, params["qsm_roi_coverage_min"])
+        table = cohort_qc(metrics, chis, roi, params, extra)
     else:
         table = pd.DataFrame(columns=COLUMNS)
     failed, left_right = [], []
@@ -136,6 +158,8 @@ def main(smk) -> None:
             log,
             list(smk.input.qsm_json),
             list(smk.input.volumes),
+            list(smk.input.qsm_mask),
+            list(smk.params.rois),
         )
 
 

@@ -29,6 +29,38 @@ def deep_grey_roi(shape, affine) -> np.ndarray:
     return ndimage.binary_dilation(atlas.region_mask(labels, list(DGM_REGIONS)))
 
 
+def roi_coverage(mask: np.ndarray, labels: np.ndarray, rois) -> dict[str, float]:
+    """Share of each AAL3 region (names; ``labels`` on the mask's grid) inside ``mask`` (bool)."""
+    out = {}
+    for name in rois:
+        region = atlas.region_mask(labels, [name])
+        out[name] = float((mask & region).sum() / max(int(region.sum()), 1))
+    return out
+
+
+def coverage_problems(coverage: pd.DataFrame, min_ratio: float) -> dict[str, list[str]]:
+    """Subjects whose QSM mask covers a group ROI much less than the cohort does.
+
+    ``coverage``: one row per subject (index participant_id), one column per ROI (share of the ROI
+    in the subject's template-space QSM mask). A subject fails an ROI when its share is below
+    ``min_ratio`` times the cohort's median share of it: its GRE slab or mask leaves out what the
+    others cover, and the group analysis, which keeps only the voxels every subject covers, would
+    lose it for everyone. Returns ``{participant_id: [reason, ...]}`` for the failing subjects.
+    """
+    med = coverage.median(axis=0)
+    out: dict[str, list[str]] = {}
+    for pid, row in coverage.iterrows():
+        why = [
+            f"QSM mask covers {100 * v:.0f}% of {roi} (cohort median {100 * med[roi]:.0f}%): the GRE "
+            "leaves it out"
+            for roi, v in row.items()
+            if med[roi] > 0 and v < min_ratio * med[roi]
+        ]
+        if why:
+            out[str(pid)] = why
+    return out
+
+
 def robust_z_below(values: np.ndarray) -> np.ndarray:
     """How many MADs (scaled by 1.4826, an SD for normal data) each value lies below the median of
     ``values`` (NaNs ignored)."""
@@ -94,7 +126,11 @@ def plausibility_problems(row, thresholds: dict) -> list[str]:
 
 
 def cohort_qc(
-    metrics: pd.DataFrame, chi_maps: list[np.ndarray], roi: np.ndarray, thresholds: dict
+    metrics: pd.DataFrame,
+    chi_maps: list[np.ndarray],
+    roi: np.ndarray,
+    thresholds: dict,
+    extra_problems: dict | None = None,
 ) -> pd.DataFrame:
     """Add QSM agreement columns and the verdict to per-subject ``metrics``.
 
@@ -106,6 +142,7 @@ def cohort_qc(
     thresholds : ``dice_min``, ``t1_corr_min``, ``qsm_dgm_corr_min``, ``qsm_dgm_robust_z_max`` (applied
         from ``robust_z_min_subjects`` subjects on), the
         plausibility limits of :func:`plausibility_problems`, ``include`` and ``exclude`` (participant ids).
+    extra_problems : more reasons by participant id (e.g. :func:`coverage_problems`).
 
     Returns ``metrics`` with ``qsm_dgm_corr``, ``qsm_dgm_robust_z``, ``passed_qc``,
     ``included`` (after the overrides) and ``reason``.
@@ -135,6 +172,7 @@ def cohort_qc(
                 f"deep-grey QSM correlation {r.qsm_dgm_robust_z:.1f} MADs below the cohort median"
             )
         why += plausibility_problems(r, thresholds)
+        why += (extra_problems or {}).get(r.participant_id, [])
         reasons.append(why)
     out["passed_qc"] = [not w for w in reasons]
     inc, exc = set(thresholds.get("include", [])), set(thresholds.get("exclude", []))

@@ -118,6 +118,9 @@ COLUMNS: dict[str, dict[str, dict]] = {
         "qsm_mask_in_template": {
             "Description": "share of the template brain covered by the QSM mask"
         },
+        "qsm_roi_coverage": {
+            "Description": "smallest share of a group ROI (group.rois) covered by the template-space QSM mask"
+        },
         "qsm_mask_dice_t1": {
             "Description": "Dice of the QSM brain mask with the T1w brain mask in GRE space"
         },
