@@ -13,6 +13,8 @@ from qsmvbm.config import load_yaml
 from qsmvbm.layout import Layout
 from qsmvbm.paths import schema_path
 
+from .conftest import ROOT
+
 EXE = Path(sys.executable).parent / "qsmvbm"
 
 
@@ -116,6 +118,7 @@ def test_participant_subset_runs_from_another_folder(tiny_cohort, tmp_path):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     out = tmp_path / "out"
+    checkout_before = _checkout_state()
     r = _run(
         [
             str(bids),
@@ -145,6 +148,18 @@ def test_participant_subset_runs_from_another_folder(tiny_cohort, tmp_path):
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "input_check" in dry.stdout + dry.stderr
     assert list(cwd.iterdir()) == []
+    # and nothing in the checkout either (issue 21): no new or changed file, tracked or not
+    assert _checkout_state() == checkout_before
+
+
+def _checkout_state():
+    """The checkout's top-level entries and git's view of its files (changes and untracked)."""
+    status = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return sorted(p.name for p in ROOT.iterdir()), status
 
 
 def test_participant_labels_select_in_order_and_name_the_unknown():
