@@ -154,6 +154,14 @@ def test_siemens_megre_runs_are_paired_by_series(tmp_path):
         np.eye(4),
         loc | {"ImageType": ["P"]},
     )
+    swi = {
+        "SeriesNumber": 14,
+        "ProtocolName": "gre_qsm",
+        "ScanningSequence": "GR",
+        "EchoTime": TE[2],
+    }
+    swi["ImageType"] = ["DERIVED", "PRIMARY", "SWI", "NORM", "DIS2D"]
+    _write(src, "14_gre_qsm_SWI", np.ones((24, 26, 20), np.float32), affine, swi)
     bold = {"SeriesNumber": 5, "ProtocolName": "rest", "ScanningSequence": "EP", "EchoTime": 0.03}
     _write(src, "5_rest", np.ones((8, 8, 3, 4), np.float32), np.eye(4), bold)
 
@@ -166,6 +174,9 @@ def test_siemens_megre_runs_are_paired_by_series(tmp_path):
     notes = dict(zip(table["source"], table["note"]))
     assert "one echo only" in notes["1_localizer_ph.nii.gz"]
     assert "4D image" in notes["5_rest.nii.gz"]
+    assert (
+        roles["14_gre_qsm_SWI.nii.gz"] == "skipped" and "DERIVED" in notes["14_gre_qsm_SWI.nii.gz"]
+    )
     assert table.loc[table["source"] == "13_gre_qsm_e2_ph.nii.gz", "output"].item() == (
         "sub-p1/anat/sub-p1_run-2_echo-2_part-phase_MEGRE.nii.gz"
     )

@@ -198,6 +198,11 @@ def classify(images: list[Image]) -> dict:
     for img in images:
         if len(img.shape) > 3 and img.shape[3] > 1:
             img.role, img.note = "skipped", f"4D image {img.shape} (not a T1w or a GRE echo)"
+        elif "DERIVED" in {str(t).upper() for t in img.meta.get("ImageType", [])}:
+            img.role = "skipped"
+            img.note = (
+                "derived by the scanner (ImageType DERIVED: e.g. SWI, minimum intensity projection)"
+            )
         elif img.part == "phase" and {"EchoTime1", "EchoTime2"} <= set(img.meta):
             img.role = "fmap"
             img.note = (
