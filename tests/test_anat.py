@@ -472,3 +472,32 @@ def test_a_subject_whose_gre_leaves_out_a_group_roi_is_excluded():
     problems = coverage_problems(cover, 0.8)
     assert list(problems) == ["sub-cut"]
     assert "Precentral_L" in problems["sub-cut"][0] and "Thalamus" not in problems["sub-cut"][0]
+
+
+def test_qc_uses_the_tissue_correlation_and_a_sequence_tolerant_t1_threshold():
+    """The T1w intensity correlation with the template depends on the sequence (a well registered real
+    3 T MPRAGE: 0.43, simulated heads 0.92-0.93): the default threshold lets the real subject pass; the
+    GM probability correlation (real 0.79, simulated 0.91) catches a failed registration."""
+    from scipy import ndimage
+
+    from qsmvbm.config import validate
+
+    from .conftest import ROOT
+
+    thr = validate({}, ROOT / "workflow" / "schemas" / "config.schema.yaml")["qc"]
+    rng = np.random.default_rng(0)
+    base = ndimage.gaussian_filter(rng.normal(0, 1, (24, 24, 24)).astype(np.float32), 2)
+    roi = np.zeros(base.shape, bool)
+    roi[6:18, 6:18, 6:18] = True
+    metrics = pd.DataFrame(
+        {
+            "participant_id": ["sub-real", "sub-sim", "sub-failed"],
+            "dice_brain": [0.985, 0.996, 0.95],
+            "t1_corr": [0.43, 0.93, 0.35],
+            "gm_corr": [0.79, 0.91, 0.35],
+        }
+    )
+    out = cohort_qc(metrics, [base, base, base], roi, thr).set_index("participant_id")
+    assert out.loc["sub-real", "passed_qc"] and out.loc["sub-sim", "passed_qc"]
+    assert not out.loc["sub-failed", "passed_qc"]
+    assert "GM correlation 0.350" in out.loc["sub-failed", "reason"]

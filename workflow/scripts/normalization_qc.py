@@ -25,6 +25,7 @@ COLUMNS = [
     "group",
     "dice_brain",
     "t1_corr",
+    "gm_corr",
     "qsm_dgm_corr",
     "qsm_dgm_robust_z",
     "qsm_mask_in_template",

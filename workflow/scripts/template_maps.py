@@ -45,6 +45,7 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
         "participant_id": subject,
         "dice_brain": normalize.dice(wmask, tpl.mask),
         "t1_corr": normalize.masked_correlation(t1w, tpl.t1, tpl.mask),
+        "gm_corr": normalize.masked_correlation(gm, tpl.gm, tpl.mask),
         "qsm_mask_in_template": float((qmask & tpl.mask).sum() / tpl.mask.sum()),
         "gm_ml_modulated": float(mgm.sum() * np.prod(vs) / 1000),
         "jacobian_mean": float(jac[tpl.mask].mean()),

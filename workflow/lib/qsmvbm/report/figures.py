@@ -264,6 +264,7 @@ def clinical_figure(
 QC_METRICS = [
     ("dice_brain", "dice_min", "min", "Dice, warped brain vs template mask"),
     ("t1_corr", "t1_corr_min", "min", "correlation, warped T1w vs template"),
+    ("gm_corr", "gm_corr_min", "min", "correlation, warped GM vs template GM"),
     ("qsm_dgm_corr", "qsm_dgm_corr_min", "min", "deep-grey QSM corr. with cohort median"),
     ("qsm_dgm_robust_z", "qsm_dgm_robust_z_max", "max", "robust z of that correlation (MADs)"),
     (
@@ -284,9 +285,11 @@ QC_METRICS = [
 def qc_summary_figure(qc: pd.DataFrame, thresholds: dict, out_png) -> Path:
     """Normalization and plausibility QC: each metric per subject with its threshold (dashed), excluded
     subjects named."""
-    fig, axes = plt.subplots(2, 4, figsize=(15, 8.5), constrained_layout=True)
+    rows = -(-len(QC_METRICS) // 4)
+    fig, axes = plt.subplots(rows, 4, figsize=(15, 4.25 * rows), constrained_layout=True)
     axes = axes.ravel()
-    axes[-1].set_axis_off()
+    for ax in axes[len(QC_METRICS) :]:
+        ax.set_axis_off()
     inc = qc["included"].astype(str) == "True"
     rng = np.random.default_rng(0)
     for ax, (col, key, kind, label) in zip(axes, QC_METRICS):

@@ -282,7 +282,8 @@ def _anat(a: dict, qc: dict, cite, space: str) -> str:
         )
         + ". Normalization quality was checked per subject: Dice of the warped brain mask with the "
         f"template mask (minimum {_g(qc['dice_min'])}), correlation of the warped T1w with the template "
-        f"(minimum {_g(qc['t1_corr_min'])}), and correlation of the warped QSM in deep grey nuclei with the "
+        f"(minimum {_g(qc['t1_corr_min'])}), correlation of the warped GM probability with the template's GM "
+        f"(minimum {_g(qc['gm_corr_min'])}), and correlation of the warped QSM in deep grey nuclei with the "
         f"cohort median (minimum {_g(qc['qsm_dgm_corr_min'])}, and no more than "
         f"{_g(qc['qsm_dgm_robust_z_max'])} MADs below the cohort's median correlation, applied from "
         f"{qc['robust_z_min_subjects']} subjects on). Masks and volumes "

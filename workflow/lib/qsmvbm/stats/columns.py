@@ -108,6 +108,9 @@ COLUMNS: dict[str, dict[str, dict]] = {
         "group": {"Description": "study group"},
         "dice_brain": {"Description": "Dice of the warped brain mask with the template's"},
         "t1_corr": {"Description": "correlation of the warped T1w with the template T1"},
+        "gm_corr": {
+            "Description": "correlation of the warped GM probability with the template's GM fraction"
+        },
         "qsm_dgm_corr": {
             "Description": "correlation of the template-space QSM with the cohort median "
             "in the deep grey nuclei"
