@@ -210,3 +210,35 @@ def test_exit_status_tells_of_excluded_subjects(tmp_path, monkeypatch):
     ).to_csv(lay.group("qc_table"), sep="\t", index=False)
     assert cli.main([str(bids), str(tmp_path / "out"), "group"]) == 0
     assert cli.exclusions(lay, "group") is None
+
+
+def test_participant_level_names_subjects_that_fail_the_per_subject_qc(tmp_path, monkeypatch):
+    """The first real field map's shredded QSM mask (Dice 0.77 with the T1w brain) came out of the
+    participant level without a word: the checks a subject can be held to alone now end the run with
+    the subject named and exit status 3, as at the group level, where it will be excluded."""
+    from qsmvbm import cli
+    from qsmvbm.io import save_json
+
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    (bids / "participants.tsv").write_text("participant_id\tgroup\nsub-A1\tALS\nsub-N1\tNC\n")
+    lay = Layout(tmp_path / "out")
+    for pid, dice_t1 in (("sub-A1", 0.985), ("sub-N1", 0.769)):
+        save_json({"ok": True, "reason": "ok"}, lay.subject("input_check", pid))
+        save_json(
+            {"dice_brain": 0.985, "t1_corr": 0.43, "gm_corr": 0.79},
+            lay.subject("normalization_qc", pid),
+        )
+        plaus = {"dice_t1": dice_t1, "outside_t1_fraction": 0.0, "mask_tiv_ratio": 0.58}
+        save_json({"MaskPlausibility": plaus}, lay.subject("chi_json", pid))
+        save_json({"TIV_ml": 1743.0, "GM_ml": 860.0}, lay.subject("volumes", pid))
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd: 0)
+    args = [str(bids), str(tmp_path / "out"), "participant"]
+    assert cli.main(args) == cli.EXIT_EXCLUDED
+    thresholds = cli.run_config(cli.build_parser().parse_args(args))["qc"]
+    line = cli.exclusions(lay, "participant", None, thresholds)
+    assert line == (
+        "qsmvbm: failing the per-subject QC (the group level will exclude them): sub-N1 "
+        "(QSM mask Dice with the T1w brain 0.769 < 0.8)"
+    )
+    assert cli.main([*args, "--qc.include", "[sub-N1]"]) == 0

@@ -252,22 +252,57 @@ def snakemake_command(args: argparse.Namespace, config_file: Path, extra: list[s
     return cmd + list(extra) + [TARGETS[args.analysis_level]]
 
 
-def exclusions(lay: Layout, analysis_level: str, labels: list[str] | None = None) -> str | None:
-    """The line listing the subjects a finished run left out, or None when there are none.
+def exclusions(
+    lay: Layout,
+    analysis_level: str,
+    labels: list[str] | None = None,
+    thresholds: dict | None = None,
+) -> str | None:
+    """The lines listing the subjects a finished run left out, or None when there are none.
 
     ``group``: every exclusion in the cohort QC table (inputs, normalization and plausibility QC).
-    ``participant``: the subjects (of ``labels``, if given) whose input check failed.
+    ``participant``: the subjects (of ``labels``, if given) whose input check failed, and, with
+    ``thresholds`` (the ``qc`` config), the processed ones that fail a check they can be held to on
+    their own (:func:`qsmvbm.anat.qc.subject_problems`): the group level will exclude them.
     """
     if analysis_level == "group" and lay.group("qc_table").is_file():
         line = exclusion_summary(lay.group("qc_table"))
         return line if line and "excluded:" in line else None
-    failed = []
+    failed, flagged = [], []
     for f in sorted(glob.glob(str(lay.subject("input_check", "sub-*")))):
         pid = subject_of(f)
         check = json.loads(Path(f).read_text())
-        if (not labels or pid in labels) and not check["ok"]:
+        if labels and pid not in labels:
+            continue
+        if not check["ok"]:
             failed.append(f"{pid} ({check['reason']})")
-    return "qsmvbm: excluded at the input check: " + "; ".join(failed) if failed else None
+            continue
+        norm = lay.subject("normalization_qc", pid)
+        if thresholds is None or not norm.is_file() or pid in thresholds.get("include", []):
+            continue
+        from .anat.qc import subject_problems
+
+        def read(key, pid=pid):
+            p = lay.subject(key, pid)
+            return json.loads(p.read_text()) if p.is_file() else None
+
+        why = subject_problems(
+            read("normalization_qc"),
+            (read("chi_json") or {}).get("MaskPlausibility"),
+            read("volumes"),
+            thresholds,
+        )
+        if why:
+            flagged.append(f"{pid} ({'; '.join(why)})")
+    lines = []
+    if failed:
+        lines.append("qsmvbm: excluded at the input check: " + "; ".join(failed))
+    if flagged:
+        lines.append(
+            "qsmvbm: failing the per-subject QC (the group level will exclude them): "
+            + "; ".join(flagged)
+        )
+    return "\n".join(lines) or None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,7 +337,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"qsmvbm: study report {report}", file=sys.stderr)
     if rc == 0 and not args.dry_run:
         line = exclusions(
-            lay, args.analysis_level, config["participants"].get("participant_label") or None
+            lay,
+            args.analysis_level,
+            config["participants"].get("participant_label") or None,
+            config["qc"],
         )
         if line:
             print(line, file=sys.stderr)

@@ -32,6 +32,26 @@ def deep_grey_roi(shape, affine) -> np.ndarray:
     return ndimage.binary_dilation(atlas.region_mask(labels, list(DGM_REGIONS)))
 
 
+def subject_problems(
+    norm_qc: dict, plausibility: dict | None, volumes: dict | None, thresholds: dict
+) -> list[str]:
+    """The checks one subject can be held to on its own (before the cohort exists): brain Dice,
+    T1w and GM correlation with the template, and :func:`plausibility_problems` of its masks and
+    volumes. ``norm_qc``: its normalization QC JSON; ``plausibility``: the QSM sidecar's
+    ``MaskPlausibility``; ``volumes``: its volumes JSON; ``thresholds``: the ``qc`` config."""
+    why = []
+    if not norm_qc.get("dice_brain", 1.0) >= thresholds["dice_min"]:
+        why.append(f"brain Dice {norm_qc['dice_brain']:.3f} < {thresholds['dice_min']}")
+    if not norm_qc.get("t1_corr", 1.0) >= thresholds["t1_corr_min"]:
+        why.append(f"T1w correlation {norm_qc['t1_corr']:.3f} < {thresholds['t1_corr_min']}")
+    if not norm_qc.get("gm_corr", 1.0) >= thresholds.get("gm_corr_min", -1):
+        why.append(f"GM correlation {norm_qc['gm_corr']:.3f} < {thresholds['gm_corr_min']}")
+    row = mask_qc_columns(plausibility) if plausibility else {}
+    if volumes:
+        row |= {"tiv_ml": volumes["TIV_ml"], "gm_tiv": volumes["GM_ml"] / volumes["TIV_ml"]}
+    return why + plausibility_problems(row, thresholds)
+
+
 def roi_coverage(mask: np.ndarray, labels: np.ndarray, rois) -> dict[str, float]:
     """Share of each AAL3 region (names; ``labels`` on the mask's grid) inside ``mask`` (bool)."""
     out = {}
