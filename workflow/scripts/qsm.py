@@ -94,7 +94,8 @@ def run(
         "Methods": {
             k: METHOD_NAMES.get(p[k], p[k])
             for k in ("combination", "unwrapping", "background", "edge_refinement", "inversion")
-        },
+        }
+        | ({"combination": res.info["combination_used"]} if "combination_used" in res.info else {}),
         "Parameters": p,
         "PhaseUnitsDetected": gre.phase_units,
         "PhaseCycle_stored_units": gre.phase_period,
@@ -106,7 +107,11 @@ def run(
             if mask is not None
             else f"GRE magnitude ({p['mask']['method']})"
         )
-        + (", refined by phase quality" if p["mask"]["phase_quality"] else ""),
+        + (
+            ", refined by phase quality"
+            if p["mask"]["phase_quality"] and "combination_used" not in res.info
+            else ""
+        ),
         "MaskVoxels": res.info["mask_voxels"],
         "MaskVoxelsBeforePhaseQuality": res.info.get("mask_voxels_before_quality"),
         "FinalMaskVoxels": res.info["final_mask_voxels"],

@@ -6,6 +6,12 @@ import numpy as np
 from scipy import ndimage
 
 
+def equally_spaced(te_s, rtol: float = 1e-3) -> bool:
+    """True when the echo times [s] are equally spaced (relative tolerance ``rtol``)."""
+    d = np.diff(np.asarray(te_s, dtype=float))
+    return d.size > 0 and bool(np.allclose(d, d[0], rtol=rtol))
+
+
 def check_uniform_echoes(te_s, rtol: float = 1e-3) -> float:
     """Echo spacing [s] of equally spaced echoes; raises ValueError otherwise."""
     te = np.asarray(te_s, dtype=float)

@@ -99,7 +99,13 @@ def field_from_phase(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Echo combination and spatial unwrapping: the total field and its noise SD (ppm) in the
     (possibly phase-quality-refined) mask. Returns (total, noise, mask); records in ``info``."""
-    if p["combination"] == "complex_fit":
+    combination = p["combination"]
+    if combination == "complex_fit" and not echoes.equally_spaced(te):
+        # the complex fit's model steps the phase by one spacing per echo; unevenly spaced echoes
+        # (some vendors' protocols, a dropped echo) take the weighted fit of unwrapped echoes
+        combination = "wls"
+        info["combination_used"] = "wls (echo times not equally spaced)"
+    if combination == "complex_fit":
         dte = echoes.check_uniform_echoes(te)
         p1, _, n_std, iters = echoes.fit_complex(mag, phase, mask)
         info["echo_fit_iterations"] = iters
@@ -118,7 +124,7 @@ def field_from_phase(
         scale = to_ppm / dte  # rad per echo spacing -> ppm
         total = un * np.float32(scale)
         noise = n_std * np.float32(scale)
-    elif p["combination"] == "wls":
+    elif combination == "wls":
         n_e = phase.shape[-1]
         un = np.empty(phase.shape, np.float32)
         for e in range(n_e):
