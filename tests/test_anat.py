@@ -501,3 +501,19 @@ def test_qc_uses_the_tissue_correlation_and_a_sequence_tolerant_t1_threshold():
     assert out.loc["sub-real", "passed_qc"] and out.loc["sub-sim", "passed_qc"]
     assert not out.loc["sub-failed", "passed_qc"]
     assert "GM correlation 0.350" in out.loc["sub-failed", "reason"]
+
+
+def test_deep_grey_outlier_rule_needs_a_real_difference_not_a_tight_cohort():
+    """The demo's 16 correlations (0.945-0.971, scaled MAD 0.005) made a patient 0.020 below the median
+    3.8 MADs out and excluded it; with the spread floored at qc.qsm_dgm_spread_min (0.02) it is 1 MAD
+    out, while a subject 0.12 below (misregistered) stays an outlier."""
+    from qsmvbm.anat.qc import robust_z_below
+
+    demo = np.array(
+        [0.9447, 0.9508, 0.9528, 0.9545, 0.9609, 0.961, 0.9613, 0.9641, 0.9652, 0.9661]
+        + [0.9662, 0.967, 0.9672, 0.9681, 0.9687, 0.971]
+    )
+    assert robust_z_below(demo)[0] > 3.5
+    assert robust_z_below(demo, 0.02)[0] < 1.5
+    shifted = np.append(demo[1:], 0.845)
+    assert robust_z_below(shifted, 0.02)[-1] > 3.5

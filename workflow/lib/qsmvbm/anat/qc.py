@@ -84,12 +84,12 @@ def coverage_problems(coverage: pd.DataFrame, min_ratio: float) -> dict[str, lis
     return out
 
 
-def robust_z_below(values: np.ndarray) -> np.ndarray:
+def robust_z_below(values: np.ndarray, spread_min: float = 0.0) -> np.ndarray:
     """How many MADs (scaled by 1.4826, an SD for normal data) each value lies below the median of
-    ``values`` (NaNs ignored)."""
+    ``values`` (NaNs ignored); the scaled MAD is taken as at least ``spread_min``."""
     values = np.asarray(values, dtype=float)
     med = np.nanmedian(values)
-    mad = 1.4826 * np.nanmedian(np.abs(values - med)) or 1e-6
+    mad = max(1.4826 * np.nanmedian(np.abs(values - med)), spread_min) or 1e-6
     return (med - values) / mad
 
 
@@ -175,7 +175,7 @@ def cohort_qc(
     median = np.median(stack, axis=0)
     corr = np.array([masked_correlation(s, median, np.ones_like(s, bool)) for s in stack])
     out["qsm_dgm_corr"] = corr
-    out["qsm_dgm_robust_z"] = robust_z_below(corr)
+    out["qsm_dgm_robust_z"] = robust_z_below(corr, thresholds.get("qsm_dgm_spread_min", 0.0))
     # a median absolute deviation from a handful of subjects is no yardstick (with 4 subjects one
     # subject 0.06 below the others sat 4.4 MADs out): the outlier rule needs a cohort
     use_z = len(out) >= thresholds.get("robust_z_min_subjects", 0)
