@@ -498,3 +498,12 @@ def test_sessions_dataset_through_the_participant_level(session_dataset, tmp_pat
     assert "ses-01_run-2_echo-4_part-phase" in text and "run-1" not in text
     assert f"{pid}_ses-01_T1w" in text and "ses-02" not in text
     assert lay.subject("template_chi", pid).is_file()
+
+
+def test_dataset_root_is_the_folder_of_the_innermost_subject_folder(tmp_path):
+    from qsmvbm.bids import dataset_root
+
+    f = tmp_path / "sub-archive" / "bids" / "sub-01" / "ses-1" / "anat" / "sub-01_ses-1_T1w.nii.gz"
+    assert dataset_root(f) == tmp_path / "sub-archive" / "bids"
+    with pytest.raises(BidsInputError, match="not inside a sub-"):
+        dataset_root(tmp_path / "x.nii.gz")

@@ -168,7 +168,7 @@ def sidecar(nifti: Path) -> dict:
     subject_dirs = [p for p in path.parents if SUBJECT_ID.match(p.name)]
     if not subject_dirs:
         return _json(own) if own.is_file() else {}
-    root = subject_dirs[-1].parent
+    root = subject_dirs[0].parent  # the innermost: the subject's folder
     ents, suffix = _name_parts(stem)
     meta: dict = {}
     folders = [root] + [p for p in reversed(path.parents) if root in p.parents]
@@ -192,7 +192,7 @@ def dataset_root(path: str | Path) -> Path:
     subject_dirs = [p for p in Path(path).parents if SUBJECT_ID.match(p.name)]
     if not subject_dirs:
         raise BidsInputError(f"{path}: not inside a sub-<label> folder of a BIDS dataset")
-    return subject_dirs[-1].parent
+    return subject_dirs[0].parent  # the innermost: the subject's folder
 
 
 def data_folders(bids_dir: str | Path, pid: str, datatype: str = "anat") -> list[Path]:
