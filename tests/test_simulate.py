@@ -318,3 +318,21 @@ def test_gaussian_effect_profile_peaks_at_the_centre():
     assert ring.any() and np.allclose(graded[ring], 0.5, atol=1e-3)
     with pytest.raises(ValueError, match="unknown profile"):
         region_weight(hm, {**region, "profile": "box"})
+
+
+def test_realistic_head_tissues_leave_the_layered_heads_random_stream_alone():
+    """Adding fat, marrow and vitreous to the tissue table (anatomy.head: realistic) consumed three
+    more draws per subject and silently gave the demo another noise realization (its GM effect fell
+    from t 8.8 to 4.6); with zero SDs they take no draw and the stream is as before."""
+    import numpy as np
+
+    from qsmvbm.simulate.settings import load_tissue_table
+    from qsmvbm.simulate.subject import HEAD_EXTRA_TISSUES, draw_tissue_values
+
+    table = load_tissue_table()
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    with_extra = draw_tissue_values(a, table, 1.0)
+    without = draw_tissue_values(b, table.drop(index=list(HEAD_EXTRA_TISSUES)), 1.0)
+    assert a.random() == b.random()
+    assert {k: with_extra[k] for k in without} == without
+    assert with_extra["fat"] == table.loc["fat", "chi_ppm"]

@@ -146,12 +146,24 @@ def draw_transform(
     return tf, info
 
 
+#: tissues of the realistic head only: drawn after the others, and not at all when their SD is 0, so
+#: that adding them to the table left every layered head's random stream (and the demo) as it was
+HEAD_EXTRA_TISSUES = ("fat", "marrow", "vitreous")
+
+
 def draw_tissue_values(rng: np.random.Generator, tissue: pd.DataFrame, sd_scale: float) -> dict:
     """Per-subject susceptibility of every tissue [ppm], around the table's mean."""
-    return {
+    out = {
         t: float(row.chi_ppm + rng.normal(0, row.chi_sd_ppm * sd_scale))
         for t, row in tissue.iterrows()
+        if t not in HEAD_EXTRA_TISSUES
     }
+    for t in HEAD_EXTRA_TISSUES:
+        if t in tissue.index:
+            row = tissue.loc[t]
+            sd = float(row.chi_sd_ppm) * sd_scale
+            out[t] = float(row.chi_ppm + (rng.normal(0, sd) if sd > 0 else 0.0))
+    return out
 
 
 @lru_cache(maxsize=16)
