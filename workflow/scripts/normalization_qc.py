@@ -85,11 +85,11 @@ def run(
         metrics = metrics.merge(extra, on="participant_id", how="left")
     if len(metrics):
         first = nib.load(chi_files[0])
-        roi = deep_grey_roi(first.shape, first.affine)
+        labels = atlas.aal3_on_grid(first.shape, first.affine)
+        roi = deep_grey_roi(labels)
         chis = [nib.load(f).get_fdata(dtype="float32") for f in chi_files]
         extra = {}
         if len(qsm_masks) and len(rois):
-            labels = atlas.aal3_on_grid(first.shape, first.affine)
             cover = pd.DataFrame(
                 {
                     subject_of(f): roi_coverage(np.asarray(nib.load(f).dataobj) > 0, labels, rois)

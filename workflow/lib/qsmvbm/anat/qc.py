@@ -26,10 +26,26 @@ from .normalize import masked_correlation
 DGM_REGIONS = ("Caudate", "Putamen", "Pallidum", "Thalamus", "SN_L", "SN_R", "Red_N")
 
 
-def deep_grey_roi(shape, affine) -> np.ndarray:
-    """AAL3 deep grey nuclei on a template grid, dilated by one voxel (bool)."""
-    labels = atlas.aal3_on_grid(shape, affine)
+def deep_grey_roi(labels: np.ndarray) -> np.ndarray:
+    """AAL3 deep grey nuclei (``labels``: AAL3 on a template grid), dilated by one voxel (bool)."""
     return ndimage.binary_dilation(atlas.region_mask(labels, list(DGM_REGIONS)))
+
+
+def normalization_problems(values, thresholds: dict) -> list[str]:
+    """Brain Dice, T1w and GM correlation with the template against their minimums (the ``qc``
+    config). ``values``: a mapping (a QC table row or a normalization QC JSON). An absent value is
+    not checked; a NaN fails."""
+    why = []
+    v = values.get("dice_brain")
+    if v is not None and not v >= thresholds["dice_min"]:
+        why.append(f"brain Dice {v:.3f} < {thresholds['dice_min']}")
+    v = values.get("t1_corr")
+    if v is not None and not v >= thresholds["t1_corr_min"]:
+        why.append(f"T1w correlation {v:.3f} < {thresholds['t1_corr_min']}")
+    v = values.get("gm_corr")
+    if v is not None and not v >= thresholds.get("gm_corr_min", -1):
+        why.append(f"GM correlation {v:.3f} < {thresholds['gm_corr_min']}")
+    return why
 
 
 def subject_problems(
@@ -39,13 +55,7 @@ def subject_problems(
     T1w and GM correlation with the template, and :func:`plausibility_problems` of its masks and
     volumes. ``norm_qc``: its normalization QC JSON; ``plausibility``: the QSM sidecar's
     ``MaskPlausibility``; ``volumes``: its volumes JSON; ``thresholds``: the ``qc`` config."""
-    why = []
-    if not norm_qc.get("dice_brain", 1.0) >= thresholds["dice_min"]:
-        why.append(f"brain Dice {norm_qc['dice_brain']:.3f} < {thresholds['dice_min']}")
-    if not norm_qc.get("t1_corr", 1.0) >= thresholds["t1_corr_min"]:
-        why.append(f"T1w correlation {norm_qc['t1_corr']:.3f} < {thresholds['t1_corr_min']}")
-    if not norm_qc.get("gm_corr", 1.0) >= thresholds.get("gm_corr_min", -1):
-        why.append(f"GM correlation {norm_qc['gm_corr']:.3f} < {thresholds['gm_corr_min']}")
+    why = normalization_problems(norm_qc, thresholds)
     row = mask_qc_columns(plausibility) if plausibility else {}
     if volumes:
         row |= {"tiv_ml": volumes["TIV_ml"], "gm_tiv": volumes["GM_ml"] / volumes["TIV_ml"]}
@@ -181,18 +191,10 @@ def cohort_qc(
     use_z = len(out) >= thresholds.get("robust_z_min_subjects", 0)
     reasons = []
     for _, r in out.iterrows():
-        why = []
-        if not r.dice_brain >= thresholds["dice_min"]:
-            why.append(f"brain Dice {r.dice_brain:.3f} < {thresholds['dice_min']}")
-        if not r.t1_corr >= thresholds["t1_corr_min"]:
-            why.append(f"T1w correlation {r.t1_corr:.3f} < {thresholds['t1_corr_min']}")
-        gm_corr = r.get("gm_corr")
-        if (
-            gm_corr is not None
-            and np.isfinite(gm_corr)
-            and gm_corr < thresholds.get("gm_corr_min", -1)
-        ):
-            why.append(f"GM correlation {gm_corr:.3f} < {thresholds['gm_corr_min']}")
+        values = r.to_dict()
+        if not np.isfinite(values.get("gm_corr", 0.0)):
+            del values["gm_corr"]  # not measured (subjects of a run before the metric): not checked
+        why = normalization_problems(values, thresholds)
         if not r.qsm_dgm_corr >= thresholds["qsm_dgm_corr_min"]:
             why.append(
                 f"deep-grey QSM correlation {r.qsm_dgm_corr:.3f} < {thresholds['qsm_dgm_corr_min']}"
