@@ -74,17 +74,15 @@ def check_t1(
     rough = brain_mask_from_magnitude(data, vs, open_mm=3.0, close_mm=4.0, erode_mm=0.0)
     ml = float(rough.sum() * np.prod(vs) / 1000)
     edge = np.zeros_like(rough)
-    # the voxel axis closest to the scanner's z (superior) and the end of it that is inferior
+    # the inferior face: the low or high end of the voxel axis closest to the scanner's z
     z_ax = int(np.argmax(np.abs(np.asarray(affine)[2, :3])))
-    inferior_low = np.asarray(affine)[2, z_ax] > 0
+    inferior = (z_ax, "low" if np.asarray(affine)[2, z_ax] > 0 else "high")
     for ax in range(3):
-        sl = [slice(None)] * 3
-        if not (ax == z_ax and inferior_low):
-            sl[ax] = slice(0, 2)
-            edge[tuple(sl)] = True
-        if not (ax == z_ax and not inferior_low):
-            sl[ax] = slice(-2, None)
-            edge[tuple(sl)] = True
+        for end, face in (("low", slice(0, 2)), ("high", slice(-2, None))):
+            if (ax, end) != inferior:
+                sl = [slice(None)] * 3
+                sl[ax] = face
+                edge[tuple(sl)] = True
     frac = float((rough & edge).sum() / max(rough.sum(), 1))
     if ml < min_brain_ml:
         return {
