@@ -329,3 +329,18 @@ def test_real_session_through_the_participant_level(xa30_bids, tmp_path):
     pallidum, putamen = roi(["Pallidum_L", "Pallidum_R"]), roi(["Putamen_L", "Putamen_R"])
     assert pallidum > 0.05 and pallidum > putamen > 0, (pallidum, putamen)
     assert roi(["Caudate_L", "Caudate_R"]) > 0 and roi(["SN_L", "SN_R"]) > 0.03
+
+
+def test_field_map_without_its_echo_times_is_an_error_naming_the_file(xa30_bids, tmp_path):
+    bids = tmp_path / "bids"
+    shutil.copytree(xa30_bids, bids)
+    js = bids / "sub-01" / "fmap" / "sub-01_phasediff.json"
+    meta = json.loads(js.read_text())
+    del meta["EchoTime1"]
+    js.write_text(json.dumps(meta))
+    with pytest.raises(BidsInputError, match="sub-01_phasediff.*no EchoTime1"):
+        megre_metadata(bids, "sub-01", {"suffix": "phasediff"})
+    meta["EchoTime1"] = 10.0  # ms, not s
+    js.write_text(json.dumps(meta))
+    with pytest.raises(BidsInputError, match="EchoTime1 10.0 is not in seconds"):
+        megre_metadata(bids, "sub-01", {"suffix": "phasediff"})

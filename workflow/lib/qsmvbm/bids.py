@@ -141,6 +141,11 @@ def _json(path: Path) -> dict:
         raise BidsInputError(f"{path}: not valid JSON ({e})") from None
 
 
+def nifti_stem(path: str | Path) -> str:
+    """A NIfTI file's name without ``.nii`` or ``.nii.gz``."""
+    return re.sub(r"\.nii(\.gz)?$", "", Path(path).name)
+
+
 def _name_parts(stem: str) -> tuple[dict[str, str], str]:
     """``'sub-01_echo-1_part-mag_MEGRE'`` -> ``({'sub': '01', 'echo': '1', 'part': 'mag'}, 'MEGRE')``."""
     *kvs, suffix = stem.split("_")
@@ -163,7 +168,7 @@ def sidecar(nifti: Path) -> dict:
     only the file's own sidecar is read).
     """
     path = Path(nifti)
-    stem = re.sub(r"\.nii(\.gz)?$", "", path.name)
+    stem = nifti_stem(path)
     own = path.with_name(stem + ".json")
     subject_dirs = [p for p in path.parents if SUBJECT_ID.match(p.name)]
     if not subject_dirs:
@@ -261,6 +266,11 @@ def megre_series(bids_dir: str | Path, pid: str) -> dict[str, dict]:
     return series
 
 
+def _entity_filters(filters: dict | None) -> dict:
+    """``bids_filters.megre`` without its ``suffix`` (which chooses MEGRE or the field map)."""
+    return {k: v for k, v in (filters or {}).items() if k != "suffix"}
+
+
 def uses_fieldmap(filters: dict | None) -> bool:
     """True when ``bids_filters.megre`` asks for the phase-difference field map (``suffix:
     phasediff``) instead of a multi-echo GRE (``suffix`` absent or ``MEGRE``)."""
@@ -297,7 +307,7 @@ def _fieldmap_files(bids_dir: str | Path, pid: str, filters: dict) -> list[dict]
     difference over the echo spacing, as for the phase of every echo)."""
     fmap = Path(bids_dir) / pid / "fmap"
     found = fieldmap_series(bids_dir, pid)
-    ents = {k: v for k, v in filters.items() if k != "suffix"}
+    ents = _entity_filters(filters)
     chosen = {k: v for k, v in found.items() if _matches(v["entities"], ents)}
     if not chosen:
         raise BidsInputError(
@@ -330,7 +340,7 @@ def megre_files(bids_dir: str | Path, pid: str, filters: dict | None = None) -> 
     """
     if uses_fieldmap(filters):
         return _fieldmap_files(bids_dir, pid, filters)
-    filters = {k: v for k, v in (filters or {}).items() if k != "suffix"}
+    filters = _entity_filters(filters)
     anat = _where(bids_dir, pid)
     found = megre_series(bids_dir, pid)
     if not found:
@@ -405,7 +415,7 @@ def gre_session(bids_dir: str | Path, pid: str, filters: dict | None = None) -> 
     except BidsInputError:
         return None
     f = files[-1]["phase"]
-    return _name_parts(re.sub(r"\.nii(\.gz)?$", "", f.name))[0].get("ses")
+    return _name_parts(nifti_stem(f))[0].get("ses")
 
 
 def series_listing(bids_dir: str | Path, pid: str, filters: dict | None = None) -> str | None:
@@ -419,7 +429,7 @@ def series_listing(bids_dir: str | Path, pid: str, filters: dict | None = None) 
         return None
     if len(found) < 2:
         return None
-    ents = {k: v for k, v in (filters or {}).items() if k != "suffix"}
+    ents = _entity_filters(filters)
     chosen = [k for k, v in found.items() if _matches(v["entities"], ents)]
     used = (
         chosen[0] if len(chosen) == 1 else f"none ({len(chosen)} match bids_filters.megre {ents})"
@@ -493,7 +503,7 @@ def detect_phase_storage(raw: np.ndarray, path: Path | str = "phase") -> PhaseSt
         # scanner integers: at most one level per stored unit, within half a unit of the range (Siemens
         # XA phase comes out of dcm2niix as int16 with a scale slope and intercept, so -4096..4094
         # arrives up to 0.06 off the integers: tests/data/real/xa30 field map)
-        if needs_int and (levels > period + 1 or lo < a - 0.5 or hi > b + 0.5):
+        if needs_int and levels > period + 1:
             continue
         if (
             lo >= a - 0.5 * needs_int
@@ -623,6 +633,21 @@ def megre_metadata(bids_dir: str | Path, pid: str, filters: dict | None = None) 
     diff = files[1]["phase"] if files[0]["phase"] is None else None  # a phase-difference field map
     tes = []
     fields: dict[float, str] = {}
+    diff_tes = {}
+    if diff is not None:  # BIDS: the echo times of a field map are phasediff's EchoTime1 and 2
+        meta = sidecar(diff)
+        for n in (1, 2):
+            te = _number(meta, f"EchoTime{n}", diff)
+            if te is None:
+                raise BidsInputError(f"{diff}: no EchoTime{n} in its JSON sidecar")
+            if not 0 < te < 1:
+                raise BidsInputError(
+                    f"{diff}: EchoTime{n} {te} is not in seconds (expected 0 < TE < 1 s)"
+                )
+            diff_tes[n] = te
+        b0 = _number(meta, "MagneticFieldStrength", diff)
+        if b0 is not None:
+            fields.setdefault(round(b0, 3), str(diff))
     shape = affine = None
     for f in files:
         for part in ("mag", "phase"):
@@ -644,14 +669,10 @@ def megre_metadata(bids_dir: str | Path, pid: str, filters: dict | None = None) 
                 raise BidsInputError(f"{f[part]}: affine differs from {ref.name}")
         te_by_part = {}
         for part in ("phase", "mag"):
-            if f[part] is None:
+            if f[part] is None or f[part] == diff:  # the field map's phase: read above
                 continue
             meta = sidecar(f[part])
             te = _number(meta, "EchoTime", f[part])
-            if diff is not None and part == "phase":  # BIDS: EchoTime1 and EchoTime2 of phasediff
-                te = _number(meta, f"EchoTime{f['echo']}", f[part])
-                if te is None:
-                    raise BidsInputError(f"{f[part]}: no EchoTime{f['echo']} in its JSON sidecar")
             if te is not None:
                 if not 0 < te < 1:
                     raise BidsInputError(
@@ -661,15 +682,8 @@ def megre_metadata(bids_dir: str | Path, pid: str, filters: dict | None = None) 
             b0 = _number(meta, "MagneticFieldStrength", f[part])
             if b0 is not None:
                 fields.setdefault(round(b0, 3), str(f[part]))
-        if diff is not None:  # the echo times are phasediff's EchoTime1 and EchoTime2
-            meta = sidecar(diff)
-            te_by_part = {"phase": _number(meta, f"EchoTime{f['echo']}", diff)}
-            if te_by_part["phase"] is None:
-                raise BidsInputError(f"{diff}: no EchoTime{f['echo']} in its JSON sidecar")
-            if not 0 < te_by_part["phase"] < 1:
-                raise BidsInputError(
-                    f"{diff}: EchoTime{f['echo']} {te_by_part['phase']} is not in seconds"
-                )
+        if diff is not None:
+            te_by_part = {"phase": diff_tes[f["echo"]]}
         te = te_by_part.get("phase", te_by_part.get("mag"))
         if te is None:
             raise BidsInputError(f"{f['phase'] or f['mag']}: no EchoTime in its JSON sidecar")

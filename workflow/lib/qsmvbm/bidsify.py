@@ -35,7 +35,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .bids import BidsInputError, check_subject_id, megre_metadata, raw_name
+from .bids import BidsInputError, check_subject_id, megre_metadata, nifti_stem, raw_name
 
 #: the report's columns, one row per converted NIfTI
 REPORT_COLUMNS = [
@@ -81,16 +81,12 @@ class Image:
         return float(v) if isinstance(v, (int, float)) else None
 
 
-def _nifti_stem(path: Path) -> str:
-    return re.sub(r"\.nii(\.gz)?$", "", path.name)
-
-
 def image_part(meta: dict, path: Path) -> str:
     """``mag``, ``phase``, ``real`` or ``imag`` of a dcm2niix image, from its ImageType (Siemens
     ``M``/``P``, GE/Philips ``PHASE``, ``P_FFE``, ``REAL``, ``IMAGINARY``) or dcm2niix's file-name
     suffix (``_ph``, ``_real``, ``_imaginary``)."""
     tokens = {str(t).upper() for t in meta.get("ImageType", [])}
-    stem = _nifti_stem(path)
+    stem = nifti_stem(path)
     if tokens & {"P", "PHASE", "P_FFE", "PHASE MAP"} or re.search(r"_ph(_|$)", stem):
         return "phase"
     if tokens & {"REAL", "R_FFE"} or stem.endswith("_real"):
@@ -128,7 +124,7 @@ def read_conversion(folder: Path) -> list[Image]:
     for nii in sorted(Path(folder).rglob("*.nii*")):
         if not re.search(r"\.nii(\.gz)?$", nii.name):
             continue
-        js = nii.with_name(_nifti_stem(nii) + ".json")
+        js = nii.with_name(nifti_stem(nii) + ".json")
         meta = json.loads(js.read_text()) if js.is_file() else {}
         hdr = nib.load(nii)
         img = Image(nii, meta, tuple(int(n) for n in hdr.shape), np.asarray(hdr.affine))
@@ -278,7 +274,7 @@ def _write(img: nib.Nifti1Image | None, src: Path, dest: Path, meta: dict) -> No
         img = nib.load(src)
         img = nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine, img.header)
     nib.save(img, dest)
-    dest.with_name(_nifti_stem(dest) + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+    dest.with_name(nifti_stem(dest) + ".json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def _complex_to_mag_phase(real: Image, imag: Image) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
