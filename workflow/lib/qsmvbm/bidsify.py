@@ -244,27 +244,26 @@ def classify(images: list[Image]) -> dict:
     return {"megre": megre, "t1w": t1w, "fmap": fmap}
 
 
+def _acq_run(protocols: list[str]) -> list[dict]:
+    """BIDS entities of acquisitions given their protocol names in series order: ``acq-<protocol>``
+    when there are several protocols, ``run-<k>`` when a protocol was acquired several times."""
+    several = len(set(protocols)) > 1
+    out = []
+    for i, p in enumerate(protocols):
+        ents = {"acq": _label(p)} if several else {}
+        if protocols.count(p) > 1:
+            ents["run"] = str(protocols[: i + 1].count(p))
+        out.append(ents)
+    return out
+
+
 def _entities(megre: list[dict], t1w: list[Image]) -> None:
-    """``acq-<protocol>`` when several protocols, ``run-<k>`` when several acquisitions of one."""
-    protocols = sorted({m["protocol"] for m in megre})
-    for m in megre:
-        ents = {}
-        if len(protocols) > 1:
-            ents["acq"] = _label(m["protocol"])
-        same = [x for x in megre if x["protocol"] == m["protocol"]]
-        if len(same) > 1:
-            ents["run"] = str(same.index(m) + 1)
+    """Each kept acquisition's entities (:func:`_acq_run`) and role."""
+    for m, ents in zip(megre, _acq_run([m["protocol"] for m in megre])):
         m["entities"] = ents
         for img in m["images"]:
             img.role = "megre"
-    t1_protocols = sorted({i.protocol for i in t1w})
-    for img in t1w:
-        ents = {}
-        if len(t1_protocols) > 1:
-            ents["acq"] = _label(img.protocol)
-        same = [i for i in t1w if i.protocol == img.protocol]
-        if len(same) > 1:
-            ents["run"] = str(same.index(img) + 1)
+    for img, ents in zip(t1w, _acq_run([i.protocol for i in t1w])):
         img.role, img.out = "T1w", {"entities": ents}
 
 
