@@ -507,3 +507,15 @@ def test_dataset_root_is_the_folder_of_the_innermost_subject_folder(tmp_path):
     assert dataset_root(f) == tmp_path / "sub-archive" / "bids"
     with pytest.raises(BidsInputError, match="not inside a sub-"):
         dataset_root(tmp_path / "x.nii.gz")
+
+
+def test_scanner_phase_saved_again_with_a_scale_slope_is_still_recognised():
+    """Integers -4096..4094 re-saved as int16 times a slope of 0.125 (as an early qsmvbm-bidsify did
+    to the XA30 field map) land up to 0.06 off the integers: still the scanner's convention."""
+    from qsmvbm.bids import detect_phase_storage
+
+    rng = np.random.default_rng(0)
+    ints = rng.integers(-2048, 2048, (20, 20, 20)) * 2.0
+    off = np.round((ints + 0.9375) / 0.125) * 0.125 - 0.9375 + rng.uniform(-0.06, 0.06, ints.shape)
+    assert np.abs(off - np.round(off)).max() > 0.05
+    assert detect_phase_storage(off).units == "scanner_pm4096"

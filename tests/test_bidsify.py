@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qsmvbm.bids import BidsInputError, load_megre, megre_metadata, t1w_file
+from qsmvbm.bids import BidsInputError, load_megre, megre_metadata, read_data, t1w_file
 from qsmvbm.bidsify import bidsify, image_part, main
 
 from .conftest import ROOT
@@ -264,9 +264,8 @@ def xa30_bids(tmp_path_factory):
 
 def test_real_field_map_is_read_as_a_two_echo_gre(xa30_bids):
     """``bids_filters.megre {suffix: phasediff}``: the field map's magnitudes and phase difference as
-    two echoes (EchoTime1/2 of the phasediff sidecar; echo 1's phase 0). Siemens XA stores the phase
-    difference as int16 with a scale slope (values -4096..4094 off the integers by up to 0.06): it is
-    still recognised as the scanner's -4096..4095 convention, not refused as ambiguous."""
+    two echoes (EchoTime1/2 of the phasediff sidecar; echo 1's phase 0), the phase difference in the
+    scanner's -4096..4095 convention, copied by qsmvbm-bidsify exactly as dcm2niix wrote it."""
     from qsmvbm.bids import missing_inputs
 
     f = {"suffix": "phasediff"}
@@ -276,6 +275,8 @@ def test_real_field_map_is_read_as_a_two_echo_gre(xa30_bids):
     gre = load_megre(xa30_bids, "sub-01", filters=f)
     assert list(gre.echo_times_s) == [0.01, 0.01246] and gre.field_strength_t == 3
     assert gre.phase_units == "scanner_pm4096"
+    raw = read_data(xa30_bids / "sub-01" / "fmap" / "sub-01_phasediff.nii.gz")
+    assert np.array_equal(raw, np.round(raw)) and raw.min() == -4096
     assert np.all(gre.phase[..., 0] == 0) and np.abs(gre.phase[..., 1]).max() <= np.pi
     assert gre.files[0]["phase"] is None
     with pytest.raises(BidsInputError, match="phasediff"):
@@ -344,3 +345,24 @@ def test_field_map_without_its_echo_times_is_an_error_naming_the_file(xa30_bids,
     js.write_text(json.dumps(meta))
     with pytest.raises(BidsInputError, match="EchoTime1 10.0 is not in seconds"):
         megre_metadata(bids, "sub-01", {"suffix": "phasediff"})
+
+
+def test_uncompressed_dcm2niix_output_is_copied_exactly(tmp_path):
+    """dcm2niix's default output is .nii: written as .nii.gz with the same stored values and scale
+    slope (an int16 phase with slope 2 and intercept -4096 stays on the integers)."""
+    src = tmp_path / "dcm2niix"
+    src.mkdir()
+    img = nib.Nifti1Image(np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4), np.eye(4))
+    img.header.set_slope_inter(2.0, -4096.0)
+    nib.save(img, src / "3_t1_mprage.nii")
+    meta = {
+        "SeriesNumber": 3,
+        "ScanningSequence": "GR\\\\IR",
+        "InversionTime": 0.9,
+        "EchoTime": 0.003,
+    }
+    (src / "3_t1_mprage.json").write_text(json.dumps(meta))
+    bidsify(src, tmp_path / "bids", "01")
+    out = nib.load(tmp_path / "bids" / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    assert np.array_equal(out.get_fdata(), nib.load(src / "3_t1_mprage.nii").get_fdata())
+    assert out.dataobj.slope == 2.0 and out.dataobj.inter == -4096.0

@@ -500,9 +500,9 @@ def detect_phase_storage(raw: np.ndarray, path: Path | str = "phase") -> PhaseSt
     sample = finite[:: max(1, finite.size // 200000)]
     levels = np.unique(sample).size
     for name, (period, (a, b), needs_int) in PHASE_STORAGE.items():
-        # scanner integers: at most one level per stored unit, within half a unit of the range (Siemens
-        # XA phase comes out of dcm2niix as int16 with a scale slope and intercept, so -4096..4094
-        # arrives up to 0.06 off the integers: tests/data/real/xa30 field map)
+        # scanner integers: at most one level per stored unit, within half a unit of the range (a
+        # phase saved again with another scale slope is no longer on the integers: the XA30 field map
+        # re-saved by an early qsmvbm-bidsify held -4096..4094 up to 0.06 off them)
         if needs_int and levels > period + 1:
             continue
         if (

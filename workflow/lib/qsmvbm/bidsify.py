@@ -23,8 +23,10 @@ ScanningSequence, InversionTime, MRAcquisitionType, SeriesNumber, ProtocolName, 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -269,10 +271,14 @@ def _entities(megre: list[dict], t1w: list[Image]) -> None:
 
 def _write(img: nib.Nifti1Image | None, src: Path, dest: Path, meta: dict) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if img is None:
-        img = nib.load(src)
-        img = nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine, img.header)
-    nib.save(img, dest)
+    if img is not None:
+        nib.save(img, dest)
+    elif src.name.endswith(
+        ".gz"
+    ):  # as dcm2niix wrote it: stored values and scale slope as they are
+        shutil.copyfile(src, dest)  # (nibabel would save its scaled floats with a new slope)
+    else:
+        dest.write_bytes(gzip.compress(src.read_bytes()))
     dest.with_name(nifti_stem(dest) + ".json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
