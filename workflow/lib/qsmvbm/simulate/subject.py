@@ -246,8 +246,8 @@ def subject_maps(
     fatty marrow in the diploe, the eyes; :func:`.phantom.extra_tissues`).
 
     Returns float32 maps: ``chi_brain`` (ppm rel. water, brain only), ``chi_total``
-    (ppm rel. air, the whole head), ``shift_ppm`` (chemical shift of fat, ppm, not a source of
-    field), ``pd``, ``r2s`` (1/s), ``t1`` (T1w intensity), ``gm``, ``wm``, ``csf`` (fractions after
+    (ppm rel. air, the whole head), ``shift_ppm`` (realistic head only: chemical shift of fat, ppm,
+    not a source of field), ``pd``, ``r2s`` (1/s), ``t1`` (T1w intensity), ``gm``, ``wm``, ``csf`` (fractions after
     atrophy) and ``intracranial`` (fraction).
     """
     nuc = hm.nuclei > 0
@@ -294,10 +294,6 @@ def subject_maps(
     occupancy = hm.brain.copy()
     chi_total = chi_brain.copy()
     fractions = extra_tissues(hm, head)
-    shift = np.zeros(hm.shape, np.float32)
-    for t in ("fat", "marrow"):
-        if t in fractions:
-            shift += fractions[t] * np.float32(head_geometry()["realistic"]["fat_shift_ppm"])
     for t, f in fractions.items():
         occupancy += f
         pd += f * pd_t[t]
@@ -309,10 +305,9 @@ def subject_maps(
         chi_total -= occupancy * np.float32(v["air"])
     with np.errstate(invalid="ignore", divide="ignore"):
         r2s = np.where(pd > 1e-6, pdr2 / pd, 0.0).astype(np.float32)
-    return {
+    maps = {
         "chi_brain": chi_brain.astype(np.float32),
         "chi_total": chi_total.astype(np.float32),
-        "shift_ppm": shift,
         "pd": pd.astype(np.float32),
         "r2s": r2s,
         "t1": t1.astype(np.float32),
@@ -321,6 +316,10 @@ def subject_maps(
         "csf": (csf * hm.brain + hm.extra["csf_rim"]).astype(np.float32),
         "intracranial": np.clip(hm.brain + hm.extra["csf_rim"], 0, 1).astype(np.float32),
     }
+    if "fat" in fractions:  # the realistic head: fat's chemical shift, in fat and in the marrow
+        shift = np.float32(head_geometry()["realistic"]["fat_shift_ppm"])
+        maps["shift_ppm"] = ((fractions["fat"] + fractions["marrow"]) * shift).astype(np.float32)
+    return maps
 
 
 def smooth_phase_offset(rng: np.random.Generator, coords: np.ndarray, centre) -> np.ndarray:
@@ -473,7 +472,7 @@ def simulate_subject(
     b0 = b0_direction_from_affine(gre_affine)
     total_field = forward_field(chi_total, vs, b0, pad=16)[fov]
     del chi_total
-    if anat["head"] == "realistic":  # fat's chemical shift: a frequency offset, not a field source
+    if "shift_ppm" in maps:  # fat's chemical shift: a frequency offset, not a field source
         total_field += sample(maps["shift_ppm"], hm.affine, mni[(slice(None),) + fov])
     mni_fov = np.ascontiguousarray(mni[(slice(None),) + fov])
     world_fov = np.ascontiguousarray(world[(slice(None),) + fov])
