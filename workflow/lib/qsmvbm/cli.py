@@ -268,6 +268,8 @@ def exclusions(
     if analysis_level == "group" and lay.group("qc_table").is_file():
         line = exclusion_summary(lay.group("qc_table"))
         return line if line and "excluded:" in line else None
+    from .anat.qc import subject_problems  # numpy and scipy: not needed by --help
+
     failed, flagged = [], []
     for f in sorted(glob.glob(str(lay.subject("input_check", "sub-*")))):
         pid = subject_of(f)
@@ -280,7 +282,6 @@ def exclusions(
         norm = lay.subject("normalization_qc", pid)
         if thresholds is None or not norm.is_file() or pid in thresholds.get("include", []):
             continue
-        from .anat.qc import subject_problems
 
         def read(key, pid=pid):
             p = lay.subject(key, pid)
