@@ -44,6 +44,15 @@ def realistic_heads(tmp_path_factory):
     return out
 
 
+def run_qsmvbm(args, cwd=None):
+    """The ``qsmvbm`` command (this venv's console script) in a subprocess, its output captured."""
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "qsmvbm"
+    return subprocess.run([str(exe), *map(str, args)], cwd=cwd, capture_output=True, text=True)
+
+
 def run_snakemake(*args, check=True):
     """Run the workflow in a subprocess (2 cores); raise with its output tail on failure."""
     import subprocess

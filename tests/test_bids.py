@@ -18,6 +18,8 @@ from qsmvbm.bids import (
     read_participants,
 )
 
+from .conftest import run_qsmvbm
+
 
 @pytest.fixture()
 def one_subject(tiny_cohort, tmp_path):
@@ -476,19 +478,12 @@ def test_sessions_runs_and_inherited_sidecars(session_dataset):
 def test_sessions_dataset_through_the_participant_level(session_dataset, tmp_path):
     """Issue 21's acceptance: the dataset with sessions, two GRE runs (run 2 chosen in the config) and
     inherited sidecars runs; the pre-flight lists both runs and the one used."""
-    import subprocess
-    import sys
 
     from qsmvbm.layout import Layout
 
     bids, pid = session_dataset
     out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "qsmvbm.cli", str(bids), str(out), "participant", "--cores", "2"]
-        + ["--bids_filters.megre", "{run: '2'}"],
-        capture_output=True,
-        text=True,
-    )
+    r = run_qsmvbm([bids, out, "participant", "--cores", "2", "--bids_filters.megre", "{run: '2'}"])
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-4000:]
     assert f"NOTE: {pid}: 2 MEGRE series (ses-01_run-1, ses-01_run-2); used: ses-01_run-2" in log

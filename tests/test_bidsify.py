@@ -13,7 +13,7 @@ import pytest
 from qsmvbm.bids import BidsInputError, load_megre, megre_metadata, read_data, t1w_file
 from qsmvbm.bidsify import bidsify, image_part, main
 
-from .conftest import ROOT
+from .conftest import ROOT, run_qsmvbm
 
 XA30 = ROOT / "tests" / "data" / "real" / "xa30"
 TE = (0.004, 0.0085, 0.013)
@@ -290,26 +290,21 @@ def test_real_session_through_the_participant_level(xa30_bids, tmp_path):
     mask/TIV 0.90, TIV 1,743 mL, GM/TIV 0.49; chi (ppm) pallidum L/R +0.084/+0.111, putamen
     +0.022/+0.033, caudate +0.018/+0.033, substantia nigra +0.085/+0.059. participants.tsv has no
     patient yet: at the participant level that is a note, not a stop."""
-    import sys
 
     from qsmvbm import atlas
     from qsmvbm.layout import Layout
 
     out = tmp_path / "out"
-    r = subprocess.run(
+    r = run_qsmvbm(
         [
-            sys.executable,
-            "-m",
-            "qsmvbm.cli",
-            str(xa30_bids),
-            str(out),
+            xa30_bids,
+            out,
             "participant",
             "--cores",
             "2",
+            "--bids_filters.megre",
+            "{suffix: phasediff}",
         ]
-        + ["--bids_filters.megre", "{suffix: phasediff}"],
-        capture_output=True,
-        text=True,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "no group 'ALS' row" in r.stdout + r.stderr

@@ -13,17 +13,11 @@ from qsmvbm.config import load_yaml
 from qsmvbm.layout import Layout
 from qsmvbm.paths import schema_path
 
-from .conftest import ROOT
-
-EXE = Path(sys.executable).parent / "qsmvbm"
-
-
-def _run(args, cwd):
-    return subprocess.run([str(EXE), *args], cwd=cwd, capture_output=True, text=True)
+from .conftest import ROOT, run_qsmvbm
 
 
 def test_help_lists_every_setting_with_its_default(tmp_path):
-    r = _run(["--help"], tmp_path)
+    r = run_qsmvbm(["--help"], tmp_path)
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
     assert "BIDS_DIR OUTPUT_DIR {participant,group}" in text
@@ -45,7 +39,7 @@ def test_config_is_merged_validated_and_printed(tmp_path):
     bids.mkdir()
     cfg = tmp_path / "my.yaml"
     cfg.write_text("group: {n_perm: 100}\nqsm: {background: pdf}\n")
-    r = _run(
+    r = run_qsmvbm(
         [
             str(bids),
             str(tmp_path / "out"),
@@ -85,13 +79,13 @@ def test_config_is_merged_validated_and_printed(tmp_path):
 )
 def test_bad_options_stop_with_the_key_named(tmp_path, args, message):
     (tmp_path / "bids").mkdir()
-    r = _run([str(tmp_path / "bids"), str(tmp_path / "out"), "group", *args], tmp_path)
+    r = run_qsmvbm([str(tmp_path / "bids"), str(tmp_path / "out"), "group", *args], tmp_path)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_bids_folder_is_named(tmp_path):
-    r = _run([str(tmp_path / "nope"), str(tmp_path / "out"), "participant"], tmp_path)
+    r = run_qsmvbm([str(tmp_path / "nope"), str(tmp_path / "out"), "participant"], tmp_path)
     assert r.returncode == 2 and "nope: the BIDS folder does not exist" in r.stderr
 
 
@@ -119,7 +113,7 @@ def test_participant_subset_runs_from_another_folder(tiny_cohort, tmp_path):
     cwd.mkdir()
     out = tmp_path / "out"
     checkout_before = _checkout_state()
-    r = _run(
+    r = run_qsmvbm(
         [
             str(bids),
             str(out),
@@ -144,7 +138,7 @@ def test_participant_subset_runs_from_another_folder(tiny_cohort, tmp_path):
     assert not lay.group_dir.exists()
     assert list(cwd.iterdir()) == []
     assert (out / ".snakemake").is_dir() and lay.run_config.is_file()
-    dry = _run([str(bids), str(out), "group", "--dry-run", "--cores", "2"], cwd)
+    dry = run_qsmvbm([str(bids), str(out), "group", "--dry-run", "--cores", "2"], cwd)
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "input_check" in dry.stdout + dry.stderr
     assert list(cwd.iterdir()) == []

@@ -15,7 +15,7 @@ from qsmvbm.simulate.cohort_io import truth_dir, write_cohort_tables
 from qsmvbm.simulate.settings import load_simulation_config, load_tissue_table
 from qsmvbm.simulate.subject import simulate_subject, truth_paths
 
-from .conftest import ROOT
+from .conftest import ROOT, run_qsmvbm
 
 
 def _grid(n=64):
@@ -524,8 +524,6 @@ def test_realistic_head_fails_the_otsu_mask_not_the_default_chain(realistic_head
     the QC's plausibility check in every subject (measured: 35-37% of the mask outside the brain,
     Dice 0.78; on the layered head 1 of 4 tiny subjects failed); BET on the magnitude holds (Dice
     0.98), and the default chain (T1w brain mask brought to the GRE) passes every check."""
-    import subprocess
-    import sys
 
     from qsmvbm.anat.qc import mask_qc_columns, plausibility_problems
     from qsmvbm.config import validate
@@ -548,11 +546,8 @@ def test_realistic_head_fails_the_otsu_mask_not_the_default_chain(realistic_head
         )
     out = tmp_path / "out"
     # the default chain on one of them (the other measured the same: Dice 0.999 vs 0.995)
-    r = subprocess.run(
-        [sys.executable, "-m", "qsmvbm.cli", str(realistic_heads), str(out), "participant"]
-        + ["--participant-label", "NC001", "--cores", "2"],
-        capture_output=True,
-        text=True,
+    r = run_qsmvbm(
+        [realistic_heads, out, "participant", "--participant-label", "NC001", "--cores", "2"]
     )
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     lay = Layout(out)
