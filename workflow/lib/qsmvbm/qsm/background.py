@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
+from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import LinearOperator, cg
 
 from ..dipole import dipole_kernel, fft_workers
@@ -138,29 +139,38 @@ def mask_boundary(mask: np.ndarray) -> np.ndarray:
 def _laplace_dirichlet(values: np.ndarray, unknown: np.ndarray, voxel_size, x0, tol, max_iter):
     """Solve the 7-point discrete Laplace equation (spacing ``voxel_size``) for the voxels of
     ``unknown``; every other voxel keeps its value in ``values`` (Dirichlet data). Every face
-    neighbour of an unknown voxel must lie inside the array. Conjugate gradients from ``x0``."""
+    neighbour of an unknown voxel must lie inside the array. Conjugate gradients from ``x0`` on
+    the sparse (CSR) matrix of the unknowns; the known neighbours go to the right-hand side."""
     w = [1.0 / float(d) ** 2 for d in voxel_size]
-    diag = 2.0 * sum(w)
-    n = int(unknown.sum())
-
-    def neighbours_sum(u):
-        s = np.zeros_like(u)
-        for ax, wa in enumerate(w):
-            s += wa * (np.roll(u, 1, ax) + np.roll(u, -1, ax))
-        return s
-
-    known = np.where(unknown, 0.0, values).astype(np.float64)
-    rhs = neighbours_sum(known)[unknown]
-    buf = np.zeros(values.shape, np.float64)
-
-    def matvec(v):
-        buf[unknown] = v
-        return diag * v - neighbours_sum(buf)[unknown]
-
-    op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-    sol, _ = cg(op, rhs, x0=x0, rtol=tol, maxiter=max_iter)
+    shape = unknown.shape
+    flat = np.flatnonzero(unknown)
+    n = flat.size
+    itype = np.int32 if values.size < 2**31 else np.int64
+    index = np.full(values.size, -1, itype)
+    index[flat] = np.arange(n, dtype=itype)
+    strides = (shape[1] * shape[2], shape[2], 1)
+    vflat = values.ravel()
+    rows, cols, vals = (
+        [np.arange(n, dtype=itype)],
+        [np.arange(n, dtype=itype)],
+        [np.full(n, 2.0 * sum(w))],
+    )
+    rhs = np.zeros(n)
+    for stride, wa in zip(strides, w):
+        for step in (-stride, stride):
+            nb = flat + step
+            j = index[nb]
+            inside = j >= 0
+            rows.append(np.flatnonzero(inside).astype(itype))
+            cols.append(j[inside])
+            vals.append(np.full(rows[-1].size, -wa))
+            rhs[~inside] += wa * vflat[nb[~inside]]
+    a = coo_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    ).tocsr()
+    sol, _ = cg(a, rhs, x0=x0, rtol=tol, maxiter=max_iter)
     out = values.astype(np.float64).copy()
-    out[unknown] = sol
+    out.flat[flat] = sol
     return out
 
 
