@@ -14,6 +14,10 @@ for a method when the ROI's highest peak has FWE p < 0.05:
 
 Writes ``benchmarks/results/fwe_calibration.tsv`` (rates with 95% binomial intervals) and
 ``fwe_calibration.json``. The 95% band of a correct 5% test over 500 runs is [3.1%, 6.9%].
+Each run's result is appended to ``benchmarks/out/fwe_calibration/<name>/<roi>_fwhm<mm>.jsonl`` as it
+finishes, and a rerun of the same command reads them and goes on (each run has its own random
+generator, seeded by the settings and its index). Tables before that change (the Thalamus_L rows of
+``fwe_calibration*.tsv``) came from one generator shared by the runs: the same test, other noise.
 
     python benchmarks/fwe_calibration.py --runs 500 --n-perm 1000
     python benchmarks/fwe_calibration.py --runs 500 --n-perm 1000 --tfce --methods tfce_roi \
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +43,7 @@ from qsmvbm.stats.voxelwise import SvcParams, voxelwise_svc
 from qsmvbm.templates import load_template
 
 OUT = Path(__file__).parent / "results"
+WORK = Path(__file__).parent / "out" / "fwe_calibration"
 
 
 def roi_box(roi_name: str, margin: int = 6):
@@ -90,6 +96,32 @@ def one_run(rng, roi, brain, aff, fwhm_vox, n_perm, n_per_group=34, tfce=False):
     }
 
 
+def resumable_runs(log: Path, n_runs: int, run, seed: list[int]) -> list[dict]:
+    """``n_runs`` results of ``run(rng)``, run ``i`` with its own generator ``seed + [i]``, each
+    appended to the JSON-lines file ``log`` as it finishes; runs already in ``log`` are read, not
+    redone, so an interrupted calibration goes on where it stopped (same results as in one go)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.pop("seed") == seed:
+                done[rec.pop("run")] = rec
+    t0 = time.time()
+    with log.open("a") as fh:
+        for i in range(n_runs):
+            if i in done:
+                continue
+            done[i] = run(np.random.default_rng([*seed, i]))
+            fh.write(json.dumps({"run": i, "seed": seed, **done[i]}) + "\n")
+            fh.flush()
+            if len(done) % 25 == 0:
+                print(
+                    f"{log.name}: {len(done)}/{n_runs} runs ({time.time() - t0:.0f} s)", flush=True
+                )
+    return [done[i] for i in range(n_runs)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -119,12 +151,23 @@ def main() -> None:
     for roi_name in args.rois:
         roi, brain, aff = roi_box(roi_name)
         for fwhm_mm in args.fwhm_mm:
-            rng = np.random.default_rng([args.seed, int(fwhm_mm * 10), len(roi_name)])
-            runs = [
-                one_run(rng, roi, brain, aff, fwhm_mm / 2.0, args.n_perm, tfce=args.tfce)
-                for _ in range(args.runs)
-            ]
-            df = pd.DataFrame(runs)
+            log = WORK / args.name / f"{roi_name}_fwhm{fwhm_mm:g}.jsonl"
+            df = pd.DataFrame(
+                resumable_runs(
+                    log,
+                    args.runs,
+                    partial(
+                        one_run,
+                        roi=roi,
+                        brain=brain,
+                        aff=aff,
+                        fwhm_vox=fwhm_mm / 2.0,
+                        n_perm=args.n_perm,
+                        tfce=args.tfce,
+                    ),
+                    [args.seed, int(fwhm_mm * 10), len(roi_name), args.n_perm, int(args.tfce)],
+                )
+            )
             for method in args.methods:
                 for extent in (False, True):
                     fp = (df[method] < 0.05) & ((df["extent_mm3"] >= 100) if extent else True)
