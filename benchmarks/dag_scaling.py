@@ -8,7 +8,14 @@ process; peak memory is its ru_maxrss. Variants:
 
 - ``local``: ``snakemake -n`` (per-subject jobs; the group directive bundles nothing locally);
 - ``grouped-50``: ``--group-components subject=50`` (50 subjects' chains per cluster job);
-- ``batch-1/10``: ``--batch normalization_qc=1/10``, the first tenth of the cohort's aggregation.
+- ``batch-1/10``: ``--batch normalization_qc=1/10``, meant as the first tenth of the cohort's
+  aggregation. It does not slice this workflow: ``--batch`` omits only what lies downstream of the
+  batch rule, and the default target ``all`` also asks for every subject's own outputs (sidecars,
+  template-space maps, QC figures), so every subject's per-subject jobs stay in the DAG (an older
+  ``all`` asked for two of them: hence 20,001 jobs at 10,000 subjects where 5,001 were expected);
+- ``participants-1/10``: the BIDS-App way to slice a cohort, the ``participant`` target with a tenth of
+  the cohort in ``participants.participant_label`` (what ``qsmvbm BIDS OUT participant
+  --participant-label ...`` runs).
 
     python benchmarks/dag_scaling.py --subjects 100 1000 10000
 """
@@ -38,10 +45,12 @@ def fake_cohort(n: int) -> tuple[Path, Path]:
     bids, out = base / "bids", base / "out"
     if (base / ".done").exists():
         return bids, out
-    rows = ["participant_id\tgroup\tage\tsex"]
+    # the clinical columns the default group settings name (they are checked before any job)
+    rows = ["participant_id\tgroup\tage\tsex\talsfrs_r\tumn_score\tdisease_duration_months"]
     for i in range(n):
         pid = f"sub-{'ALS' if i % 2 == 0 else 'NC'}{i:05d}"
-        rows.append(f"{pid}\t{'ALS' if i % 2 == 0 else 'NC'}\t50\tM")
+        clinical = "40\t5\t12" if i % 2 == 0 else "n/a\tn/a\tn/a"
+        rows.append(f"{pid}\t{'ALS' if i % 2 == 0 else 'NC'}\t50\tM\t{clinical}")
         anat = bids / pid / "anat"
         anat.mkdir(parents=True, exist_ok=True)
         for e in range(1, N_ECHOES + 1):
@@ -59,6 +68,17 @@ def fake_cohort(n: int) -> tuple[Path, Path]:
         check.write_text('{"ok": true, "reason": "fake"}')
     (base / ".done").touch()
     return bids, out
+
+
+def tenth_config(n: int) -> Path:
+    """A config file naming the first tenth of the fake cohort's participants, the analysis level
+    'participant' (the qsmvbm command's settings for ``participant --participant-label ...``)."""
+    labels = [f"{'ALS' if i % 2 == 0 else 'NC'}{i:05d}" for i in range(max(n // 10, 1))]
+    path = WORK / f"n{n}" / "tenth.yaml"
+    path.write_text(
+        json.dumps({"analysis_level": "participant", "participants": {"participant_label": labels}})
+    )
+    return path
 
 
 def measure(args: list[str], timeout_s: float) -> dict:
@@ -100,7 +120,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--subjects", type=int, nargs="+", default=[100, 1000, 10000])
-    ap.add_argument("--variants", nargs="+", default=["local", "grouped-50", "batch-1/10"])
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=["local", "grouped-50", "batch-1/10", "participants-1/10"],
+    )
     ap.add_argument("--timeout-s", type=float, default=1800.0, help="per dry run")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -123,11 +147,14 @@ def main() -> None:
             "local": [],
             "grouped-50": ["--group-components", "subject=50"],
             "batch-1/10": ["--batch", "normalization_qc=1/10"],
+            # the target first: --quiet and --configfile would take it as one of their values
+            "participants-1/10": ["participant", "--configfile", str(tenth_config(n))],
         }
         for name, extra in variants.items():
             if name not in args.variants:
                 continue
-            res = measure(head + extra + cfg, args.timeout_s)
+            target = extra[:1] if name.startswith("participants") else []
+            res = measure(target + head + extra[len(target) :] + cfg, args.timeout_s)
             rows.append(
                 {
                     "subjects": n,
