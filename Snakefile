@@ -46,6 +46,7 @@ rule participant:
 localrules:
     all,
     participant,
+    input_checks,
     derivatives_description,
     derivative_sidecars,
     group_design,

@@ -2,7 +2,7 @@
 100, 1,000 and 10,000 subjects.
 
 Fake inputs: a BIDS folder of empty files (4 echoes, T1w) and ``participants.tsv``; the T1w
-checkpoint's outputs are pre-written (``ok: true``) so that the dry run builds the full DAG (every
+input checks and the cohort's checkpoint are pre-written (``ok: true``) so that the dry run builds the full DAG (every
 per-subject rule and the group stage), as on a rerun of a processed cohort. Each dry run is a fresh
 process; peak memory is its ru_maxrss. Variants:
 
@@ -61,11 +61,14 @@ def fake_cohort(n: int) -> tuple[Path, Path]:
     (bids / "participants.tsv").write_text("\n".join(rows) + "\n")
     (bids / "dataset_description.json").write_text('{"Name": "fake", "BIDSVersion": "1.8.0"}')
     time.sleep(1.1)
-    for i in range(n):
-        pid = f"sub-{'ALS' if i % 2 == 0 else 'NC'}{i:05d}"
+    pids = [f"sub-{'ALS' if i % 2 == 0 else 'NC'}{i:05d}" for i in range(n)]
+    for pid in pids:
         check = Layout(out).subject("input_check", pid)  # the input_check checkpoint's record
         check.parent.mkdir(parents=True, exist_ok=True)
         check.write_text('{"ok": true, "reason": "fake"}')
+    verdicts = Layout(out).group("input_checks")  # the cohort's checkpoint, as after a run
+    verdicts.parent.mkdir(parents=True, exist_ok=True)
+    verdicts.write_text(json.dumps({"subjects": {p: {"ok": True, "reason": ""} for p in pids}}))
     (base / ".done").touch()
     return bids, out
 

@@ -75,13 +75,10 @@ def input_check_files(wildcards):
 
 
 def ok_subjects():
-    """Subjects whose raw inputs passed the input check (evaluates the checkpoint)."""
-    ok = []
-    for s in SUBJECTS:
-        with open(checkpoints.input_check.get(subject=s).output[0]) as f:
-            if json.load(f)["ok"]:
-                ok.append(s)
-    return ok
+    """Subjects whose raw inputs passed the input check (evaluates the cohort's checkpoint)."""
+    with open(checkpoints.input_checks.get().output[0]) as f:
+        verdicts = json.load(f)["subjects"]
+    return [s for s in SUBJECTS if verdicts[s]["ok"]]
 
 
 def ok_subject_files(key):

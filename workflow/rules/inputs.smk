@@ -1,12 +1,14 @@
 # Checking each subject's raw inputs before processing, and the derivatives' description.
 # input_check reads every voxel of the T1w and the GRE and checks that the T1w is not mirrored
 # left-right relative to the GRE (a rigid fit of each handedness, about 3 s): a subject whose inputs fail is excluded with
-# the reason (QC table, report, methods text) and the rest of the study goes on. Everything after
-# the checkpoint (inputs summary, QSM, anatomy, registration, template maps) is ONE job per subject
-# on a cluster.
+# the reason (QC table, report, methods text) and the rest of the study goes on. One checkpoint for the
+# cohort (input_checks) collects the subjects' verdicts: the per-subject chains (inputs summary, QSM,
+# anatomy, registration, template maps; ONE job per subject on a cluster) are planned from it. A
+# checkpoint per subject cost Snakemake one DAG update per subject and job (57% of a 1,000-subject
+# dry run; benchmarks/dag_scaling.py).
 
 
-checkpoint input_check:
+rule input_check:
     input:
         megre=raw_megre,
         t1w=raw_t1w,
@@ -36,6 +38,25 @@ checkpoint input_check:
         },
     script:
         "../scripts/input_check.py"
+
+
+checkpoint input_checks:
+    input:
+        input_check_files,
+    output:
+        L.group("input_checks"),
+    log:
+        L.log("input_checks"),
+    benchmark:
+        L.benchmark("input_checks")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/input_checks.py"
 
 
 rule inputs_summary:

@@ -78,7 +78,7 @@ if _problems:
 SUBJECTS = [s for s in SUBJECTS if s not in set(PCFG["exclude"])]
 
 # subjects of a real dataset whose input files are missing (found from file names only; the
-# input_check checkpoint reads them): excluded with the reason, recorded in the QC table
+# input_check rule reads them): excluded with the reason, recorded in the QC table
 INPUT_EXCLUDED = {}
 if not SIMULATED:
     for _s in SUBJECTS:

@@ -228,6 +228,7 @@ IMAGE_META = {
 GROUP_FILES = {
     "design": "design.tsv",
     "qc_table": "qc/normalization_qc.tsv",
+    "input_checks": "qc/input_checks.json",
     "tstat": "{modality}_tstat.nii.gz",
     "effect": "{modality}_effect.nii.gz",
     "cluster_map": "{modality}_clusters.nii.gz",
