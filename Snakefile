@@ -62,3 +62,9 @@ onsuccess:
     _summary = exclusion_summary(L.group("qc_table"))
     if _summary:
         logger.warning(_summary)
+    # the profiles' max-jobs-per-timespan leaves a scheduler timer that would hold the exit
+    cancel_pending_timers()
+
+
+onerror:
+    cancel_pending_timers()

@@ -1,6 +1,8 @@
 """How much CPU Snakemake's own process spends scheduling, per job, by scheduler (issue 22).
 
-A toy workflow with the study's shape: per subject a chain of four rules (``qsm`` with 48 inputs, as
+A toy workflow with the study's shape: a pre-flight check of every subject's input that all
+per-subject work waits for (so, as in the workflow, every subject's first jobs are ready at once),
+then per subject a chain of four rules (``qsm`` with 48 inputs, as
 12 echoes x magnitude/phase x NIfTI/JSON, or 4 inputs as one echo, to see what the inputs cost; ``anat``; ``register``; ``template_maps``) and one group
 rule over all subjects. Every job sleeps ``--job-s`` seconds and touches its outputs, so the jobs'
 own CPU is negligible and what the Snakemake process uses (its user + system CPU, children not
@@ -44,9 +46,19 @@ rule raw:
         "mkdir -p raw/{{wildcards.subject}} && touch {{output}}"
 
 
+rule preflight:
+    input:
+        expand("raw/{{subject}}/T1w.nii", subject=SUBJECTS),
+    output:
+        "preflight/ok",
+    shell:
+        "mkdir -p preflight && touch {{output}}"
+
+
 rule qsm:
     input:
         expand("raw/{{{{subject}}}}/{{f}}", f=ECHO),
+        "preflight/ok",
     output:
         "d/{{subject}}/chi",
     shell:
@@ -56,6 +68,7 @@ rule qsm:
 rule anat:
     input:
         "raw/{{subject}}/T1w.nii",
+        "preflight/ok",
     output:
         "d/{{subject}}/gm",
         "d/{{subject}}/warp",
@@ -84,6 +97,13 @@ rule template_maps:
         "sleep {job_s}; touch {{output}}"
 
 
+onsuccess:
+    # as the workflow's Snakefile: the last rate-limit timer would hold the exit for a timespan
+    from qsmvbm.smk import cancel_pending_timers
+
+    cancel_pending_timers()
+
+
 rule group:
     input:
         expand("d/{{subject}}/mni", subject=SUBJECTS),
@@ -92,6 +112,22 @@ rule group:
     shell:
         "mkdir -p group && touch {{output}}"
 """
+
+
+# (scheduler, echoes, extra Snakemake arguments); --scheduler-subsample K makes every scheduling
+# round look at K of the ready jobs (drawn at random) instead of all of them; with
+# --max-jobs-per-timespan N/T (Snakemake's default 100/1s) every round that leaves ready jobs waiting
+# schedules another round T later, so with jobs longer than T the scheduler re-examines every ready
+# job's inputs each T (1 s by default) until a job ends
+VARIANTS = [
+    ("ilp", 12, []),
+    ("greedy", 12, []),
+    ("ilp", 1, []),
+    ("ilp", 12, ["--scheduler-subsample", "8"]),
+    ("greedy", 12, ["--scheduler-subsample", "8"]),
+    ("ilp", 12, ["--max-jobs-per-timespan", "6000/1m"]),
+    ("ilp", 12, ["--max-jobs-per-timespan", "6000/1m", "--scheduler-subsample", "8"]),
+]
 
 
 def run_once(
@@ -126,7 +162,7 @@ def run_once(
         err = proc.stderr.read().decode()
         if proc.returncode != 0:
             raise RuntimeError(f"snakemake failed ({proc.returncode}):\n{err[-2000:]}")
-    jobs = 5 * n + 2
+    jobs = 5 * n + 3
     return {
         "scheduler": scheduler,
         "qsm_inputs": 4 * echoes,
@@ -145,10 +181,15 @@ def main(argv=None) -> None:
     ap.add_argument("--job-s", type=float, default=0.5)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--out", default=str(OUT / "scheduler_cpu.json"))
+    ap.add_argument(
+        "--variants", nargs="*", type=int, help="indices into VARIANTS to run (default: all)"
+    )
     args = ap.parse_args(argv)
     rows = []
-    for scheduler, echoes in (("ilp", 12), ("greedy", 12), ("ilp", 1)):
-        row = run_once(args.subjects, args.job_s, args.cores, scheduler, [], echoes)
+    for i, (scheduler, echoes, extra) in enumerate(VARIANTS):
+        if args.variants and i not in args.variants:
+            continue
+        row = run_once(args.subjects, args.job_s, args.cores, scheduler, extra, echoes)
         rows.append(row)
         print(json.dumps(row), flush=True)
     import snakemake

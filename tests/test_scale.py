@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from qsmvbm.layout import Layout
 
@@ -247,3 +248,25 @@ def test_rerun_after_changing_one_phase_file(bids_run):
         keep.unlink()
         f.touch()
         run_snakemake(target, *args)
+
+
+def test_pending_scheduler_timers_are_cancelled():
+    """The profiles' max-jobs-per-timespan (6000/1m) makes Snakemake leave a non-daemon
+    threading.Timer of one timespan after its last scheduling round, which kept a finished run alive
+    for a minute; the Snakefile's onsuccess/onerror cancel it."""
+    import threading
+
+    from qsmvbm.smk import cancel_pending_timers
+
+    fired = threading.Event()
+    timer = threading.Timer(600, fired.set)
+    timer.start()
+    assert cancel_pending_timers() >= 1
+    timer.join(timeout=5)
+    assert not timer.is_alive() and not fired.is_set()
+    profile = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
+    assert profile["max-jobs-per-timespan"] == "6000/1m"
+    snakefile = (ROOT / "Snakefile").read_text()
+    for handler in ("onsuccess", "onerror"):
+        body = snakefile.split(f"\n{handler}:\n", 1)[1].split("\n\n", 1)[0]
+        assert "cancel_pending_timers()" in body, handler

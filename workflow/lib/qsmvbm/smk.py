@@ -1,4 +1,5 @@
-"""Helpers for the workflow's scripts: logging to the rule's log and thread settings."""
+"""Helpers for the workflow's scripts (logging to the rule's log, thread settings) and for the
+Snakefile (the scheduler's timers)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,20 @@ def set_threads(n: int) -> None:
         "MKL_NUM_THREADS",
     ):
         os.environ[var] = str(n)
+
+
+def cancel_pending_timers() -> int:
+    """Cancel the ``threading.Timer`` threads still waiting in this process; returns how many.
+
+    Snakemake (9.27) re-runs its job selection one rate-limit timespan after every scheduling round
+    (``--max-jobs-per-timespan``, the profiles' ``6000/1m``) with a non-daemon ``threading.Timer``;
+    the last one keeps the finished process alive for up to the timespan. Called from the Snakefile's
+    ``onsuccess``/``onerror``, when no job is left to schedule.
+    """
+    timers = [t for t in threading.enumerate() if isinstance(t, threading.Timer) and t.is_alive()]
+    for t in timers:
+        t.cancel()
+    return len(timers)
 
 
 @contextlib.contextmanager
