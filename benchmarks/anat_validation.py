@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import nibabel as nib
@@ -53,14 +54,26 @@ XFM = {
 }
 
 
-def region_dice(lay: Layout, truth: Path, pid: str, normalization: str = "t1") -> dict:
+@lru_cache(maxsize=1)
+def _aal3() -> tuple[np.ndarray, np.ndarray]:
+    return atlas.load_aal3()
+
+
+def true_labels(truth: Path, pid: str, grid) -> np.ndarray:
+    """AAL3 labels on the subject's T1w grid (``grid``: an image of it) through the TRUE
+    subject -> MNI transform."""
+    labels, laff = _aal3()
+    mni = load_true_transform(truth, pid).to_mni("T1w", world_coords(grid.shape, grid.affine))
+    return sample(labels.astype(np.float32), laff, mni, order=0).astype(np.int16)
+
+
+def region_dice(lay: Layout, pid: str, true_lab: np.ndarray, normalization: str = "t1") -> dict:
+    """Dice of each :data:`REGIONS` region: AAL3 through the estimated normalization vs
+    ``true_lab`` (:func:`true_labels` on the T1w grid)."""
     import ants
 
     t1 = nib.load(lay.subject("t1_preproc", pid))
-    labels, laff = atlas.load_aal3()
-    tf = load_true_transform(truth, pid)
-    mni = tf.to_mni("T1w", world_coords(t1.shape, t1.affine))
-    true_lab = sample(labels.astype(np.float32), laff, mni, order=0).astype(np.int16)
+    labels, laff = _aal3()
     est_lab = (
         ants.apply_transforms(
             fixed=to_ants(t1.get_fdata(dtype=np.float32), t1.affine),
@@ -89,32 +102,42 @@ GM_REGIONS = {
 }
 
 
-def regional_gm(lay: Layout, truth: Path, pid: str, deep_grey: dict, resolution: int) -> dict:
-    """GM volume (mL) of each :data:`GM_REGIONS` region: ``true_<r>`` (truth's GM in the region
-    through the true transform), ``segmentation_<r>`` and ``jacobian_<r>`` (template-space
-    modulated GM, affine+nonlinear, by each deep grey measure; ``deep_grey`` gives the regions
-    and the edge)."""
+@lru_cache(maxsize=2)
+def _template_side(resolution: int, regions: tuple, feather_mm: float):
+    """The template, its AAL3 labels and the deep-grey weight (same for every subject)."""
     from qsmvbm.anat import normalize
-    from qsmvbm.anat.antsio import load_ants
     from qsmvbm.templates import load_template
 
     tpl = load_template(resolution)
+    labels = atlas.aal3_on_grid(tpl.gm.shape, tpl.affine)
+    vs = np.full(3, float(resolution))
+    return tpl, labels, normalize.deep_grey_weight(labels, list(regions), vs, feather_mm)
+
+
+def regional_gm(
+    lay: Layout, truth: Path, pid: str, true_lab: np.ndarray, deep_grey: dict, resolution: int
+) -> dict:
+    """GM volume (mL) of each :data:`GM_REGIONS` region: ``true_<r>`` (truth's GM in the region
+    through the true transform: ``true_lab``, :func:`true_labels` on the T1w grid),
+    ``segmentation_<r>`` and ``jacobian_<r>`` (template-space modulated GM, affine+nonlinear, by
+    each deep grey measure; ``deep_grey`` gives the regions and the edge)."""
+    from qsmvbm.anat import normalize
+    from qsmvbm.anat.antsio import load_ants
+
+    tpl, labels, w = _template_side(
+        resolution, tuple(deep_grey["regions"]), float(deep_grey["feather_mm"])
+    )
     T = to_ants(tpl.t1, tpl.affine)
     fwd = [str(lay.subject("warp", pid)), str(lay.subject("affine", pid))]
     gm = normalize.warp(T, load_ants(lay.subject("gm", pid)), fwd).numpy()
     jac = normalize.jacobian(T, fwd, "affine+nonlinear")
-    labels = atlas.aal3_on_grid(tpl.gm.shape, tpl.affine)
     vs = np.full(3, float(resolution))
-    w = normalize.deep_grey_weight(labels, deep_grey["regions"], vs, deep_grey["feather_mm"])
     maps = {
         "segmentation": normalize.modulated_gm(gm, jac),
         "jacobian": normalize.modulated_gm(gm, jac, tpl.gm, w),
     }
     gm_true = nib.load(truth_file(truth, "gm", pid))
     gt = gm_true.get_fdata(dtype=np.float32)
-    mni = load_true_transform(truth, pid).to_mni("T1w", world_coords(gm_true.shape, gm_true.affine))
-    lab_all, laff = atlas.load_aal3()
-    true_lab = sample(lab_all.astype(np.float32), laff, mni, order=0).astype(np.int16)
     v_t = float(np.prod(vs)) / 1000
     v_s = float(np.prod(gm_true.header.get_zooms()[:3])) / 1000
     out = {}
@@ -222,12 +245,13 @@ def main(argv=None) -> None:
             "TIV_est": est["TIV_ml"],
             "TIV_true": tru["TIV_ml"],
         }
+        gm_true = nib.load(truth_file(truth, "gm", pid))  # on the subject's T1w grid
+        true_lab = true_labels(truth, pid, gm_true)
         row.update(
-            {f"dice_{k}": v for k, v in region_dice(lay, truth, pid, args.normalization).items()}
+            {f"dice_{k}": v for k, v in region_dice(lay, pid, true_lab, args.normalization).items()}
         )
         mgm = nib.load(lay.subject("gm_mod", pid))
         vox_t = float(np.prod(mgm.header.get_zooms()[:3])) / 1000
-        gm_true = nib.load(truth_file(truth, "gm", pid))
         vox_s = float(np.prod(gm_true.header.get_zooms()[:3])) / 1000
         in_region = true_region_masks(truth, pid, masks, gm_true)
         for name, (m, aff) in masks.items():
@@ -235,7 +259,7 @@ def main(argv=None) -> None:
             row[f"gm_{name}"] = float(mgm.get_fdata()[lab].mean())
             row[f"gm_ml_{name}"] = float(mgm.get_fdata()[lab].sum() * vox_t)
             row[f"gm_ml_true_{name}"] = float(gm_true.get_fdata()[in_region[name]].sum() * vox_s)
-        row.update(regional_gm(lay, truth, pid, deep_grey, args.resolution))
+        row.update(regional_gm(lay, truth, pid, true_lab, deep_grey, args.resolution))
         rows.append(row)
     df = pd.DataFrame(rows).merge(mult.drop(columns="group"), on="participant_id")
     out = {"n_subjects": len(df), "normalization": args.normalization}
