@@ -74,6 +74,52 @@ def _strongest(clusters: pd.DataFrame) -> dict:
     return json.loads(best[keys].to_json())
 
 
+def planted_weight(effect: pd.Series, truth: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The planted effect's spatial weight on its template-space mask's grid (0..1: the gaussian
+    profile of the simulator around the sphere centre, or 1 for a uniform effect) and that affine."""
+    import nibabel as nib
+
+    from qsmvbm.transforms import world_coords
+
+    img = nib.load(truth / effect["mask"])
+    mask = img.get_fdata() > 0
+    region = json.loads(effect["region"])
+    if region.get("profile", "uniform") != "gaussian":
+        return mask.astype(float), img.affine
+    c = np.asarray(
+        region.get("sphere_mni", [effect.centroid_x, effect.centroid_y, effect.centroid_z]), float
+    )
+    xyz = world_coords(mask.shape, img.affine)
+    d2 = sum((xyz[i] - c[i]) ** 2 for i in range(3))
+    fwhm = float(region["profile_fwhm_mm"])
+    return np.exp(-4 * np.log(2) * d2 / fwhm**2) * mask, img.affine
+
+
+def recovered_size(lay: Layout, effect: pd.Series, truth: Path, mod: str, controls) -> dict:
+    """How much of a planted effect the group analysis measured: the least-squares amplitude of the
+    group effect map (patients - controls, ``<modality>_effect``) on the planted profile ``w``, as a
+    fraction of the planted one: ``sum(w D) / (delta sum(w^2))`` with ``delta`` the planted chi change
+    (ppm) or, for GM, the relative change times the controls' mean modulated GM (voxelwise)."""
+    import nibabel as nib
+
+    w, _ = planted_weight(effect, truth)
+    d = nib.load(lay.group("effect", mod)).get_fdata()
+    analysed = nib.load(lay.group("svc_mask", mod)).get_fdata() > 0
+    sel = (w > 0) & analysed
+    if mod == "qsm":
+        planted = float(effect.chi_delta_ppm) * w
+    else:
+        gm = np.mean([nib.load(lay.group_map("gm", pid)).get_fdata() for pid in controls], axis=0)
+        planted = float(effect.gm_change) * gm * w
+    amp = float((w[sel] * d[sel]).sum() / (w[sel] * planted[sel]).sum())
+    return {
+        "recovered_fraction": round(amp, 3),
+        "measured_mean_in_region": float(d[sel].mean()),
+        "planted_mean_in_region": float(planted[sel].mean()),
+        "region_voxels_analysed": int(sel.sum()),
+    }
+
+
 def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None) -> dict:
     truth_bids = truth_bids or run / "sim_bids"
     lay = Layout(run)
@@ -88,6 +134,10 @@ def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None)
         "false_positive_rois": [],
     }
     planted_rois = set()
+    design = pd.read_csv(lay.group("design"), sep="\t")
+    control = workflow_defaults()["participants"]["control_label"]
+    controls = design[(design.included.astype(str) == "True") & (design.group == control)]
+    controls = list(controls.participant_id)
     for _, e in effects.iterrows():
         roi = ROI_OF_EFFECT.get(e["name"])
         region = json.loads(e["region"])
@@ -118,6 +168,7 @@ def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None)
                 }
             else:
                 row[mod] = {"found": False}
+            row[mod].update(recovered_size(lay, e, truth_dir(truth_bids), mod, controls))
         score = e.get("clinical_score")
         if isinstance(score, str) and score != "n/a":
             target = float(e.target_r)
