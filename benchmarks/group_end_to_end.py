@@ -40,6 +40,7 @@ import json
 import shutil
 import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,14 @@ def planted_weight(effect: pd.Series, truth: Path) -> tuple[np.ndarray, np.ndarr
     return np.exp(-4 * np.log(2) * d2 / fwhm**2) * mask, img.affine
 
 
+@lru_cache(maxsize=1)
+def controls_mean_gm(lay: Layout, controls: tuple[str, ...]) -> np.ndarray:
+    """The controls' mean template-space modulated GM (read once for all planted effects)."""
+    import nibabel as nib
+
+    return np.mean([nib.load(lay.group_map("gm", pid)).get_fdata() for pid in controls], axis=0)
+
+
 def recovered_size(lay: Layout, effect: pd.Series, truth: Path, mod: str, controls) -> dict:
     """How much of a planted effect the group analysis measured: the least-squares amplitude of the
     group effect map (patients - controls, ``<modality>_effect``) on the planted profile ``w``, as a
@@ -109,8 +118,7 @@ def recovered_size(lay: Layout, effect: pd.Series, truth: Path, mod: str, contro
     if mod == "qsm":
         planted = float(effect.chi_delta_ppm) * w
     else:
-        gm = np.mean([nib.load(lay.group_map("gm", pid)).get_fdata() for pid in controls], axis=0)
-        planted = float(effect.gm_change) * gm * w
+        planted = float(effect.gm_change) * controls_mean_gm(lay, tuple(controls)) * w
     amp = float((w[sel] * d[sel]).sum() / (w[sel] * planted[sel]).sum())
     return {
         "recovered_fraction": round(amp, 3),
