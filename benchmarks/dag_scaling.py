@@ -66,9 +66,13 @@ def fake_cohort(n: int) -> tuple[Path, Path]:
         check = Layout(out).subject("input_check", pid)  # the input_check checkpoint's record
         check.parent.mkdir(parents=True, exist_ok=True)
         check.write_text('{"ok": true, "reason": "fake"}')
-    verdicts = Layout(out).group("input_checks")  # the cohort's checkpoint, as after a run
-    verdicts.parent.mkdir(parents=True, exist_ok=True)
-    verdicts.write_text(json.dumps({"subjects": {p: {"ok": True, "reason": ""} for p in pids}}))
+    # the cohort's checkpoint as after a run, for the whole cohort and for its first tenth
+    for subset in (pids, pids[: max(n // 10, 1)]):
+        verdicts = Layout(out).input_checks(subset)
+        verdicts.parent.mkdir(parents=True, exist_ok=True)
+        verdicts.write_text(
+            json.dumps({"subjects": {p: {"ok": True, "reason": ""} for p in subset}})
+        )
     (base / ".done").touch()
     return bids, out
 

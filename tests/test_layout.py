@@ -164,3 +164,13 @@ def test_no_smoothed_copy_when_the_fwhm_is_0():
     both = layout.Layout("/o", fwhm_mm={"qsm": 0, "gm": 0})
     assert both.smoothed_keys() == [] and both.group_map("gm", "s") == both.subject("gm_mod", "s")
     assert layout.Layout("/o").smoothed_keys() == ["chi_smooth", "gm_mod_smooth"]
+
+
+def test_cohort_checkpoint_is_named_by_the_participant_set():
+    """The input-check checkpoint of a participant subset lies outside ``group/``, depends on the
+    set and not its order, and differs between subsets (two slices never write one file)."""
+    lay = layout.Layout("/o")
+    a = lay.input_checks(["sub-01", "sub-02"])
+    assert a == lay.input_checks(["sub-02", "sub-01"])
+    assert a != lay.input_checks(["sub-01"]) != lay.input_checks(["sub-02"])
+    assert lay.group_dir not in a.parents and lay.work in a.parents

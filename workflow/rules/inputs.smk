@@ -44,7 +44,7 @@ checkpoint input_checks:
     input:
         input_check_files,
     output:
-        L.group("input_checks"),
+        L.input_checks(SUBJECTS),
     log:
         L.log("input_checks"),
     benchmark:

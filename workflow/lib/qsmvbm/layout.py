@@ -17,6 +17,7 @@ left as Snakemake wildcards unless given.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,7 +229,6 @@ IMAGE_META = {
 GROUP_FILES = {
     "design": "design.tsv",
     "qc_table": "qc/normalization_qc.tsv",
-    "input_checks": "qc/input_checks.json",
     "tstat": "{modality}_tstat.nii.gz",
     "effect": "{modality}_effect.nii.gz",
     "cluster_map": "{modality}_clusters.nii.gz",
@@ -465,6 +465,11 @@ class Layout:
         return self.output_dir / "benchmarks"
 
     @property
+    def work(self) -> Path:
+        """``<output_dir>/work``: the workflow's own bookkeeping (not a result)."""
+        return self.output_dir / "work"
+
+    @property
     def sim_bids(self) -> Path:
         """The simulated BIDS dataset (``bids_dir: null``)."""
         return self.output_dir / "sim_bids"
@@ -511,6 +516,15 @@ class Layout:
         """The run's ``output_dir`` from the path of one of its group files (:data:`GROUP_FILES`
         ``key``), e.g. in a rule's script that is given only its outputs."""
         return Path(group_file).parents[len(Path(GROUP_FILES[key]).parts)]
+
+    def input_checks(self, subjects: list[str]) -> Path:
+        """The input-check verdicts of the run's ``subjects`` in one file: the checkpoint the
+        per-subject chains are planned from. Named by the subject set (a 12-hex-digit hash of the
+        sorted labels), so runs over different participant subsets in one output folder (one
+        BIDS-App job per participant on a cluster) never write the same file, and a participant-level
+        run writes nothing under ``group/``."""
+        key = hashlib.sha1("\n".join(sorted(subjects)).encode()).hexdigest()[:12]
+        return self.work / "input_checks" / f"subjects-{key}.json"
 
     def report_svg(self, key: str, modality: str = "{modality}") -> Path:
         """The SVG copy of a report figure (a PNG :data:`REPORT_FILES` key), for a paper."""
