@@ -302,6 +302,35 @@ def test_planted_volume_change_is_a_local_contraction():
     np.testing.assert_allclose(u2, 2 * u, rtol=1e-5, atol=1e-7)
 
 
+def test_planted_volume_change_is_realised_in_the_subject():
+    """The subject's volume of a graded effect region, weighted by the effect profile w, is
+    (1 + g w) times the template's: measured by pulling a 0.5 mm grid of subject points through
+    the displacement (the way the simulator samples a subject), independent of any derivative
+    stencil. The study's right-thalamus effect, whose peak lies on the label's edge."""
+    from qsmvbm.simulate.phantom import build_head_model
+    from qsmvbm.simulate.subject import atrophy_field, effect_weight
+    from qsmvbm.transforms import sample
+
+    hm = build_head_model(2)
+    region = {
+        "sphere_mni": [20, -17, 7],
+        "radius_mm": 12,
+        "atlas_labels": ["Thalamus_R"],
+        "profile": "gaussian",
+        "profile_fwhm_mm": 14,
+    }
+    g = -0.10
+    aff, u = atrophy_field(2, [{"name": "t", "region": region, "gm_change": g}], {"t": 1.0})
+    w = effect_weight(2, region)
+    ax = [np.arange(c - 24 + 0.13, c + 24, 0.5) for c in region["sphere_mni"]]
+    x = np.stack(np.meshgrid(*ax, indexing="ij")).astype(np.float32)
+    y = x + np.stack([sample(c, aff, x, order=1) for c in u])
+    wx = sample(w, hm.affine, x, order=1)
+    realised = sample(w, hm.affine, y, order=1).sum() / wx.sum() - 1
+    planted = g * (wx * wx).sum() / wx.sum()
+    assert realised == pytest.approx(planted, rel=0.05)
+
+
 def test_gaussian_effect_profile_peaks_at_the_centre():
     """A graded effect is 1 at the sphere centre, 1/2 at FWHM/2, with the uniform region as its support."""
     from qsmvbm.simulate.phantom import build_head_model, region_weight

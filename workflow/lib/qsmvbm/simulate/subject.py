@@ -176,9 +176,9 @@ def effect_weight(resolution: int, region: dict) -> np.ndarray:
     return _cached_region_weight(resolution, json.dumps(region, sort_keys=True))
 
 
-#: grid spacing and source smoothing of the planted-atrophy displacement fields (mm)
+#: grid spacing and source smoothing (Gaussian sigma) of the planted-atrophy displacement fields (mm)
 ATROPHY_SPACING_MM = 2.0
-ATROPHY_SMOOTH_MM = 1.0
+ATROPHY_SMOOTH_MM = 0.5
 
 
 @lru_cache(maxsize=16)
@@ -206,9 +206,12 @@ def _unit_atrophy_field(resolution: int, region_json: str) -> tuple[np.ndarray, 
     k2[0, 0, 0] = 1.0
     phi_k = sfft.fftn(-big) / (-4 * np.pi**2 * k2)
     phi_k[0, 0, 0] = 0
-    phi = np.real(sfft.ifftn(phi_k))[tuple(slice(p, p + n) for p, n in zip(pad, src.shape))]
-    u = np.stack(np.gradient(phi, ATROPHY_SPACING_MM)).astype(np.float32)
-    return aff, u
+    # the gradient in Fourier space, so that div u = -src holds on the grid: np.gradient of phi
+    # (central differences, whose divergence is a Laplacian over 2 voxels) blurred the change and,
+    # with a 1 mm source smoothing, realised 89% of the planted weighted volume change (this: 98%)
+    inner = tuple(slice(p, p + n) for p, n in zip(pad, src.shape))
+    u = np.stack([np.real(sfft.ifftn(2j * np.pi * ki * phi_k))[inner] for ki in k])
+    return aff, u.astype(np.float32)
 
 
 def atrophy_field(resolution: int, effects: list[dict], multipliers: dict):
