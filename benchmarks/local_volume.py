@@ -1,0 +1,220 @@
+"""Does the T1w-to-template registration see local volume? Truth against Jacobian, per subject.
+
+The regional GM of anat_validation.py tracks the truth (r 0.99 in the thalami) because a region's
+volume follows the head's size, which any affine gets right. The planted atrophy is local: a
+graded volume change around a peak. This benchmark asks whether the registration's Jacobian
+follows local volume once head size is taken out.
+
+For each subject of a simulated run and each planted effect's peak (the effects table of the
+truth), it measures the volume in the subject of an MNI sphere of radius ``--radius-mm`` (6)
+around the peak, relative to a sphere of ``--context-mm`` (30) about the same point:
+
+* true: subject T1w voxels whose true subject-to-MNI image (pose, deformation, planted atrophy;
+  ``qsmvbm.simulate.subject.load_true_transform``) falls in each sphere, times the voxel volume;
+* measured: the sum of the Jacobian determinant of the template-to-subject map over the
+  template voxels in each sphere, times the template voxel volume (``qsmvbm.anat.normalize.jacobian``,
+  affine and nonlinear), from the run's own warps (``--registration existing``) or from a
+  re-registration of the run's bias-corrected, brain-masked T1w with other settings (see
+  ``CANDIDATES``).
+
+Reported per effect: the Pearson r and slope of log(measured local / context) on log(true local /
+context) across subjects (1 and 1 if the registration sees local volume), their SDs, and the
+patients-minus-controls difference of the log ratio, true and measured (the planted atrophy as
+the truth realised it and as the pipeline would see it, in %).
+
+Usage: python benchmarks/local_volume.py RESULTS [--registration existing] [--subjects 8]
+       [--out benchmarks/results/local_volume_<name>.json]
+The first ``--subjects`` patients with the largest multiplier of the first effect and as many
+controls; 0 = all. Truth volumes are cached under benchmarks/out/local_volume/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from qsmvbm.anat import normalize
+from qsmvbm.anat.antsio import to_ants
+from qsmvbm.io import read_tsv
+from qsmvbm.layout import Layout, truth_table
+from qsmvbm.simulate.subject import load_true_transform
+from qsmvbm.templates import load_template
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / "out" / "local_volume"
+
+#: re-registration settings (ants.registration keywords) compared with the run's own warps
+CANDIDATES = {
+    "SyN": {"type_of_transform": "SyN"},  # ANTsPy's default: 40x20x0, Mattes MI
+    "SyN_full": {"type_of_transform": "SyN", "reg_iterations": (100, 70, 50, 20)},
+    "SyN_CC_full": {
+        "type_of_transform": "SyN",
+        "reg_iterations": (100, 70, 50, 20),
+        "syn_metric": "CC",
+        "syn_sampling": 2,
+    },
+    "antsRegistrationSyN[s]": {"type_of_transform": "antsRegistrationSyN[s]"},
+}
+
+
+def sphere_volumes(points_mm: np.ndarray, voxel_ml: float, centre, radii) -> list[float]:
+    """Volume (mm^3) of the points (3, ...) within each radius (mm) of ``centre``, each point
+    standing for ``voxel_ml`` mm^3."""
+    d2 = sum((points_mm[i] - np.float32(centre[i])) ** 2 for i in range(3))
+    return [float((d2 <= r * r).sum() * voxel_ml) for r in radii]
+
+
+def true_volumes(results: Path, pid: str, peaks: dict, radii) -> dict:
+    """{effect: [volume within each radius]} in the subject, through the true transform."""
+    cache = CACHE / results.name / f"{pid}_r{'-'.join(map(str, radii))}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    lay = Layout(results)
+    t1 = nib.load(lay.sim_bids / pid / "anat" / f"{pid}_T1w.nii.gz")
+    a = t1.affine
+    ijk = np.stack(
+        np.meshgrid(*[np.arange(n, dtype=np.float32) for n in t1.shape[:3]], indexing="ij")
+    )
+    x = np.einsum("ij,j...->i...", a[:3, :3].astype(np.float32), ijk)
+    x += a[:3, 3, None, None, None].astype(np.float32)
+    y = load_true_transform(truth_table(lay.sim_bids, "effects").parent, pid).to_mni("T1w", x)
+    vox = abs(np.linalg.det(a[:3, :3]))
+    out = {k: sphere_volumes(y, vox, c, radii) for k, c in peaks.items()}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out))
+    return out
+
+
+def measured_jacobian(lay: Layout, pid: str, registration: str, seed: int = 42):
+    """(Jacobian on the template grid, its affine, seconds) of the run's warps or a re-registration."""
+    import ants
+
+    grid = nib.load(lay.subject("template_t1", pid))
+    ref = ants.image_read(str(lay.subject("template_t1", pid)))
+    t0 = time.perf_counter()
+    if registration == "existing":
+        jac = normalize.jacobian(
+            ref, [str(lay.subject("warp", pid)), str(lay.subject("affine", pid))]
+        )
+    else:
+        tpl = load_template(int(round(abs(grid.affine[0, 0]))))
+        t1 = ants.image_read(str(lay.subject("t1_preproc", pid)))
+        mask = ants.image_read(str(lay.subject("t1_mask", pid)))
+        previous = ants.config._random_seed
+        ants.config._random_seed = seed
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                reg = ants.registration(
+                    fixed=to_ants(tpl.t1, tpl.affine),
+                    moving=t1 * mask,
+                    outprefix=tmp + "/reg_",
+                    **CANDIDATES[registration],
+                )
+                jac = normalize.jacobian(ref, reg["fwdtransforms"])
+        finally:
+            ants.config._random_seed = previous
+    return jac, grid.affine, time.perf_counter() - t0
+
+
+def measured_volumes(jac: np.ndarray, affine: np.ndarray, peaks: dict, radii) -> dict:
+    ijk = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in jac.shape], indexing="ij"))
+    xyz = np.einsum("ij,j...->i...", affine[:3, :3].astype(np.float32), ijk)
+    xyz += affine[:3, 3, None, None, None].astype(np.float32)
+    vox = abs(np.linalg.det(affine[:3, :3]))
+    out = {}
+    for k, c in peaks.items():
+        d2 = sum((xyz[i] - np.float32(c[i])) ** 2 for i in range(3))
+        out[k] = [float(jac[d2 <= r * r].sum() * vox) for r in radii]
+    return out
+
+
+def summarise(df: pd.DataFrame, effects: list[str]) -> dict:
+    """Per effect: r, slope and SDs of the measured vs true log(local / context), and the
+    patients-minus-controls difference of each (%)."""
+    out = {}
+    patients = df["patient"].to_numpy(bool)
+    for e in effects:
+        t = np.log(df[f"{e}_true_local"] / df[f"{e}_true_context"]).to_numpy()
+        m = np.log(df[f"{e}_meas_local"] / df[f"{e}_meas_context"]).to_numpy()
+        out[e] = {
+            "r": round(float(np.corrcoef(t, m)[0, 1]), 3),
+            "slope": round(float(np.polyfit(t, m, 1)[0]), 3),
+            "sd_true": round(float(t.std(ddof=1)), 4),
+            "sd_measured": round(float(m.std(ddof=1)), 4),
+            "patients_minus_controls_true_pct": round(
+                100 * float(t[patients].mean() - t[~patients].mean()), 2
+            ),
+            "patients_minus_controls_measured_pct": round(
+                100 * float(m[patients].mean() - m[~patients].mean()), 2
+            ),
+            "median_measured_over_true_local": round(
+                float(np.median(df[f"{e}_meas_local"] / df[f"{e}_true_local"])), 3
+            ),
+        }
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("results", type=Path, help="output_dir of a simulated run")
+    ap.add_argument("--registration", default="existing", choices=["existing", *CANDIDATES])
+    ap.add_argument(
+        "--subjects", type=int, default=8, help="patients and as many controls; 0 = all"
+    )
+    ap.add_argument("--radius-mm", type=float, default=6.0)
+    ap.add_argument("--context-mm", type=float, default=30.0)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    lay = Layout(args.results)
+    effects = read_tsv(truth_table(lay.sim_bids, "effects"))
+    subjects = read_tsv(truth_table(lay.sim_bids, "subjects"))
+    peaks = {}
+    for _, e in effects.iterrows():
+        region = json.loads(e["region"]) if isinstance(e["region"], str) else e["region"]
+        peaks[e["name"]] = region["sphere_mni"]
+    first = f"m_{effects['name'].iloc[0]}"
+    patient_group = effects["group"].iloc[0]
+    patients = subjects[subjects["group"] == patient_group].sort_values(first, ascending=False)
+    controls = subjects[subjects["group"] != patient_group]
+    if args.subjects:
+        patients, controls = patients.head(args.subjects), controls.head(args.subjects)
+    radii = (args.radius_mm, args.context_mm)
+    rows = []
+    for _, s in pd.concat([patients, controls]).iterrows():
+        pid = s["participant_id"]
+        tv = true_volumes(args.results, pid, peaks, radii)
+        jac, aff, secs = measured_jacobian(lay, pid, args.registration)
+        mv = measured_volumes(jac, aff, peaks, radii)
+        row = {"participant_id": pid, "patient": s["group"] == patient_group, "seconds": secs}
+        for e in peaks:
+            row[f"{e}_true_local"], row[f"{e}_true_context"] = tv[e]
+            row[f"{e}_meas_local"], row[f"{e}_meas_context"] = mv[e]
+        rows.append(row)
+        print(pid, args.registration, f"{secs:.0f} s", flush=True)
+    df = pd.DataFrame(rows)
+    result = {
+        "results": str(args.results),
+        "registration": args.registration,
+        "settings": CANDIDATES.get(args.registration, "the run's own warps"),
+        "radius_mm": args.radius_mm,
+        "context_mm": args.context_mm,
+        "n_patients": int(df["patient"].sum()),
+        "n_controls": int((~df["patient"]).sum()),
+        "median_seconds": round(float(df["seconds"].median()), 1),
+        "effects": summarise(df, list(peaks)),
+    }
+    out = args.out or HERE / "results" / f"local_volume_{args.registration}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    df.to_csv(out.with_suffix(".tsv"), sep="\t", index=False)
+    print(json.dumps(result["effects"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
