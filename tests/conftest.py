@@ -84,6 +84,7 @@ SLOW_TESTS = {  # the workflow on a real session, on a dataset with sessions
     "test_real_session_through_the_participant_level",
     "test_sessions_dataset_through_the_participant_level",
     "test_realistic_head_fails_the_otsu_mask_not_the_default_chain",
+    "test_pooled_null_matches_independent_null_studies",  # 300 null studies
 }  # the workflow on a real session
 SLOW_MODULES = {"test_workflow", "test_scale"}  # every test there runs Snakemake
 

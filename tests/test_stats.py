@@ -539,6 +539,61 @@ def test_power_is_low_without_effect_and_full_for_a_large_one():
     assert set(tab.columns) >= {"power", "ci_low", "ci_high", "detections", "runs"}
 
 
+@pytest.mark.parametrize("null", ["pooled", "per_study"])
+def test_power_with_permutation_nulls_pooled_or_per_study(null):
+    """Max-T and TFCE power from a pooled null (the default) and from each study's own permutations:
+    nothing planted gives few detections, a 2 SD effect with 20 per group is always found."""
+    from qsmvbm.stats.power import power_table
+    from qsmvbm.stats.voxelwise import SvcParams
+
+    tab = power_table(
+        _box_model(),
+        "box",
+        [0.0, 0.02],
+        [12, 20],
+        runs=6,
+        params=SvcParams(n_perm=100),
+        methods=["perm", "tfce"],
+        null=null,
+        null_studies=4,
+    )
+    big = tab[(tab.effect == 0.02) & (tab.n_per_group == 20)]
+    assert (big.power == 1.0).all() and len(big) == 2
+    # without an effect, false positives only (at 5% per cell; the pooled cells share their noise)
+    assert tab[tab.effect == 0.0].detections.max() <= 2
+    with pytest.raises(ValueError, match="null must be one of"):
+        power_table(_box_model(), "box", [0.0], [12], runs=1, null="exact")
+
+
+def test_pooled_null_matches_independent_null_studies():
+    """The pooled null (1,000 permutations of 10 null studies) against the maxima of 300 independent
+    null studies, each analysed once: the 95th percentiles of max-T and max-TFCE agree within their
+    Monte Carlo error, and the pooled thresholds hold the FWE of those studies near 5%."""
+    from qsmvbm.stats.glm import design_matrix, fit_glm
+    from qsmvbm.stats.power import pooled_null, simulate_study
+    from qsmvbm.stats.tfce import max_tfce_batch
+    from qsmvbm.stats.voxelwise import SvcParams
+
+    model, n = _box_model(), 10
+    rng = np.random.default_rng(3)
+    max_t, max_tfce = pooled_null(rng, model, n, SvcParams(n_perm=1000, tfce=True), 10)
+    assert max_t.shape == max_tfce.shape == (1000, 1)
+    search = model.roi & model.mask
+    X = design_matrix(np.r_[np.ones(n), np.zeros(n)])
+    direct_t, direct_tfce = [], []
+    for _ in range(300):
+        y = simulate_study(rng, model, n, 0.0, None, 0.0)[:, search].astype(np.float64)
+        t = fit_glm(y, X).t
+        direct_t.append(t.max())
+        direct_tfce.append(max_tfce_batch(t[None], search)[0])
+    q_t, q_tfce = np.quantile(max_t, 0.95), np.quantile(max_tfce, 0.95)
+    assert q_t == pytest.approx(np.quantile(direct_t, 0.95), abs=0.35)
+    assert q_tfce == pytest.approx(np.quantile(direct_tfce, 0.95), rel=0.2)
+    # 300 studies at a true 5%: 95% of binomial draws fall in 8-24 (2.7-8.0%)
+    assert 8 <= np.sum(np.array(direct_t) >= q_t) <= 24
+    assert 8 <= np.sum(np.array(direct_tfce) >= q_tfce) <= 24
+
+
 def test_n_for_power_interpolates_between_group_sizes():
     from qsmvbm.stats.power import justification, n_for_power
 

@@ -5,7 +5,9 @@ CONFIG is a YAML file::
     run: results                 # a finished run (its output_dir): the model is calibrated from it
     n_per_group: [10, 20, 34, 50]
     runs: 100                    # simulated studies per (effect, n)
-    n_perm: 500                  # permutations per study (max-T and TFCE)
+    n_perm: 500                  # permutations behind each max-T and TFCE null
+    permutation_null: pooled     # one null per group size from null_studies null studies
+    null_studies: 10             # (per_study: each simulated study permutes itself; slow)
     methods: [rft, perm, tfce]
     radius_mm: 9                 # the true effect: a uniform sphere of this radius ...
     detect_mm: null              # ... detected when a significant cluster peaks this close to
@@ -188,6 +190,8 @@ def run(cfg: dict, log, workflow_config: dict | None = None) -> dict:
                 methods=s["methods"],
                 seed=int(s["seed"]),
                 progress=lambda r: log.info("%s", r),
+                null=s["permutation_null"],
+                null_studies=int(s["null_studies"]),
             )
             t.insert(0, "modality", modality)
             tables.append(t)

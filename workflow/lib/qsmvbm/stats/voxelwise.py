@@ -97,6 +97,7 @@ def voxelwise_svc(
     affine: np.ndarray,
     params: SvcParams,
     log=None,
+    null: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> VoxelwiseResult:
     """Run one modality.
 
@@ -108,6 +109,11 @@ def voxelwise_svc(
     base_mask : (X, Y, Z) bool, e.g. the template brain mask.
     rois : name -> (X, Y, Z) bool ROI masks (AAL3 regions on the grid).
     affine : 4x4 voxel -> MNI mm.
+    null : (max_t (P, n_rois), max_tfce (P, n_tfce_sets)), optional
+        Null distributions of the maximum t in each ROI and of the maximum TFCE in each TFCE search
+        volume, known beforehand (e.g. pooled over null studies of a power analysis,
+        :func:`qsmvbm.stats.power.pooled_null`); the permutations are then not run and the FWE p
+        of max-T and TFCE come from these. None (default): ``params.n_perm`` permutations of the data.
     """
     if params.significance == "tfce" and not (params.tfce and params.n_perm > 0):
         raise ValueError("significance 'tfce' needs tfce on and n_perm > 0")
@@ -216,7 +222,13 @@ def voxelwise_svc(
 
     tfce_null = np.zeros((0, len(tfce_sets)))
     # permutations when a cluster needs a p-value, and always with TFCE (voxelwise FWE p maps)
-    if (found or use_tfce) and params.n_perm > 0:
+    if null is not None:
+        max_null = np.asarray(null[0], float).reshape(len(null[0]), -1)
+        if max_null.shape[1] != len(names):
+            raise ValueError(f"null max-T has {max_null.shape[1]} columns for {len(names)} ROIs")
+        if use_tfce:
+            tfce_null = np.asarray(null[1], float).reshape(len(null[1]), -1)
+    elif (found or use_tfce) and params.n_perm > 0:
         Z = X[:, 1:]
         out = permutation_maxt(
             Yroi,
@@ -290,7 +302,8 @@ def voxelwise_svc(
         "fwhm_mm": [float(v) for v in fwhm_vox * vsize],
         "resels_per_voxel": smooth["resels_per_voxel"],
         "cluster_forming_t": thr,
-        "n_perm": int(params.n_perm),
+        "n_perm": int(len(max_null)) if null is not None else int(params.n_perm),
+        "null": "given" if null is not None else "permutations of the data",
         "fwe_family": params.fwe_family,
         "fwe_bonferroni_factor": {"rft": k_rft * k_mod, "perm": k_mod},
         "rft_applied": bool(rft_ok),
