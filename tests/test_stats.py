@@ -643,13 +643,16 @@ def test_power_command_on_a_finished_run(tmp_path):
                 "n_per_group": [8, 16],
                 "runs": 3,
                 "methods": ["rft"],
-                "modalities": {"qsm": {"rois": ["Thalamus_L"], "effects": [0.02]}},
+                "modalities": {"qsm": {"rois": ["Thalamus_L", "Thalamus_R"], "effects": [0.02]}},
             }
         )
     )
     assert main([str(cfg)]) == 0
     tab = pd.read_csv(lay.group("power_table"), sep="\t")
-    assert len(tab) == 2 and set(tab.method) == {"rft"}
+    assert len(tab) == 4 and set(tab.method) == {"rft"}
+    # two processes, one ROI each: the same table
+    assert main([str(cfg), "--jobs", "2"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(lay.group("power_table"), sep="\t"), tab)
     assert lay.group("power_png").exists() and lay.group("power_needed").exists()
     out = json.loads(lay.group("power_json").read_text())
     assert "Sample size (QSM)" in out["sample_size_paragraphs"]["qsm"]

@@ -28,7 +28,7 @@ rule power:
         L.benchmark("power")
     conda:
         ENV
-    threads: 1
+    threads: config["resources"]["power_threads"]
     resources:
         mem_mb=4000,
         runtime=120,

@@ -156,51 +156,76 @@ def settings(cfg: dict) -> dict:
     return {**s, "run": cfg["run"]}
 
 
-def run(cfg: dict, log, workflow_config: dict | None = None) -> dict:
+def _table(args: tuple) -> pd.DataFrame:
+    """One (modality, ROI) power table (:func:`power_table` keyword arguments; a worker's task)."""
+    modality, kwargs = args
+    t = power_table(**kwargs)
+    t.insert(0, "modality", modality)
+    return t
+
+
+def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -> dict:
     """Power analysis from the finished run ``cfg['run']`` (settings: the module docstring);
     ``workflow_config``: the run's workflow config (default: read from the run), whose group settings
-    the simulated studies are analysed with."""
+    the simulated studies are analysed with. ``workers``: processes, one (modality, ROI) each at a
+    time; the results do not depend on it."""
     s = settings(cfg)
     wf = workflow_config if workflow_config is not None else run_config(Path(s["run"]))
     lay = Layout.from_config(wf, Path(s["run"]))
     params = svc_params({**wf["group"], "n_perm": int(s["n_perm"])})
     modalities = s["modalities"]
     survival = {m: float(c["survival"]) for m, c in modalities.items()}
-    tables, needed, models, paragraphs = [], [], [], {}
+    tasks, models, paragraphs = [], [], {}
     for modality, mc in modalities.items():
         pilot = load_pilot(lay, modality)
-        parts = []
         for roi in mc["rois"]:
             model, info = load_model(pilot, roi)
             info["modality"] = modality
             models.append(info)
             log.info("%s %s: %s", modality, roi, info)
-            centre = mc["centres"].get(roi)
-            t = power_table(
-                model,
-                roi,
-                [float(e) for e in mc["effects"]],
-                [int(n) for n in s["n_per_group"]],
+            kwargs = dict(
+                model=model,
+                roi_name=roi,
+                effects=[float(e) for e in mc["effects"]],
+                n_per_group=[int(n) for n in s["n_per_group"]],
                 runs=int(s["runs"]),
                 params=params,
                 survival=survival[modality],
-                centre_mm=centre,
+                centre_mm=mc["centres"].get(roi),
                 radius_mm=float(s["radius_mm"]),
                 detect_mm=None if s["detect_mm"] is None else float(s["detect_mm"]),
                 methods=s["methods"],
                 seed=int(s["seed"]),
-                progress=lambda r: log.info("%s", r),
                 null=s["permutation_null"],
                 null_studies=int(s["null_studies"]),
             )
-            t.insert(0, "modality", modality)
-            tables.append(t)
-            need = n_for_power(t, float(s["target_power"]))
+            tasks.append((modality, kwargs))
+    if workers > 1 and len(tasks) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(tasks))) as pool:
+            tables = []
+            for (modality, kw), t in zip(tasks, pool.map(_table, tasks)):
+                log.info("%s %s done", modality, kw["roi_name"])
+                tables.append(t)
+    else:
+        tables = []
+        for modality, kw in tasks:
+            kw["progress"] = lambda r: log.info("%s", r)
+            tables.append(_table((modality, kw)))
+    needed = []
+    for modality in modalities:
+        parts = []
+        for t in tables:
+            if t["modality"].iloc[0] != modality:
+                continue
+            need = n_for_power(t.drop(columns="modality"), float(s["target_power"]))
             need.insert(0, "modality", modality)
             parts.append(need)
         need_m = pd.concat(parts, ignore_index=True)
         needed.append(need_m)
-        note = f"the finished run {lay.output_dir} (n = {models[-1]['pilot_n']})"
+        pilot_n = next(m["pilot_n"] for m in models if m["modality"] == modality)
+        note = f"the finished run {lay.output_dir} (n = {pilot_n})"
         paragraphs[modality] = justification(
             need_m, modality.upper(), UNITS[modality], note, float(s["radius_mm"])
         )
@@ -230,11 +255,17 @@ def main(argv=None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("config", help="power analysis YAML (see above)")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes, one (modality, ROI) each at a time (default 1; results do not depend on it)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     log = logging.getLogger("qsmvbm-power")
     try:
-        out = run(load_yaml(args.config), log)
+        out = run(load_yaml(args.config), log, workers=max(1, args.jobs))
     except (FileNotFoundError, ValueError) as e:
         print(f"qsmvbm-power: {args.config}: {e}", file=sys.stderr)
         return 2
