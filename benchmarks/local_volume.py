@@ -25,7 +25,8 @@ the truth realised it and as the pipeline would see it, in %).
 Usage: python benchmarks/local_volume.py RESULTS [--registration existing] [--subjects 8]
        [--out benchmarks/results/local_volume_<name>.json]
 The first ``--subjects`` patients with the largest multiplier of the first effect and as many
-controls; 0 = all. Truth volumes are cached under benchmarks/out/local_volume/.
+controls; 0 = all. Truth volumes are cached under benchmarks/out/local_volume/; the per-subject
+table (``--out`` with .tsv) is written after each subject, and a rerun goes on from it.
 """
 
 from __future__ import annotations
@@ -186,9 +187,15 @@ def main(argv=None) -> None:
     if args.subjects:
         patients, controls = patients.head(args.subjects), controls.head(args.subjects)
     radii = (args.radius_mm, args.context_mm)
-    rows = []
+    out = args.out or HERE / "results" / f"local_volume_{args.registration}.json"
+    # resumable: subjects already in the table (written after each subject) are not redone
+    table = out.with_suffix(".tsv")
+    rows = pd.read_csv(table, sep="\t").to_dict("records") if table.exists() else []
+    done = {r["participant_id"] for r in rows}
     for _, s in pd.concat([patients, controls]).iterrows():
         pid = s["participant_id"]
+        if pid in done:
+            continue
         tv = true_volumes(args.results, pid, peaks, radii)
         jac, aff, secs = measured_jacobian(lay, pid, args.registration)
         mv = measured_volumes(jac, aff, peaks, radii)
@@ -197,6 +204,7 @@ def main(argv=None) -> None:
             row[f"{e}_true_local"], row[f"{e}_true_context"] = tv[e]
             row[f"{e}_meas_local"], row[f"{e}_meas_context"] = mv[e]
         rows.append(row)
+        pd.DataFrame(rows).to_csv(table, sep="\t", index=False)
         print(pid, args.registration, f"{secs:.0f} s", flush=True)
     df = pd.DataFrame(rows)
     result = {
@@ -210,9 +218,7 @@ def main(argv=None) -> None:
         "median_seconds": round(float(df["seconds"].median()), 1),
         "effects": summarise(df, list(peaks)),
     }
-    out = args.out or HERE / "results" / f"local_volume_{args.registration}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
-    df.to_csv(out.with_suffix(".tsv"), sep="\t", index=False)
     print(json.dumps(result["effects"], indent=1))
 
 
