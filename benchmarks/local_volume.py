@@ -47,6 +47,7 @@ from qsmvbm.io import read_tsv
 from qsmvbm.layout import Layout, truth_table
 from qsmvbm.simulate.subject import load_true_transform
 from qsmvbm.templates import load_template
+from qsmvbm.transforms import world_coords
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "out" / "local_volume"
@@ -65,11 +66,15 @@ CANDIDATES = {
 }
 
 
-def sphere_volumes(points_mm: np.ndarray, voxel_ml: float, centre, radii) -> list[float]:
+def sphere_volumes(
+    points_mm: np.ndarray, voxel_ml: float, centre, radii, weights=None
+) -> list[float]:
     """Volume (mm^3) of the points (3, ...) within each radius (mm) of ``centre``, each point
-    standing for ``voxel_ml`` mm^3."""
+    standing for ``voxel_ml`` mm^3 times its weight (``weights``, shape of a point map; default 1)."""
     d2 = sum((points_mm[i] - np.float32(centre[i])) ** 2 for i in range(3))
-    return [float((d2 <= r * r).sum() * voxel_ml) for r in radii]
+    if weights is None:
+        return [float((d2 <= r * r).sum() * voxel_ml) for r in radii]
+    return [float(weights[d2 <= r * r].sum() * voxel_ml) for r in radii]
 
 
 def true_volumes(results: Path, pid: str, peaks: dict, radii) -> dict:
@@ -80,11 +85,7 @@ def true_volumes(results: Path, pid: str, peaks: dict, radii) -> dict:
     lay = Layout(results)
     t1 = nib.load(lay.sim_bids / pid / "anat" / f"{pid}_T1w.nii.gz")
     a = t1.affine
-    ijk = np.stack(
-        np.meshgrid(*[np.arange(n, dtype=np.float32) for n in t1.shape[:3]], indexing="ij")
-    )
-    x = np.einsum("ij,j...->i...", a[:3, :3].astype(np.float32), ijk)
-    x += a[:3, 3, None, None, None].astype(np.float32)
+    x = world_coords(t1.shape[:3], a)
     y = load_true_transform(truth_table(lay.sim_bids, "effects").parent, pid).to_mni("T1w", x)
     vox = abs(np.linalg.det(a[:3, :3]))
     out = {k: sphere_volumes(y, vox, c, radii) for k, c in peaks.items()}
@@ -125,15 +126,10 @@ def measured_jacobian(lay: Layout, pid: str, registration: str, seed: int = 42):
 
 
 def measured_volumes(jac: np.ndarray, affine: np.ndarray, peaks: dict, radii) -> dict:
-    ijk = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in jac.shape], indexing="ij"))
-    xyz = np.einsum("ij,j...->i...", affine[:3, :3].astype(np.float32), ijk)
-    xyz += affine[:3, 3, None, None, None].astype(np.float32)
+    """{effect: [volume within each radius]} in the subject by the Jacobian on the template grid."""
+    xyz = world_coords(jac.shape, affine)
     vox = abs(np.linalg.det(affine[:3, :3]))
-    out = {}
-    for k, c in peaks.items():
-        d2 = sum((xyz[i] - np.float32(c[i])) ** 2 for i in range(3))
-        out[k] = [float(jac[d2 <= r * r].sum() * vox) for r in radii]
-    return out
+    return {k: sphere_volumes(xyz, vox, c, radii, jac) for k, c in peaks.items()}
 
 
 def summarise(df: pd.DataFrame, effects: list[str]) -> dict:
