@@ -269,8 +269,9 @@ def power_table(
             for n in n_per_group:
                 study = subset_study(noise, n)
                 for effect in effects:
-                    data = study.copy() if effect else study
+                    data = study
                     if effect:
+                        data = study.copy()
                         data[:n][:, sphere] += survival * effect
                     count(analyse(data, designs[n], params, pooled[n]), effect, n, params)
             if progress and (r + 1) % max(1, runs // 10) == 0:

@@ -209,27 +209,20 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
                 log.info("%s %s done", modality, kw["roi_name"])
                 tables.append(t)
     else:
-        tables = []
-        for modality, kw in tasks:
+        for _, kw in tasks:
             kw["progress"] = lambda r: log.info("%s", r)
-            tables.append(_table((modality, kw)))
+        tables = [_table(task) for task in tasks]
+    table = pd.concat(tables, ignore_index=True)
+    pilot_n = {m["modality"]: m["pilot_n"] for m in models}
     needed = []
-    for modality in modalities:
-        parts = []
-        for t in tables:
-            if t["modality"].iloc[0] != modality:
-                continue
-            need = n_for_power(t.drop(columns="modality"), float(s["target_power"]))
-            need.insert(0, "modality", modality)
-            parts.append(need)
-        need_m = pd.concat(parts, ignore_index=True)
+    for modality, t in table.groupby("modality", sort=False):
+        need_m = n_for_power(t, float(s["target_power"]))
+        need_m.insert(0, "modality", modality)
         needed.append(need_m)
-        pilot_n = next(m["pilot_n"] for m in models if m["modality"] == modality)
-        note = f"the finished run {lay.output_dir} (n = {pilot_n})"
+        note = f"the finished run {lay.output_dir} (n = {pilot_n[modality]})"
         paragraphs[modality] = justification(
             need_m, modality.upper(), UNITS[modality], note, float(s["radius_mm"])
         )
-    table = pd.concat(tables, ignore_index=True)
     need_all = pd.concat(needed, ignore_index=True)
     save_tsv(table, lay.group("power_table"))
     save_tsv(need_all, lay.group("power_needed"))

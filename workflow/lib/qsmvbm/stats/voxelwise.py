@@ -221,14 +221,14 @@ def voxelwise_svc(
         )
 
     tfce_null = np.zeros((0, len(tfce_sets)))
-    # permutations when a cluster needs a p-value, and always with TFCE (voxelwise FWE p maps)
-    if null is not None:
+    if null is not None:  # nulls known beforehand (a power analysis): no permutations
         max_null = np.asarray(null[0], float).reshape(len(null[0]), -1)
         if max_null.shape[1] != len(names):
             raise ValueError(f"null max-T has {max_null.shape[1]} columns for {len(names)} ROIs")
         if use_tfce:
             tfce_null = np.asarray(null[1], float).reshape(len(null[1]), -1)
     elif (found or use_tfce) and params.n_perm > 0:
+        # permutations when a cluster needs a p-value, and always with TFCE (voxelwise FWE p maps)
         Z = X[:, 1:]
         out = permutation_maxt(
             Yroi,
