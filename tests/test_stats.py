@@ -510,6 +510,34 @@ def _box_model(sd=0.01, fwhm_mm=6.0):
     return PilotModel.from_maps(roi, np.ones(shape, bool), np.full(shape, sd), fwhm_mm, aff)
 
 
+def test_voxelwise_svc_with_a_given_smoothness_skips_only_the_estimate():
+    """``fwhm_mm`` given (a power analysis): the same t map, clusters and FWE p as when the same
+    smoothness is estimated from the residuals; another smoothness changes only the RFT p."""
+    shape, aff, x, data, _, roi_l, roi_r = _planted_svc_case()
+    ones = np.ones(shape, bool)
+    rois = {"L": roi_l, "R": roi_r}
+    params = SvcParams(n_perm=200, min_cluster_mm3=40)
+
+    def run(fwhm):
+        load = lambda i: (data[i], ones)  # noqa: E731
+        return voxelwise_svc(load, design_matrix(x), 1.0, ones, rois, aff, params, fwhm_mm=fwhm)
+
+    est = run(None)
+    given = run(est.info["fwhm_mm"])
+    assert given.info["fwhm_from"] == "given" and est.info["fwhm_from"] == "residuals"
+    np.testing.assert_allclose(given.info["fwhm_vox"], est.info["fwhm_vox"], rtol=1e-12)
+    assert given.info["resels_per_voxel"] == pytest.approx(
+        1 / np.prod(est.info["fwhm_vox"]), rel=0.2
+    )
+    np.testing.assert_array_equal(given.tmap, est.tmap)
+    for a, b in zip(given.clusters, est.clusters):
+        assert a["p_fwe_rft"] == pytest.approx(b["p_fwe_rft"], rel=1e-9)
+        assert a["p_fwe_perm"] == b["p_fwe_perm"]
+    smoother = run(np.asarray(est.info["fwhm_mm"]) * 2)  # fewer resels: a smaller RFT p
+    assert smoother.clusters[0]["p_fwe_rft"] < est.clusters[0]["p_fwe_rft"]
+    assert smoother.clusters[0]["p_fwe_perm"] == est.clusters[0]["p_fwe_perm"]
+
+
 def test_power_noise_has_unit_variance_and_the_asked_smoothness():
     from qsmvbm.stats.power import smooth_noise
     from qsmvbm.stats.rft import estimate_smoothness
