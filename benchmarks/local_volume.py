@@ -25,7 +25,7 @@ the truth realised it and as the pipeline would see it, in %).
 Usage: python benchmarks/local_volume.py RESULTS [--registration existing] [--subjects 8]
        [--out benchmarks/results/local_volume_<name>.json]
 The first ``--subjects`` patients with the largest multiplier of the first effect and as many
-controls; 0 = all. Truth volumes are cached under benchmarks/out/local_volume/; the per-subject
+controls (in turn: patient, control, ...); 0 = all. Truth volumes are cached under benchmarks/out/local_volume/; the per-subject
 table (``--out`` with .tsv) is written after each subject, and a rerun goes on from it.
 """
 
@@ -188,7 +188,11 @@ def main(argv=None) -> None:
     table = out.with_suffix(".tsv")
     rows = pd.read_csv(table, sep="\t").to_dict("records") if table.exists() else []
     done = {r["participant_id"] for r in rows}
-    for _, s in pd.concat([patients, controls]).iterrows():
+    # patients and controls alternate, so that a partial table (a run stopped early) is balanced
+    order = pd.concat([patients, controls])
+    rank = np.r_[np.arange(len(patients)), np.arange(len(controls))]
+    order = order.iloc[np.argsort(rank, kind="stable")]
+    for _, s in order.iterrows():
         pid = s["participant_id"]
         if pid in done:
             continue
