@@ -119,7 +119,8 @@ def plot(table: pd.DataFrame, path: Path, target: float, survival: dict | None =
     for ax in axes.ravel()[len(keys) :]:
         ax.axis("off")
     fig.suptitle("Power with 95% Clopper-Pearson bands", fontsize=10)
-    fig.tight_layout()
+    # keep 0.4 inch at the top for the title (tight_layout alone lets it overlap the first row)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=300)
     plt.close(fig)
