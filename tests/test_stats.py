@@ -550,6 +550,10 @@ def test_power_noise_has_unit_variance_and_the_asked_smoothness():
         [r / res.std(axis=0) for r in res], np.ones((40, 40, 40), bool), 30, 29
     )
     assert np.mean(sm["fwhm_vox"]) == pytest.approx(3.0, rel=0.15)
+    # a degenerate smoothness (a pilot of a few subjects) gives a bounded grid and unit variance
+    flat = smooth_noise(rng, 200, (12, 10, 8), 1e4)
+    assert flat.std(axis=0).mean() == pytest.approx(1.0, abs=0.1)
+    assert np.corrcoef(flat[:, 0, 0, 0], flat[:, -1, -1, -1])[0, 1] > 0.99
 
 
 def test_power_is_low_without_effect_and_full_for_a_large_one():

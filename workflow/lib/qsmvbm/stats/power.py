@@ -94,7 +94,8 @@ def smooth_noise(rng, n: int, shape, fwhm_vox, chunk: int = 32) -> np.ndarray:
     """n images (n, X, Y, Z) float32 of unit-variance stationary Gaussian noise of smoothness
     ``fwhm_vox`` (voxels, scalar or per axis).
 
-    White noise on a periodic grid larger than ``shape`` by 3 sqrt(2) (4.2) SDs of the Gaussian per axis,
+    White noise on a periodic grid larger than ``shape`` by 3 sqrt(2) (4.2) SDs of the Gaussian per axis
+    (capped at the crop's size),
     filtered in the Fourier domain and cropped: the wrap-around correlation between opposite faces
     of the crop is at most exp(-4.5) = 1.1% of the peak. The variance is made exactly 1 by the
     discrete filter's power (the mean of its squared transfer function). In batches of ``chunk``
@@ -103,7 +104,9 @@ def smooth_noise(rng, n: int, shape, fwhm_vox, chunk: int = 32) -> np.ndarray:
     sigma = np.broadcast_to(np.asarray(fwhm_vox, float), (len(shape),)) / np.sqrt(8 * np.log(2))
     # the autocorrelation of the filtered noise is a Gaussian of SD sqrt(2) sigma; a margin of
     # 3 sqrt(2) sigma leaves exp(-(3 sqrt 2 sigma)^2 / (4 sigma^2)) = exp(-4.5) at the wrap
-    pads = np.ceil(3 * np.sqrt(2) * sigma).astype(int) + 1
+    # (at most the crop's own size: a field smoother than the crop is nearly constant over it, and
+    # the grid stays bounded for any FWHM, e.g. a pilot of a few subjects with a degenerate estimate)
+    pads = np.minimum(np.ceil(3 * np.sqrt(2) * np.minimum(sigma, 1e6)).astype(int) + 1, shape)
     full = tuple(int(s + p) for s, p in zip(shape, pads))
     axes = []
     for ax, (m, sg) in enumerate(zip(full, sigma)):
