@@ -23,10 +23,13 @@ patients-minus-controls difference of the log ratio, true and measured (the plan
 the truth realised it and as the pipeline would see it, in %).
 
 Usage: python benchmarks/local_volume.py RESULTS [--registration existing] [--subjects 8]
-       [--out benchmarks/results/local_volume_<name>.json]
+       [--out benchmarks/results/local_volume_<name>.json] [--table-only]
+       [--same-subjects-as OTHER.tsv]
 The first ``--subjects`` patients with the largest multiplier of the first effect and as many
 controls (in turn: patient, control, ...); 0 = all. Truth volumes are cached under benchmarks/out/local_volume/; the per-subject
-table (``--out`` with .tsv) is written after each subject, and a rerun goes on from it.
+table (``--out`` with .tsv) is written after each subject, and a rerun goes on from it;
+``--table-only`` summarises the table as it is (a run stopped early), ``--same-subjects-as`` only
+the subjects of another registration's table (a paired comparison).
 """
 
 from __future__ import annotations
@@ -168,6 +171,16 @@ def main(argv=None) -> None:
     ap.add_argument("--radius-mm", type=float, default=6.0)
     ap.add_argument("--context-mm", type=float, default=30.0)
     ap.add_argument("--out", type=Path)
+    ap.add_argument(
+        "--table-only",
+        action="store_true",
+        help="summarise the subjects already in the table (a run stopped early); register none",
+    )
+    ap.add_argument(
+        "--same-subjects-as",
+        type=Path,
+        help="another registration's table: summarise only its subjects (a paired comparison)",
+    )
     args = ap.parse_args(argv)
     lay = Layout(args.results)
     effects = read_tsv(truth_table(lay.sim_bids, "effects"))
@@ -194,7 +207,7 @@ def main(argv=None) -> None:
     order = order.iloc[np.argsort(rank, kind="stable")]
     for _, s in order.iterrows():
         pid = s["participant_id"]
-        if pid in done:
+        if pid in done or args.table_only:
             continue
         tv = true_volumes(args.results, pid, peaks, radii)
         jac, aff, secs = measured_jacobian(lay, pid, args.registration)
@@ -207,6 +220,9 @@ def main(argv=None) -> None:
         pd.DataFrame(rows).to_csv(table, sep="\t", index=False)
         print(pid, args.registration, f"{secs:.0f} s", flush=True)
     df = pd.DataFrame(rows)
+    if args.same_subjects_as:
+        other = pd.read_csv(args.same_subjects_as, sep="\t")
+        df = df[df["participant_id"].isin(set(other["participant_id"]))]
     result = {
         "results": str(args.results),
         "registration": args.registration,
