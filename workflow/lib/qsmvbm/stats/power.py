@@ -108,18 +108,13 @@ def smooth_noise(rng, n: int, shape, fwhm_vox, chunk: int = 32) -> np.ndarray:
     # the grid stays bounded for any FWHM, e.g. a pilot of a few subjects with a degenerate estimate)
     pads = np.minimum(np.ceil(3 * np.sqrt(2) * np.minimum(sigma, 1e6)).astype(int) + 1, shape)
     full = tuple(int(s + p) for s, p in zip(shape, pads))
-    axes = []
-    for ax, (m, sg) in enumerate(zip(full, sigma)):
-        f = np.fft.rfftfreq(m) if ax == len(full) - 1 else np.fft.fftfreq(m)
-        axes.append(np.exp(-0.5 * (2 * np.pi * f * sg) ** 2))
-    # variance of periodic filtering of unit white noise: mean of |H|^2 over the full spectrum
-    power = np.prod(
-        [
-            np.mean(np.exp(-((2 * np.pi * np.fft.fftfreq(m) * sg) ** 2)))
-            for m, sg in zip(full, sigma)
-        ]
-    )
-    H = (axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]) / np.sqrt(power)
+    # the Gaussian's transfer function along each axis (even in the frequency, so the rfft half of
+    # the last axis is its first m // 2 + 1 values); the variance of periodic filtering of unit
+    # white noise is the mean of |H|^2 over the full spectrum, a product over the axes
+    h = [np.exp(-0.5 * (2 * np.pi * np.fft.fftfreq(m) * sg) ** 2) for m, sg in zip(full, sigma)]
+    power = np.prod([np.mean(hi * hi) for hi in h])
+    h[-1] = h[-1][: full[-1] // 2 + 1]
+    H = (h[0][:, None, None] * h[1][None, :, None] * h[2][None, None, :]) / np.sqrt(power)
     H = H.astype(np.complex64)
     inner = (slice(None), *(slice(0, s) for s in shape))
     out = np.empty((n, *shape), np.float32)
