@@ -48,7 +48,7 @@ from qsmvbm.anat import normalize
 from qsmvbm.anat.antsio import to_ants
 from qsmvbm.io import read_tsv
 from qsmvbm.layout import Layout, truth_table
-from qsmvbm.simulate.subject import load_true_transform
+from qsmvbm.simulate.subject import bids_paths, load_true_transform
 from qsmvbm.templates import load_template
 from qsmvbm.transforms import world_coords
 
@@ -80,13 +80,12 @@ def sphere_volumes(
     return [float(weights[d2 <= r * r].sum() * voxel_ml) for r in radii]
 
 
-def true_volumes(results: Path, pid: str, peaks: dict, radii) -> dict:
+def true_volumes(lay: Layout, pid: str, peaks: dict, radii) -> dict:
     """{effect: [volume within each radius]} in the subject, through the true transform."""
-    cache = CACHE / results.name / f"{pid}_r{'-'.join(map(str, radii))}.json"
+    cache = CACHE / lay.output_dir.name / f"{pid}_r{'-'.join(map(str, radii))}.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    lay = Layout(results)
-    t1 = nib.load(lay.sim_bids / pid / "anat" / f"{pid}_T1w.nii.gz")
+    t1 = nib.load(bids_paths(lay.sim_bids, pid, 0)["T1w"])
     a = t1.affine
     x = world_coords(t1.shape[:3], a)
     y = load_true_transform(truth_table(lay.sim_bids, "effects").parent, pid).to_mni("T1w", x)
@@ -205,11 +204,11 @@ def main(argv=None) -> None:
     order = pd.concat([patients, controls])
     rank = np.r_[np.arange(len(patients)), np.arange(len(controls))]
     order = order.iloc[np.argsort(rank, kind="stable")]
-    for _, s in order.iterrows():
+    for _, s in [] if args.table_only else order.iterrows():
         pid = s["participant_id"]
-        if pid in done or args.table_only:
+        if pid in done:
             continue
-        tv = true_volumes(args.results, pid, peaks, radii)
+        tv = true_volumes(lay, pid, peaks, radii)
         jac, aff, secs = measured_jacobian(lay, pid, args.registration)
         mv = measured_volumes(jac, aff, peaks, radii)
         row = {"participant_id": pid, "patient": s["group"] == patient_group, "seconds": secs}
