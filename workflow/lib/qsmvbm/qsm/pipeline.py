@@ -3,8 +3,8 @@
 ``DEFAULTS`` is the reference study's chain (STI Suite as described by Li et al.
 2022): magnitude-weighted echo combination, magnitude brain mask, Laplacian
 unwrapping, V-SHARP, STAR-QSM-like inversion, whole-brain-mean reference; except
-that the background removal is LBV with the mask's outer voxel layer dropped
-(``background: vsharp`` is the study's; why: docs/validation.md,
+that the background removal is LBV, after a test that drops the mask's boundary
+voxels whose field is not smooth (``background: vsharp`` is the study's; why: docs/validation.md,
 benchmarks/qsm_background.py).
 ``CONSENSUS`` follows the 2024 ISMRM QSM consensus: exact unwrapping, echoes
 combined before background removal, sparsity-regularised (TV) inversion and a
@@ -40,7 +40,7 @@ DEFAULTS: dict = {
     "background": "lbv",
     "vsharp": {"max_radius_mm": 12.0, "tsvd": 0.02},
     "pdf": {"max_iter": 50, "tol": 1e-3},
-    "lbv": {"tol": 1e-6, "max_iter": 2000, "peel": 0, "erode": 1},
+    "lbv": {"tol": 1e-6, "max_iter": 2000, "peel": 1, "erode": 0, "rim_k": 10.0, "rim_layers": 3},
     "ismv": {"radius_mm": 5.0, "tol": 1e-4, "max_iter": 1000},
     "resharp": {"radius_mm": 5.0, "lam": 1e-4, "tol": 1e-4, "max_iter": 500},
     "edge_refinement": "none",
@@ -174,9 +174,20 @@ def remove_background(
         )
     elif p["background"] == "lbv":
         lp = p["lbv"]
+        linfo: dict = {}
         local, final_mask = background.lbv(
-            total, mask, vs, lp["tol"], lp["max_iter"], lp["peel"], lp["erode"]
+            total,
+            mask,
+            vs,
+            lp["tol"],
+            lp["max_iter"],
+            lp["peel"],
+            lp["erode"],
+            lp["rim_k"],
+            lp["rim_layers"],
+            linfo,
         )
+        info["lbv_rim_dropped"] = linfo["rim_dropped"]
     elif p["background"] == "ismv":
         ip = p["ismv"]
         local, final_mask = background.ismv(

@@ -112,6 +112,20 @@ def _g(v) -> str:
     return f"{v:g}" if isinstance(v, (int, float)) else str(v)
 
 
+def _lbv_rim(lp: dict) -> str:
+    """How LBV's boundary was chosen, in words."""
+    parts = []
+    if lp["rim_k"] > 0:
+        parts.append(
+            "boundary voxels whose field jumps from the straight continuation of the field inside "
+            f"(one-sided second difference above {_g(lp['rim_k'])} robust SDs of the brain's interior; "
+            f"up to {lp['rim_layers']} layers) dropped before the solve"
+        )
+    if lp["erode"]:
+        parts.append(f"the mask's outer {lp['erode']} voxel layer(s) dropped before the solve")
+    return "; ".join(parts) or "the mask's boundary kept as it is"
+
+
 def _qsm(q: dict, cite) -> str:
     m = q["mask"]
     quality = (
@@ -162,8 +176,8 @@ def _qsm(q: dict, cite) -> str:
         bg = (
             f"the Laplacian boundary value method {cite('zhou2014')} (the background solved as a harmonic "
             f"function with the total field on the mask boundary, conjugate gradients with a coarse-grid "
-            f"start, tolerance {_g(q['lbv']['tol'])}; the mask's outer {q['lbv']['erode']} voxel layer(s) "
-            f"dropped before the solve, {q['lbv']['peel']} more after it)"
+            f"start, tolerance {_g(q['lbv']['tol'])}; {_lbv_rim(q['lbv'])}; "
+            f"{q['lbv']['peel']} boundary layer(s) left out of the result)"
         )
     elif q["background"] == "ismv":
         bg = (
