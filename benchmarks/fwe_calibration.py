@@ -18,6 +18,10 @@ Each run's result is appended to ``benchmarks/out/fwe_calibration/<name>/<roi>_f
 finishes, and a rerun of the same command reads them and goes on (each run has its own random
 generator, seeded by the settings and its index). Tables before that change (the Thalamus_L rows of
 ``fwe_calibration*.tsv``) came from one generator shared by the runs: the same test, other noise.
+A calibration stopped at a session's end is kept as ``benchmarks/results/<name>_<roi>_fwhm<mm>.partial.jsonl``;
+to go on, copy it to ``benchmarks/out/fwe_calibration/<name>/<roi>_fwhm<mm>.jsonl`` and rerun the command
+(the TFCE Precentral_L one: ``--runs 500 --n-perm 1000 --tfce --methods tfce_roi perm_roi rft_sphere
+--rois Precentral_L --fwhm-mm 4.8 --name fwe_calibration_tfce_precentral``, about 17 s a run on one core).
 
     python benchmarks/fwe_calibration.py --runs 500 --n-perm 1000
     python benchmarks/fwe_calibration.py --runs 500 --n-perm 1000 --tfce --methods tfce_roi \
