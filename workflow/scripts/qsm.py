@@ -132,7 +132,13 @@ def run(
             100 * plaus["outside_t1_fraction"],
             plaus["mask_tiv_ratio"],
         )
-    for k in ("vsharp_radii_mm", "msmv", "inversion_iterations", "echo_fit_iterations"):
+    for k in (
+        "vsharp_radii_mm",
+        "lbv_rim_dropped",
+        "msmv",
+        "inversion_iterations",
+        "echo_fit_iterations",
+    ):
         if k in res.info:
             sidecar[k] = res.info[k]
     # BIDS derivative fields (Description, SkullStripped, SpatialReference: the first echo's magnitude)
