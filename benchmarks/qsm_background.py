@@ -51,10 +51,17 @@ CHAINS = {
     "V-SHARP + STAR (study)": {"background": "vsharp"},
     "PDF + STAR": {"background": "pdf"},
     "LBV + STAR": {"background": "lbv"},
-    "LBV (rim kept, boundary peeled) + STAR": {"background": "lbv", "lbv": {"erode": 0, "peel": 1}},
+    "LBV, former default (outer layer dropped) + STAR": {
+        "background": "lbv",
+        "lbv": {"erode": 1, "peel": 0, "rim_k": 0},
+    },
+    "LBV (rim kept, boundary peeled) + STAR": {
+        "background": "lbv",
+        "lbv": {"erode": 0, "peel": 1, "rim_k": 0},
+    },
     "LBV (rim dropped, boundary peeled) + STAR": {
         "background": "lbv",
-        "lbv": {"erode": 1, "peel": 1},
+        "lbv": {"erode": 1, "peel": 1, "rim_k": 0},
     },
     "iSMV + STAR": {"background": "ismv"},
     "RESHARP + STAR": {"background": "resharp"},
