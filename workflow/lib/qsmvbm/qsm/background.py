@@ -137,24 +137,32 @@ def mask_boundary(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask)
 
 
-def _outward_second_differences(field, mask, inner):
-    """Per axis: the robust SD (1.4826 x MAD) of the central second difference of ``field`` over
-    ``inner``, and the largest absolute one-sided second difference f(x) - 2 f(x - d) + f(x - 2 d)
+def _interior_second_difference_sd(field, inner) -> list[float]:
+    """Per axis, the robust SD (1.4826 x MAD) of the central second difference of ``field`` over
+    ``inner`` (voxels whose face neighbours all lie in the mask)."""
+    f = np.pad(np.asarray(field, np.float32), 1)
+    inn = np.pad(inner, 1)
+    sds = []
+    for ax in range(3):
+        c = (np.roll(f, 1, ax) - 2 * f + np.roll(f, -1, ax))[inn].astype(np.float64)
+        sds.append(1.4826 * float(np.median(np.abs(c - np.median(c)))))
+    return sds
+
+
+def _outward_second_differences(field, mask) -> list[np.ndarray]:
+    """Per axis, the largest absolute one-sided second difference f(x) - 2 f(x - d) + f(x - 2 d)
     of each voxel x of ``mask`` whose neighbour x + d is outside the mask while x - d and x - 2 d
     are inside (0 where no direction fits). Padded by 2 voxels, so nothing wraps."""
     f = np.pad(np.where(mask, field, 0).astype(np.float32), 2)
     m = np.pad(mask, 2)
-    inn = np.pad(inner, 2)
     out = []
     for ax in range(3):
-        c = (np.roll(f, 1, ax) - 2 * f + np.roll(f, -1, ax))[inn].astype(np.float64)
-        sd = 1.4826 * float(np.median(np.abs(c - np.median(c))))
         dev = np.zeros(f.shape, np.float32)
         for s in (1, -1):
             fits = m & ~np.roll(m, -s, ax) & np.roll(m, s, ax) & np.roll(m, 2 * s, ax)
             one = np.abs(f - 2 * np.roll(f, s, ax) + np.roll(f, 2 * s, ax))
             dev = np.where(fits, np.maximum(dev, one), dev)
-        out.append((sd, dev[2:-2, 2:-2, 2:-2]))
+        out.append(dev[2:-2, 2:-2, 2:-2])
     return out
 
 
@@ -213,11 +221,14 @@ def harmonic_rim(
     if not inner.any():
         return mask, dropped
     crop = bbox_slices(mask, margin=1)
-    m, f, inn = mask[crop].copy(), field[crop], inner[crop]
+    m, f = mask[crop].copy(), field[crop]
+    # the interior's SDs once, from the field itself (the interior and its neighbours do not change
+    # while the default 3 layers are tested; beyond that they no longer see the dropped voxels as 0)
+    limits = [k * max(sd, min_sd) for sd in _interior_second_difference_sd(f, inner[crop])]
     for _ in range(max(int(max_layers), 0)):
         bad = np.zeros(m.shape, bool)
-        for sd, dev in _outward_second_differences(f, m, inn):
-            bad |= dev > k * max(sd, min_sd)
+        for limit, dev in zip(limits, _outward_second_differences(f, m)):
+            bad |= dev > limit
         bad &= mask_boundary(m)
         if not bad.any():
             break
