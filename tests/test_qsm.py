@@ -227,6 +227,53 @@ def test_lbv_keeps_the_edge_better_than_vsharp():
         assert _rel_error(lb, local, sel, both) < 0.8 * _rel_error(v, local, sel, both), (lo, hi)
 
 
+def _edge_phantom_chi(n=80):
+    """The susceptibility inside :func:`_edge_phantom`'s mask (ppm) whose field is its local field."""
+    x, y, z = _grid(n)
+    mask = (x**2 + y**2 + (z / 1.2) ** 2) < 28**2
+    chi = np.zeros(mask.shape, np.float32)
+    for (cx, cy, cz), r2, v in (
+        ((6, 0, 0), 36, 0.1),
+        ((-8, 5, 0), 25, -0.05),
+        ((24, 0, 0), 9, 0.1),
+    ):
+        chi += np.where(mask & (((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2) < r2), v, 0)
+    return chi
+
+
+def test_tfi_inverts_the_total_field_without_background_removal():
+    """Total field inversion of the edge phantom's total field (an outside -9 ppm source, noise
+    0.002 ppm): the chi error is below 20% of the truth's (NRMSE; measured 0.14) and below
+    LBV + STAR's (0.34) overall and within 3 and 3-6 voxels of the edge (measured 0.0014 vs
+    0.0029 and 0.0013 vs 0.0033 ppm RMS); the background alone leaves under 2% of the chi SD in
+    the brain (measured 0.5%)."""
+    mask, local, bg, depth = _edge_phantom()
+    chi_true = _edge_phantom_chi()
+    np.testing.assert_allclose(forward_field(chi_true, (1, 1, 1)), local, atol=1e-6)
+    rng = np.random.default_rng(0)
+    total = (local + bg + rng.normal(0, 0.002, local.shape)).astype(np.float32)
+    chi, implied, info = inversion.tfi(total, mask, (1, 1, 1))
+    assert info["outer_iterations"] >= 2
+    lb, keep = background.lbv(total, mask, (1, 1, 1), rim_k=0)
+    chi_lbv, _ = inversion.star(lb, keep, (1, 1, 1))
+
+    def err(c, sel):
+        e = (c - c[keep].mean()) - (chi_true - chi_true[keep].mean())
+        return float(np.sqrt(np.mean(e[sel] ** 2)))
+
+    truth_norm = float(np.sqrt(np.mean((chi_true[keep] - chi_true[keep].mean()) ** 2)))
+    assert err(chi, keep) < 0.2 * truth_norm
+    assert err(chi, keep) < 0.6 * err(chi_lbv, keep)
+    for lo, hi in ((0, 3), (3, 6)):
+        sel = keep & (depth > lo) & (depth <= hi)
+        assert err(chi, sel) < 0.7 * err(chi_lbv, sel), (lo, hi)
+    assert np.corrcoef(implied[mask], local[mask])[0, 1] > 0.98  # the local field TFI implies
+    assert not chi[~mask].any()
+    chi_bg, _, _ = inversion.tfi(bg.astype(np.float32), mask, (1, 1, 1))
+    left = chi_bg[mask] - chi_bg[mask].mean()
+    assert np.sqrt(np.mean(left**2)) < 0.02 * chi_true[mask].std()
+
+
 def test_lbv_drops_a_mask_rim_that_holds_non_brain_sources():
     """A brain mask one voxel too large (partial volume, registration) holds a layer of bone
     (-2 ppm), whose field is not harmonic there: as Dirichlet data it spoils LBV everywhere
@@ -462,6 +509,34 @@ def test_default_chain_beats_tkd_and_recovers_deep_grey(planted_pair):
         sel = m & (seg == label)
         # 2 mm voxels: 0.015 ppm here; the 1 mm figure is in the closing note / benchmark
         assert res.chi[sel].mean() == pytest.approx(truth[sel].mean(), abs=0.015), label
+
+
+@pytest.mark.slow
+def test_tfi_chain_keeps_the_mask_and_recovers_deep_grey(planted_pair):
+    """``background: tfi`` through the whole chain on the simulated 2 mm head (air, bone, scalp
+    around the brain; BET mask): no voxel of the mask is lost; over the voxels the default chain
+    keeps, NRMSE within 1.1 times the default's (measured 57.2% vs 55.9%); caudate, putamen and
+    thalamus within 0.015 ppm. The pallidum comes out 0.023 ppm low (measured; the default -0.009):
+    the reweighted-CG solver's TV bias on strong sources, which the STAR-like default avoids
+    (docs/validation.md), so it is held to 0.03 here."""
+    root, pid = planted_pair["base"], "sub-ALS001"
+    res, truth, seg, m, _ = _score(root, pid, {"background": "tfi"})
+    ref, _, _, m_ref, _ = _score(root, pid)
+    assert np.array_equal(res.final_mask, res.mask)
+    assert res.info["parameters"]["background"] == "tfi" and "lbv_rim_dropped" not in res.info
+    common = m & m_ref
+
+    def nrmse(chi):
+        e = (chi - chi[common].mean()) - (truth - truth[common].mean())
+        return np.linalg.norm(e[common]) / np.linalg.norm(truth[common] - truth[common].mean())
+
+    assert nrmse(res.chi) < 1.1 * nrmse(ref.chi), (nrmse(res.chi), nrmse(ref.chi))
+    for label, tol in ((1, 0.015), (2, 0.03), (3, 0.015), (7, 0.015)):
+        sel = common & (seg == label)
+        err = (res.chi[sel] - res.chi[common].mean()).mean() - (
+            truth[sel] - truth[common].mean()
+        ).mean()
+        assert abs(err) < tol, (label, err)
 
 
 def test_planted_thalamic_increase_is_recovered(planted_pair):

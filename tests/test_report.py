@@ -132,6 +132,9 @@ def test_methods_text_follows_config():
     assert "STAR-QSM" in base and "p < 0.005 uncorrected" in base
     assert "Laplacian boundary value" in base and "V-SHARP" not in base  # LBV by default
     assert "V-SHARP" in text({"qsm": {"background": "vsharp"}})
+    tfi = text({"qsm": {"background": "tfi"}})
+    assert "total field inversion" in tfi and "Liu Z, Kee Y" in tfi
+    assert "background field was removed" not in tfi and "STAR-QSM" not in tfi
     assert "sub-NC002 (bad)" in base and "Wei H" in base
     tv = text({"qsm": {"inversion": "tvadmm", "tvadmm": {"lam": 0.001}}})
     assert (

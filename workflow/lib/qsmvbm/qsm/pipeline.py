@@ -2,7 +2,8 @@
 
 ``DEFAULTS`` is the reference study's chain (STI Suite as described by Li et al.
 2022): magnitude-weighted echo combination, magnitude brain mask, Laplacian
-unwrapping, V-SHARP, STAR-QSM-like inversion, whole-brain-mean reference; except
+unwrapping, V-SHARP, STAR-QSM-like inversion, whole-brain-mean reference (``background: tfi`` inverts the total field in one step, Liu et al.
+2017, instead of background removal + inversion); except
 that the background removal is LBV, after a test that drops the mask's boundary
 voxels whose field is not smooth (``background: vsharp`` is the study's; why: docs/validation.md,
 benchmarks/qsm_background.py).
@@ -43,6 +44,15 @@ DEFAULTS: dict = {
     "lbv": {"tol": 1e-6, "max_iter": 2000, "peel": 1, "erode": 0, "rim_k": 10.0, "rim_layers": 3},
     "ismv": {"radius_mm": 5.0, "tol": 1e-4, "max_iter": 1000},
     "resharp": {"radius_mm": 5.0, "lam": 1e-4, "tol": 1e-4, "max_iter": 500},
+    "tfi": {
+        "lam": 2e-4,
+        "precond_out": 30.0,
+        "max_iter": 5,
+        "cg_iter": 100,
+        "cg_tol": 1e-4,
+        "tol": 0.01,
+        "eps": 1e-3,
+    },
     "edge_refinement": "none",
     "msmv": {"radius_mm": 5.0, "prefilter": False, "vessel_sigmas_mm": [1.0, 2.0, 3.0]},
     "inversion": "star",
@@ -147,6 +157,41 @@ def field_from_phase(
     return total, noise, mask
 
 
+def noise_weights(noise: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Data weights from the field's noise SD (ppm): ``1 / max(noise, its 5th percentile in the
+    mask)`` in ``mask``, 0 outside (float32), so a few near-noiseless voxels do not dominate."""
+    return np.where(mask, 1.0 / np.maximum(noise, np.percentile(noise[mask], 5)), 0).astype(
+        np.float32
+    )
+
+
+def total_field_inversion(
+    total: np.ndarray, noise: np.ndarray, mask: np.ndarray, vs, b0, p: dict, info: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """``background: tfi``: susceptibility (ppm, not referenced) and the local field it implies
+    (ppm) from the total field in one step (:func:`inversion.tfi`, noise weights); no background
+    removal, so the whole mask is kept."""
+    if p["edge_refinement"] != "none":
+        raise ValueError("edge_refinement applies to a background-removed field, not to tfi")
+    tp = p["tfi"]
+    chi, local, tinfo = inversion.tfi(
+        total,
+        mask,
+        vs,
+        b0,
+        noise_weights(noise, mask),
+        tp["lam"],
+        tp["precond_out"],
+        tp["max_iter"],
+        tp["cg_iter"],
+        tp["cg_tol"],
+        tp["tol"],
+        tp["eps"],
+    )
+    info["inversion_iterations"] = [tinfo["outer_iterations"], tinfo["cg_iterations"]]
+    return chi, local
+
+
 def remove_background(
     total: np.ndarray,
     noise: np.ndarray,
@@ -165,12 +210,8 @@ def remove_background(
         local, final_mask = background.vsharp(total, mask, vs, radii, vp["tsvd"])
         info["vsharp_radii_mm"] = radii
     elif p["background"] == "pdf":
-        noise_in = noise[mask]
-        wts = np.where(mask, 1.0 / np.maximum(noise, np.percentile(noise_in, 5)), 0).astype(
-            np.float32
-        )
         local, final_mask = background.pdf(
-            total, mask, vs, b0, wts, p["pdf"]["tol"], p["pdf"]["max_iter"]
+            total, mask, vs, b0, noise_weights(noise, mask), p["pdf"]["tol"], p["pdf"]["max_iter"]
         )
     elif p["background"] == "lbv":
         lp = p["lbv"]
@@ -230,11 +271,14 @@ def invert_dipole(
         info["inversion_iterations"] = its
     elif inv == "ilsqr":
         ip = p["ilsqr"]
-        wts = np.where(
-            final_mask, 1.0 / np.maximum(noise, np.percentile(noise[final_mask], 5)), 0
-        ).astype(np.float32)
         chi, its = inversion.ilsqr(
-            local, final_mask, vs, b0, ip["tol"], ip["max_iter"], weights=wts
+            local,
+            final_mask,
+            vs,
+            b0,
+            ip["tol"],
+            ip["max_iter"],
+            weights=noise_weights(noise, final_mask),
         )
         info["inversion_iterations"] = list(its)
     elif inv == "tkd":
@@ -296,11 +340,16 @@ def reconstruct(
     total, noise, mask = field_from_phase(mag, phase, mask, te, vs, to_ppm, p, info, tick)
     r2s = echoes.r2star_loglinear(mag, te, mask)
 
-    local, final_mask = remove_background(total, noise, mask, vs, b0, p, info, r2s)
-    tick("background")
-
-    chi = invert_dipole(local, final_mask, noise, vs, b0, p, info)
-    tick("inversion")
+    if p["background"] == "tfi":  # one step: no background removal, the whole mask kept
+        tick("background")
+        chi, local = total_field_inversion(total, noise, mask, vs, b0, p, info)
+        final_mask = mask.copy()
+        tick("inversion")
+    else:
+        local, final_mask = remove_background(total, noise, mask, vs, b0, p, info, r2s)
+        tick("background")
+        chi = invert_dipole(local, final_mask, noise, vs, b0, p, info)
+        tick("inversion")
 
     csf = None
     if p["reference"] == "csf":

@@ -36,6 +36,8 @@ REFERENCES = {
     "background field removal in MRI. Magn Reson Med. 2014;72:1065-1071.",
     "sun2014": "Sun H, Wilman AH. Background field removal using spherical mean value filtering and Tikhonov "
     "regularization. Magn Reson Med. 2014;71:1151-1157.",
+    "liu2017tfi": "Liu Z, Kee Y, Zhou D, Wang Y, Spincemaille P. Preconditioned total field inversion (TFI) "
+    "method for quantitative susceptibility mapping. Magn Reson Med 2017;78:303-315.",
     "roberts2024": "Roberts AG, Romano DJ, Sisman M, et al. Maximum spherical mean value (mSMV) filtering for "
     "whole brain quantitative susceptibility mapping. Magn Reson Med. 2024. doi:10.1002/mrm.29963.",
     "wei2015": "Wei H, Dibb R, Zhou Y, et al. Streaking artifact reduction for quantitative susceptibility "
@@ -184,11 +186,13 @@ def _qsm(q: dict, cite) -> str:
             f"iterative spherical mean value filtering {cite('wen2014')} (kernel radius "
             f"{_g(q['ismv']['radius_mm'])} mm, stopped at a relative change of {_g(q['ismv']['tol'])})"
         )
-    else:
+    elif q["background"] == "resharp":
         bg = (
             f"RESHARP {cite('sun2014')} (kernel radius {_g(q['resharp']['radius_mm'])} mm, Tikhonov "
             f"weight {_g(q['resharp']['lam'])})"
         )
+    else:
+        bg = ""  # tfi: no background removal (below)
     if q.get("edge_refinement") == "msmv":
         bg += (
             f", and residual background at the brain edge was removed by maximum spherical mean value "
@@ -222,11 +226,23 @@ def _qsm(q: dict, cite) -> str:
         if q["reference"] == "mean"
         else "the mean susceptibility of cerebrospinal fluid"
     )
+    if q["background"] == "tfi":
+        t = q["tfi"]
+        steps = (
+            f"susceptibility was obtained from the total field in one step, without background field "
+            f"removal, by preconditioned total field inversion {cite('liu2017tfi')} (susceptibility sought "
+            f"inside and outside the brain, preconditioner 1 in the brain mask and {_g(t['precond_out'])} "
+            f"outside, data weighted by the inverse field noise, total variation within the brain with "
+            f"lambda {_g(t['lam'])} by {t['max_iter']} reweighted conjugate-gradient solves of up to "
+            f"{t['cg_iter']} iterations, tolerance {_g(t['cg_tol'])})"
+        )
+    else:
+        steps = f"the background field was removed by {bg}; susceptibility was obtained by {dip}"
     return (
         f"Quantitative susceptibility maps were reconstructed from the multi-echo GRE phase with qsmvbm. "
         f"Phase was scaled to radians ({q['phase_units']} detection) and restricted to {mask}. Echoes were "
-        f"combined by {comb}; the field was spatially unwrapped by {unwrap}; the background field was removed "
-        f"by {bg}; susceptibility was obtained by {dip}. Susceptibility (ppm) was referenced to {ref}."
+        f"combined by {comb}; the field was spatially unwrapped by {unwrap}; {steps}. "
+        f"Susceptibility (ppm) was referenced to {ref}."
     )
 
 
