@@ -72,6 +72,7 @@ def _strongest(clusters: pd.DataFrame) -> dict:
         "volume_mm3",
         "significant",
     ]
+    keys += [k for k in ("p_fwe_tfce",) if k in clusters]  # when the run computed TFCE
     return json.loads(best[keys].to_json())
 
 
@@ -172,7 +173,11 @@ def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None)
                     "peak": peak,
                     "distance_mm": round(d, 1),
                     "within_6mm": d <= 6.0,
-                    **{k: best[k] for k in ("peak_t", "p_fwe_rft", "p_fwe_perm", "volume_mm3")},
+                    **{
+                        k: best[k]
+                        for k in ("peak_t", "p_fwe_rft", "p_fwe_perm", "p_fwe_tfce", "volume_mm3")
+                        if k in best
+                    },
                 }
             else:
                 row[mod] = {"found": False}
