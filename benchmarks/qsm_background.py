@@ -69,6 +69,7 @@ CHAINS = {
     "LBV + TV-ADMM": {"background": "lbv", "inversion": "tvadmm"},
     "V-SHARP + mSMV + STAR": {"background": "vsharp", "edge_refinement": "msmv"},
     "LBV + mSMV + STAR": {"background": "lbv", "edge_refinement": "msmv"},
+    "TFI (total field inversion, no background removal)": {"background": "tfi"},
 }
 FLOOR = "floor: STAR of the shimmed true local field"
 
