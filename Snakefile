@@ -10,6 +10,11 @@ include: "workflow/rules/functions.smk"
 report: "workflow/report/workflow.rst"
 
 
+# Snakemake's rate-limit re-evaluations: one pending at a time, not a timer chain per finished job
+# that re-examines every ready job's inputs (qsmvbm.smk.single_reevaluation_timer; issue 22)
+single_reevaluation_timer()
+
+
 if SIMULATED:
 
     include: "workflow/rules/simulate.smk"

@@ -270,3 +270,36 @@ def test_pending_scheduler_timers_are_cancelled():
     for handler in ("onsuccess", "onerror"):
         body = snakefile.split(f"\n{handler}:\n", 1)[1].split("\n\n", 1)[0]
         assert "cancel_pending_timers()" in body, handler
+
+
+def test_scheduler_keeps_one_reevaluation_timer():
+    """Snakemake 9.27 starts a re-evaluation timer after every scheduling round that leaves jobs
+    waiting, and each timer's round starts another: one chain per finished job (129 pending timers
+    after 174 jobs of the 68-subject run). Patched, a burst of rounds leaves one pending timer,
+    which fires (one scheduling round) and lets the next round start a new one."""
+    import threading
+    import time
+
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    from qsmvbm.smk import single_reevaluation_timer
+
+    single_reevaluation_timer()
+    assert getattr(JobScheduler._schedule_reevalutation, "qsmvbm_single", False)
+    assert not single_reevaluation_timer()  # idempotent
+    sched = object.__new__(JobScheduler)  # only the semaphore the timer releases is needed
+    sched._open_jobs = threading.Semaphore(0)
+
+    def pending():
+        return [t for t in threading.enumerate() if isinstance(t, threading.Timer) and t.is_alive()]
+
+    before = len(pending())
+    for _ in range(20):
+        sched._schedule_reevalutation(0.3)
+    assert len(pending()) == before + 1
+    assert sched._open_jobs.acquire(timeout=5)  # the one round
+    assert not sched._open_jobs.acquire(timeout=0.5)  # and no other
+    time.sleep(0.1)
+    sched._schedule_reevalutation(0.2)  # the round it opened starts the next timer
+    assert sched._open_jobs.acquire(timeout=5)
+    assert "single_reevaluation_timer()" in (ROOT / "Snakefile").read_text()

@@ -4,7 +4,7 @@ import json
 from qsmvbm.bids import gre_session, megre_candidates, t1w_file
 from qsmvbm.inputs import exclusion_summary
 from qsmvbm.simulate.subject import bids_paths, truth_paths
-from qsmvbm.smk import cancel_pending_timers
+from qsmvbm.smk import cancel_pending_timers, single_reevaluation_timer
 
 
 def sim_subject_outputs():
