@@ -571,6 +571,25 @@ def test_power_is_low_without_effect_and_full_for_a_large_one():
     assert set(tab.columns) >= {"power", "ci_low", "ci_high", "detections", "runs"}
 
 
+def test_power_effect_profile_replaces_the_uniform_sphere():
+    """A profile equal to the sphere gives the sphere's table exactly (same noise); a profile of
+    half the height is the effect halved; a profile of the wrong shape is refused."""
+    from qsmvbm.stats.power import power_table
+    from qsmvbm.stats.voxelwise import SvcParams
+
+    model = _box_model()
+    centre = model.centroid_mm()
+    sphere = cl.sphere_mask(model.roi.shape, model.affine, centre, 9.0).astype(float)
+    kw = dict(runs=8, params=SvcParams(n_perm=0), methods=["rft"], centre_mm=centre)
+    uniform = power_table(model, "box", [0.004, 0.008], [10], **kw)
+    same = power_table(model, "box", [0.004, 0.008], [10], profile=sphere, **kw)
+    half = power_table(model, "box", [0.008], [10], profile=0.5 * sphere, **kw)
+    pd.testing.assert_frame_equal(uniform, same)
+    assert half.detections.iloc[0] == uniform[uniform.effect == 0.004].detections.iloc[0]
+    with pytest.raises(ValueError, match="profile shape"):
+        power_table(model, "box", [0.01], [10], profile=np.ones((3, 3, 3)), **kw)
+
+
 @pytest.mark.parametrize("null", ["pooled", "per_study"])
 def test_power_with_permutation_nulls_pooled_or_per_study(null):
     """Max-T and TFCE power from a pooled null (the default) and from each study's own permutations:

@@ -126,16 +126,38 @@ def smooth_noise(rng, n: int, shape, fwhm_vox, chunk: int = 32) -> np.ndarray:
     return out
 
 
+def effect_weight(model: PilotModel, centre_mm, radius_mm: float, profile=None) -> np.ndarray:
+    """(X, Y, Z) float: where and how much of an effect the patients carry, inside the model's mask:
+    ``profile`` (same shape, e.g. a focal gaussian, peak 1) or, when None, 1 in the sphere of
+    ``radius_mm`` (mm) about ``centre_mm`` (MNI mm)."""
+    if profile is not None:
+        profile = np.asarray(profile, float)
+        if profile.shape != model.roi.shape:
+            raise ValueError(
+                f"profile shape {profile.shape} differs from the model's {model.roi.shape}"
+            )
+        return np.where(model.mask, profile, 0.0)
+    sphere = cl.sphere_mask(model.roi.shape, model.affine, centre_mm, radius_mm) & model.mask
+    return sphere.astype(float)
+
+
 def simulate_study(
-    rng, model: PilotModel, n_per_group: int, effect: float, centre_mm, radius_mm: float
+    rng,
+    model: PilotModel,
+    n_per_group: int,
+    effect: float,
+    centre_mm,
+    radius_mm: float,
+    profile=None,
 ) -> np.ndarray:
-    """(2n, X, Y, Z) maps: n patients (effect added in the sphere) then n controls."""
+    """(2n, X, Y, Z) maps: n patients (``effect`` times :func:`effect_weight` added) then n controls."""
     n = 2 * n_per_group
     data = smooth_noise(rng, n, model.roi.shape, model.fwhm_mm / model.voxel_mm)
     data *= model.sd[None]
     if effect:
-        sphere = cl.sphere_mask(model.roi.shape, model.affine, centre_mm, radius_mm) & model.mask
-        data[:n_per_group][:, sphere] += effect
+        data[:n_per_group] += np.float32(effect) * effect_weight(
+            model, centre_mm, radius_mm, profile
+        ).astype(np.float32)
     return data
 
 
@@ -226,10 +248,14 @@ def power_table(
     progress=None,
     null: str = "pooled",
     null_studies: int = 10,
+    profile=None,
 ) -> pd.DataFrame:
     """Detection rate per (effect, n per group, method), ``runs`` simulated studies each.
 
     effects : true effect sizes (units of the data: ppm, or GM probability), before ``survival``.
+    profile : (X, Y, Z) float on the model's crop, optional: the effect's spatial weight (peak 1; e.g.
+        a simulator's planted gaussian); the patients carry ``survival x effect x profile``. None
+        (default): a uniform sphere of ``radius_mm`` about ``centre_mm``.
     null : ``pooled`` (default; one null per group size from ``params.n_perm`` permutations of
         ``null_studies`` null studies, :func:`pooled_null`) or ``per_study`` (each study's own
         ``params.n_perm`` permutations, as the analysis is run; slow).
@@ -246,7 +272,7 @@ def power_table(
     centre = np.asarray(centre_mm if centre_mm is not None else model.centroid_mm(), float)
     detect_mm = radius_mm if detect_mm is None else detect_mm
     effects = list(effects)
-    sphere = cl.sphere_mask(model.roi.shape, model.affine, centre, radius_mm) & model.mask
+    weight = effect_weight(model, centre, radius_mm, profile).astype(np.float32)
 
     def analyse(data, X, p, given_null):
         return voxelwise_svc(
@@ -275,7 +301,9 @@ def power_table(
             for effect in effects:
                 rng = np.random.default_rng([seed, int(round(abs(effect) * 1e6)), int(n)])
                 for _ in range(runs):
-                    data = simulate_study(rng, model, n, survival * effect, centre, radius_mm)
+                    data = simulate_study(
+                        rng, model, n, survival * effect, centre, radius_mm, profile
+                    )
                     p = replace(params, seed=int(rng.integers(1 << 31)))
                     count(analyse(data, designs[n], p, None), effect, n, p)
             if progress:
@@ -298,7 +326,7 @@ def power_table(
                     data = study
                     if effect:
                         data = study.copy()
-                        data[:n][:, sphere] += survival * effect
+                        data[:n] += np.float32(survival * effect) * weight
                     count(analyse(data, designs[n], params, pooled[n]), effect, n, params)
             if progress and (r + 1) % max(1, runs // 10) == 0:
                 progress([{"roi": roi_name, "runs_done": r + 1, "of": runs}])
