@@ -302,7 +302,7 @@ def power_table(
                 rng = np.random.default_rng([seed, int(round(abs(effect) * 1e6)), int(n)])
                 for _ in range(runs):
                     data = simulate_study(
-                        rng, model, n, survival * effect, centre, radius_mm, profile
+                        rng, model, n, survival * effect, centre, radius_mm, weight
                     )
                     p = replace(params, seed=int(rng.integers(1 << 31)))
                     count(analyse(data, designs[n], p, None), effect, n, p)
