@@ -107,7 +107,8 @@ def smooth_noise(rng, n: int, shape, fwhm_vox, chunk: int = 32) -> np.ndarray:
     # (at most the crop's own size: a field smoother than the crop is nearly constant over it, and
     # the grid stays bounded for any FWHM, e.g. a pilot of a few subjects with a degenerate estimate)
     pads = np.minimum(np.ceil(3 * np.sqrt(2) * np.minimum(sigma, 1e6)).astype(int) + 1, shape)
-    full = tuple(int(s + p) for s, p in zip(shape, pads))
+    # (grown to sizes whose FFT is fast: a larger periodic grid only moves the wrap further away)
+    full = tuple(fft.next_fast_len(int(s + p), real=True) for s, p in zip(shape, pads))
     # the Gaussian's transfer function along each axis (even in the frequency, so the rfft half of
     # the last axis is its first m // 2 + 1 values); the variance of periodic filtering of unit
     # white noise is the mean of |H|^2 over the full spectrum, a product over the axes
@@ -197,7 +198,9 @@ def pooled_null(
     for data, k in zip(null_studies, per):
         if k == 0:
             continue
-        Y = subset_study(data, n_per_group)[:, search].astype(np.float64)
+        half = data.shape[0] // 2
+        rows = np.r_[0:n_per_group, half : half + n_per_group]  # as subset_study, without a copy
+        Y = data[:, search][rows].astype(np.float64)
         out = permutation_maxt(
             Y,
             X[:, 0],
@@ -274,12 +277,14 @@ def power_table(
     effects = list(effects)
     weight = effect_weight(model, centre, radius_mm, profile).astype(np.float32)
 
-    def analyse(data, X, p, given_null):
+    def analyse(load, X, p, given_null):
+        # the GLM over the ROI only: clusters, their RFT search volumes and TFCE all lie in the
+        # ROI inside the mask, and the smoothness is given, so the rest of the crop changes nothing
         return voxelwise_svc(
-            lambda i: (data[i], model.mask),
+            load,
             X,
             1.0,
-            model.mask,
+            model.roi,
             {roi_name: model.roi},
             model.affine,
             p,
@@ -305,7 +310,12 @@ def power_table(
                         rng, model, n, survival * effect, centre, radius_mm, weight
                     )
                     p = replace(params, seed=int(rng.integers(1 << 31)))
-                    count(analyse(data, designs[n], p, None), effect, n, p)
+                    count(
+                        analyse(lambda i, d=data: (d[i], model.mask), designs[n], p, None),
+                        effect,
+                        n,
+                        p,
+                    )
             if progress:
                 progress([{"roi": roi_name, "n_per_group": int(n), "effects": effects}])
     else:
@@ -321,13 +331,16 @@ def power_table(
         for r in range(runs):
             noise = simulate_study(rng, model, n_max, 0.0, None, 0.0)
             for n in n_per_group:
-                study = subset_study(noise, n)
+                # the subset_study of n per group, read in place; the patients get the effect
+                rows = np.r_[0:n, n_max : n_max + n]
                 for effect in effects:
-                    data = study
-                    if effect:
-                        data = study.copy()
-                        data[:n] += np.float32(survival * effect) * weight
-                    count(analyse(data, designs[n], params, pooled[n]), effect, n, params)
+                    shift = np.float32(survival * effect) * weight if effect else None
+
+                    def load(i, noise=noise, rows=rows, n=n, shift=shift):
+                        img = noise[rows[i]]
+                        return (img + shift if shift is not None and i < n else img), model.mask
+
+                    count(analyse(load, designs[n], params, pooled[n]), effect, n, params)
             if progress and (r + 1) % max(1, runs // 10) == 0:
                 progress([{"roi": roi_name, "runs_done": r + 1, "of": runs}])
     rows = []

@@ -107,21 +107,45 @@ def max_tfce_batch(
     st3 = structure(connectivity)
     st4 = np.zeros((3, 3, 3, 3), bool)
     st4[1] = st3  # no connection between maps
+    # maps in decreasing order of their maximum: the maps still above a height are a prefix (a view)
+    order = np.argsort(-values.max(axis=1), kind="stable")
     chunk = max(1, int(max_voxels // max(sub.size, 1)))
     for start in range(0, B, chunk):
-        v = values[start : start + chunk]
+        rows = order[start : start + chunk]
+        v = values[rows]
         b = v.shape[0]
         arr = np.full((b, *sub.shape), -np.inf)
         arr[:, sub] = v
-        score = np.zeros(arr.shape)
         tops = v.max(axis=1)
-        for h in _steps(float(tops.max()), dh):
-            act = np.flatnonzero(tops >= h)  # maps with a voxel still above h
-            lab, _ = ndimage.label(arr[act] >= h, structure=st4)
+        if return_maps:
+            score = np.zeros(arr.shape)
+        else:
+            # the maximum TFCE of a map is reached at a local maximum of the map: from any voxel a
+            # path that never descends leads to one, and it shares the voxel's cluster at every
+            # height up to the voxel's value; so only the local maxima are scored
+            peak = arr >= ndimage.maximum_filter(arr, footprint=st4, mode="constant", cval=-np.inf)
+            peak &= arr >= dh
+            peak_idx = np.flatnonzero(peak)
+            peak_map = peak_idx // sub.size
+            peak_score = np.zeros(peak_idx.size)
+        for h in _steps(float(tops.max()) if b else 0.0, dh):
+            k = int(np.count_nonzero(tops >= h))  # maps with a voxel still above h: a prefix
+            if k == 0:  # the last step can exceed the top by _steps' rounding tolerance
+                break
+            lab, _ = ndimage.label(arr[:k] >= h, structure=st4)
             ext = np.bincount(lab.ravel()).astype(np.float64)
             ext[0] = 0
-            score[act] += (ext**E)[lab] * (h**H * dh)
-        maxima[start : start + b] = score.reshape(b, -1).max(axis=1)
+            w = ext**E * (h**H * dh)
+            if return_maps:
+                score[:k] += w[lab]
+            else:
+                live = peak_idx < k * sub.size
+                peak_score[live] += w[lab.ravel()[peak_idx[live]]]
         if return_maps:
-            maps[(slice(start, start + b), *crop)] = score
+            maxima[rows] = score.reshape(b, -1).max(axis=1)
+            maps[(rows, *crop)] = score
+        elif peak_idx.size:
+            best = np.zeros(b)
+            np.maximum.at(best, peak_map, peak_score)
+            maxima[rows] = best
     return (maxima, maps) if return_maps else maxima
