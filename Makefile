@@ -25,12 +25,14 @@ demo: $(STAMP)
 	$(VENV)/bin/snakemake --report $(REPORT)
 	@echo "Study report: $(abspath $(REPORT))"
 
+# two pytest-xdist workers (TEST_JOBS); tests sharing a costly fixture or a module run on one worker
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup tests
 
 # the working loop: every test that does not run the workflow (marked slow in tests/conftest.py)
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup -m "not slow" tests
 
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint

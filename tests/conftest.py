@@ -89,9 +89,31 @@ SLOW_TESTS = {  # the workflow on a real session, on a dataset with sessions
 SLOW_MODULES = {"test_workflow", "test_scale"}  # every test there runs Snakemake
 
 
+def pytest_sessionstart(session):
+    """The checkout's ``.snakemake`` (git-ignored) exists before any test: the workflow tests run
+    Snakemake in the checkout, and under xdist one of them may do so for the first time while
+    another test compares the checkout's top-level entries before and after a run elsewhere."""
+    (ROOT / ".snakemake").mkdir(exist_ok=True)
+
+
+# session fixtures that cost minutes: under pytest-xdist (``make test`` runs two workers with
+# ``--dist loadgroup``) every test that uses one runs on the same worker, so it is built once
+SHARED_FIXTURES = ("tiny_run", "tiny_cohort", "realistic_heads")
+
+
+def xdist_group(item) -> str:
+    """The worker group of a test: its first costly session fixture, else its module (whose
+    module-scoped fixtures are then built once)."""
+    names = set(getattr(item, "fixturenames", ()))
+    for fixture in SHARED_FIXTURES:
+        if fixture in names:
+            return fixture
+    return item.module.__name__
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark as ``slow`` every test that runs the workflow (directly or through a fixture): ``make
-    test-fast`` leaves them out, ``make test`` runs everything."""
+    test-fast`` leaves them out, ``make test`` runs everything. Group the tests for xdist."""
     for item in items:
         if (
             SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
@@ -99,3 +121,4 @@ def pytest_collection_modifyitems(config, items):
             or item.originalname in SLOW_TESTS
         ):
             item.add_marker(pytest.mark.slow)
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
