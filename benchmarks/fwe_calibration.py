@@ -41,6 +41,7 @@ import pandas as pd
 from scipy import ndimage, stats
 
 from qsmvbm.atlas import aal3_on_grid, region_mask
+from qsmvbm.qsm.grid import bbox_slices, crop_affine
 from qsmvbm.stats.glm import design_matrix
 from qsmvbm.stats.rft import p_fwe_peak, resel_counts
 from qsmvbm.stats.voxelwise import SvcParams, voxelwise_svc
@@ -54,13 +55,8 @@ def roi_box(roi_name: str, margin: int = 6):
     """The ROI and the template brain mask cropped to the ROI's bounding box + margin (2 mm grid)."""
     tpl = load_template(2)
     roi = region_mask(aal3_on_grid(tpl.mask.shape, tpl.affine), [roi_name])
-    idx = np.argwhere(roi)
-    lo = np.maximum(idx.min(0) - margin, 0)
-    hi = np.minimum(idx.max(0) + margin + 1, roi.shape)
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
-    aff = tpl.affine.copy()
-    aff[:3, 3] = tpl.affine[:3, :3] @ lo + tpl.affine[:3, 3]
-    return roi[sl], tpl.mask[sl], aff
+    sl = bbox_slices(roi, margin)
+    return roi[sl], tpl.mask[sl], crop_affine(tpl.affine, sl)
 
 
 def noise(rng, n, shape, fwhm_vox, pad=8):

@@ -61,7 +61,7 @@ from group_end_to_end import ROI_OF_EFFECT, planted_weight, recovered_size  # no
 from qsmvbm.atlas import aal3_on_grid, region_mask  # noqa: E402
 from qsmvbm.io import read_tsv  # noqa: E402
 from qsmvbm.layout import Layout, truth_dir, truth_table  # noqa: E402
-from qsmvbm.qsm.grid import bbox_slices  # noqa: E402
+from qsmvbm.qsm.grid import bbox_slices, crop_affine  # noqa: E402
 from qsmvbm.stats.design import covariate_matrix, included_rows  # noqa: E402
 from qsmvbm.stats.glm import design_matrix  # noqa: E402
 from qsmvbm.stats.pipeline import svc_params  # noqa: E402
@@ -111,15 +111,14 @@ def full_pipeline(task: dict) -> list[dict]:
     rows = []
     for kind, cohort_list in (("effect", task["cohorts"]), ("null", task["nulls"])):
         for j, (pa, co) in enumerate(cohort_list):
-            ids = list(pa) + list(co)
-            idx = [design.index[design.participant_id == pid][0] for pid in ids]
-            sub = design.loc[idx].reset_index(drop=True)
+            # rows of the design = positions of the loaded maps (both in the design's order)
+            pos = [task["order"][pid] for pid in list(pa) + list(co)]
+            sub = design.loc[pos].reset_index(drop=True)
             x = np.r_[np.ones(len(pa)), np.zeros(len(co))]
             X = design_matrix(x, covariate_matrix(sub, task["covariates"], "design"))
             p = replace(
                 task["params"], seed=int(task["seed"] + j + (10**6 if kind == "null" else 0))
             )
-            pos = [task["order"][pid] for pid in ids]
             res = voxelwise_svc(
                 lambda i, pos=pos: (data[pos[i]], valid[pos[i]]),
                 X,
@@ -259,9 +258,7 @@ def main(argv=None) -> None:
         centre = np.asarray(region["sphere_mni"], float)
         roi_full = region_mask(labels, [roi])
         sl = bbox_slices(roi_full, 6)
-        lo = np.array([s.start for s in sl])
-        aff = tpl.affine.copy()
-        aff[:3, 3] = aff[:3, :3] @ lo + aff[:3, 3]
+        aff = crop_affine(tpl.affine, sl)
         w, w_aff = planted_weight(e, truth)
         if not np.allclose(w_aff, tpl.affine, atol=1e-3):
             raise ValueError(f"{e['name']}: planted mask not on the template grid")

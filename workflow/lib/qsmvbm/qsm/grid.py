@@ -17,6 +17,14 @@ def bbox_slices(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
+def crop_affine(affine: np.ndarray, slices: tuple[slice, ...]) -> np.ndarray:
+    """The 4x4 voxel -> world affine of the crop ``array[slices]`` of an array with ``affine``."""
+    aff = np.asarray(affine, float).copy()
+    lo = np.array([s.start or 0 for s in slices[:3]])
+    aff[:3, 3] = aff[:3, :3] @ lo + aff[:3, 3]
+    return aff
+
+
 class Padded:
     """A crop of a volume to the brain's bounding box, zero-padded to a fast FFT shape.
 

@@ -38,7 +38,7 @@ import pandas as pd
 from scipy import fft, stats
 
 from ..dipole import voxel_sizes
-from ..qsm.grid import bbox_slices
+from ..qsm.grid import bbox_slices, crop_affine
 from . import clusters as cl
 from .glm import design_matrix
 from .permutation import permutation_maxt
@@ -71,9 +71,7 @@ class PilotModel:
         if not roi.any():
             raise ValueError("empty ROI")
         sl = bbox_slices(roi, margin)
-        lo = np.array([x.start for x in sl])
-        aff = np.asarray(affine, float).copy()
-        aff[:3, 3] = aff[:3, :3] @ lo + aff[:3, 3]
+        aff = crop_affine(affine, sl)
         mask = np.asarray(mask, bool)[sl] & (np.asarray(sd)[sl] > 0)
         sd_c = np.where(mask, np.asarray(sd, float)[sl], 0.0)
         return cls(roi[sl] & mask, mask, sd_c, np.asarray(fwhm_mm, float), aff)
@@ -162,11 +160,12 @@ def simulate_study(
     return data
 
 
-def subset_study(data: np.ndarray, n_per_group: int) -> np.ndarray:
-    """The first ``n_per_group`` patients and controls of a study from :func:`simulate_study`
-    (patients first, then as many controls): studies of every size nested in one draw."""
-    half = data.shape[0] // 2
-    return np.concatenate([data[:n_per_group], data[half : half + n_per_group]])
+def subset_rows(n_study: int, n_per_group: int) -> np.ndarray:
+    """Rows of the first ``n_per_group`` patients and controls of a study of ``n_study`` maps from
+    :func:`simulate_study` (patients first, then as many controls): studies of every size nested in
+    one draw, read in place."""
+    half = n_study // 2
+    return np.r_[0:n_per_group, half : half + n_per_group]
 
 
 def pooled_null(
@@ -198,9 +197,7 @@ def pooled_null(
     for data, k in zip(null_studies, per):
         if k == 0:
             continue
-        half = data.shape[0] // 2
-        rows = np.r_[0:n_per_group, half : half + n_per_group]  # as subset_study, without a copy
-        Y = data[:, search][rows].astype(np.float64)
+        Y = data[:, search][subset_rows(len(data), n_per_group)].astype(np.float64)
         out = permutation_maxt(
             Y,
             X[:, 0],
@@ -331,8 +328,7 @@ def power_table(
         for r in range(runs):
             noise = simulate_study(rng, model, n_max, 0.0, None, 0.0)
             for n in n_per_group:
-                # the subset_study of n per group, read in place; the patients get the effect
-                rows = np.r_[0:n, n_max : n_max + n]
+                rows = subset_rows(len(noise), n)  # the patients (first n) get the effect
                 for effect in effects:
                     shift = np.float32(survival * effect) * weight if effect else None
 

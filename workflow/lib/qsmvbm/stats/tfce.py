@@ -128,7 +128,7 @@ def max_tfce_batch(
             peak_idx = np.flatnonzero(peak)
             peak_map = peak_idx // sub.size
             peak_score = np.zeros(peak_idx.size)
-        for h in _steps(float(tops.max()) if b else 0.0, dh):
+        for h in _steps(float(tops.max()), dh):
             k = int(np.count_nonzero(tops >= h))  # maps with a voxel still above h: a prefix
             if k == 0:  # the last step can exceed the top by _steps' rounding tolerance
                 break
