@@ -53,13 +53,18 @@ def run_qsmvbm(args, cwd=None):
     return subprocess.run([str(exe), *map(str, args)], cwd=cwd, capture_output=True, text=True)
 
 
-def run_snakemake(*args, check=True):
-    """Run the workflow in a subprocess (2 cores); raise with its output tail on failure."""
+def run_snakemake(*args, check=True, lock=False):
+    """Run the workflow in a subprocess (2 cores); raise with its output tail on failure.
+
+    ``--nolock``: the tests' runs share the checkout's ``.snakemake`` and each writes its own output
+    folder, so the lock guards nothing here; with two xdist workers, one run removing the empty locks
+    folder while another created its lock failed the other (FileNotFoundError in Snakemake's
+    ``_delete_locks``). ``lock=True``: the run takes the lock, as a user's run does."""
     import subprocess
     import sys
 
     r = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        [sys.executable, "-m", "snakemake", "--cores", "2", *([] if lock else ["--nolock"]), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -96,18 +101,27 @@ def pytest_sessionstart(session):
     (ROOT / ".snakemake").mkdir(exist_ok=True)
 
 
-# session fixtures that cost minutes: under pytest-xdist (``make test`` runs two workers with
-# ``--dist loadgroup``) every test that uses one runs on the same worker, so it is built once
-SHARED_FIXTURES = ("tiny_run", "tiny_cohort", "realistic_heads")
+# fixture -> worker group, in order of precedence. Under pytest-xdist (``make test`` runs two workers
+# with ``--dist loadgroup``) every test that uses one of these fixtures runs on its group's worker:
+# the session fixtures that cost minutes are then built once, and ``local_slurm``, which starts and
+# stops the machine's one SLURM, runs on one worker only (two workers each starting a cluster and
+# stopping it when done killed the other's jobs, and its Snakemake waited for them for ever). Its
+# tests go with tiny_run, which the SLURM comparison needs anyway.
+SHARED_FIXTURES = {
+    "tiny_run": "tiny_run",
+    "local_slurm": "tiny_run",
+    "tiny_cohort": "tiny_cohort",
+    "realistic_heads": "realistic_heads",
+}
 
 
 def xdist_group(item) -> str:
-    """The worker group of a test: its first costly session fixture, else its module (whose
-    module-scoped fixtures are then built once)."""
+    """The worker group of a test: that of its first fixture in :data:`SHARED_FIXTURES`, else its
+    module (whose module-scoped fixtures are then built once)."""
     names = set(getattr(item, "fixturenames", ()))
-    for fixture in SHARED_FIXTURES:
+    for fixture, group in SHARED_FIXTURES.items():
         if fixture in names:
-            return fixture
+            return group
     return item.module.__name__
 
 

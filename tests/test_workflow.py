@@ -441,7 +441,7 @@ def test_interrupted_run_resumes_to_identical_maps(tiny_cohort, tiny_run, tmp_pa
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not target.exists()
-    run_smk("--unlock", *args)
+    run_smk("--unlock", *args, lock=True)  # what a user does after a killed run
     r = run_smk(*args, "--rerun-incomplete")
     assert "rule qsm:" in r.stdout + r.stderr
     ref = nib.load(Layout(tiny_run).subject("chi", pid))
