@@ -1,6 +1,7 @@
 """Anatomy: ANTs conversions, the T1 pipeline on a simulated subject, Jacobians, cohort QC."""
 
 import json
+import tempfile
 
 import nibabel as nib
 import numpy as np
@@ -517,3 +518,59 @@ def test_deep_grey_outlier_rule_needs_a_real_difference_not_a_tight_cohort():
     assert robust_z_below(demo, 0.02)[0] < 1.5
     shifted = np.append(demo[1:], 0.845)
     assert robust_z_below(shifted, 0.02)[-1] > 3.5
+
+
+def test_coarse_copy_keeps_the_field_of_view_and_the_signal():
+    """A 1 mm image's 2 mm copy: 2 mm voxels over the same field of view, the object in the same place
+    (world mm), the same integral and the same value inside it; coarse images unchanged."""
+    g = np.indices((80, 80, 80)).astype(np.float32) - 39.5
+    img = np.where(np.sqrt((g**2).sum(0)) < 25, 100.0, 0.0).astype(np.float32)
+    aff = np.diag([1.0, 1.0, 1.0, 1.0])
+    aff[:3, 3] = [-40, -30, -20]
+    a = to_ants(img, aff)
+    c = t1.coarse_copy(a, 2.0)
+    assert np.allclose(c.spacing, 2.0)
+    data, caff = from_ants(c)
+    assert data.shape == (40, 40, 40)
+
+    def centre_mm(vol, affine):  # centre of mass in world mm
+        idx = np.indices(vol.shape).reshape(3, -1)
+        return (affine[:3, :3] @ (idx @ vol.ravel() / vol.sum())) + affine[:3, 3]
+
+    np.testing.assert_allclose(centre_mm(data, caff), centre_mm(img, aff), atol=0.05)
+    assert data.sum() * 8 == pytest.approx(img.sum(), rel=0.02)
+    assert data[20, 20, 20] == pytest.approx(100.0, abs=0.5)
+    assert t1.coarse_copy(c, 2.0) is c and t1.coarse_copy(a, 0) is a
+
+
+def test_brain_extraction_on_a_coarse_copy_gives_the_mask_on_the_t1w_grid(tiny_cohort):
+    """anat.brain_extraction_voxel_mm: N4, outline and registration on a 4 mm copy of a 3 mm T1w, the
+    template mask back-projected onto the T1w's own grid, agree with the same steps on that grid and
+    with the true brain mask."""
+    pid = "sub-NC001"
+    path = tiny_cohort / pid / "anat" / f"{pid}_T1w.nii.gz"
+    img = nib.load(path)
+    raw = to_ants(img.get_fdata(dtype=np.float32), img.affine)
+    tpl = load_template(2)
+    T = to_ants(tpl.t1, tpl.affine)
+    Tm = to_ants(tpl.mask.astype(np.float32), tpl.affine)
+    tissue = to_ants(
+        t1.template_tissue_mask(tpl.gm, tpl.wm, (2, 2, 2)).astype(np.float32), tpl.affine
+    )
+    masks = {}
+    for name, copy in (("native", raw), ("coarse", t1.coarse_copy(raw, 4.0))):
+        assert (name == "native") == (copy is raw)
+        with tempfile.TemporaryDirectory() as tmp:
+            masks[name], _ = t1.brain_extraction(
+                t1.n4(copy, shrink_factor=2),
+                T,
+                Tm,
+                f"{tmp}/be_",
+                42,
+                template_tissue=tissue,
+                target=raw,
+            )
+    true_mask = nib.load(truth_paths(truth_dir(tiny_cohort), pid)["t1_mask"]).get_fdata() > 0
+    assert masks["coarse"].shape == img.shape
+    assert normalize.dice(masks["coarse"], masks["native"]) > 0.95
+    assert normalize.dice(masks["coarse"], true_mask) > 0.9

@@ -294,7 +294,14 @@ def _anat(a: dict, qc: dict, cite, space: str) -> str:
             if a["brain_extraction_init"] == "bet"
             else "an Otsu intensity mask dilated by 5 mm"
         )
-        + f" and back-projection of its brain mask), and prior-based Atropos segmentation {cite('avants2011')} into GM, WM and CSF with the template's "
+        + " and back-projection of its brain mask"
+        + (
+            f"; these steps ran on a copy of the T1w resampled to {_g(a['brain_extraction_voxel_mm'])} mm "
+            "voxels, the mask back-projected onto the T1w's own grid"
+            if a["brain_extraction_voxel_mm"]
+            else ""
+        )
+        + f"), and prior-based Atropos segmentation {cite('avants2011')} into GM, WM and CSF with the template's "
         f"tissue priors warped to the subject (prior weight {_g(a['atropos']['prior_weight'])}, MRF "
         f"{_g(a['atropos']['mrf'])}, {a['atropos']['iterations']} iterations); TIV was the sum of the three "
         f"tissue volumes. The T1w image was normalized to the {space} template {cite('fonov2011')} at "
