@@ -49,6 +49,7 @@ from qsmvbm.anat.antsio import to_ants
 from qsmvbm.io import read_tsv
 from qsmvbm.layout import Layout, truth_table
 from qsmvbm.simulate.subject import bids_paths, load_true_transform
+from qsmvbm.stats.power_cli import run_config
 from qsmvbm.templates import load_template
 from qsmvbm.transforms import world_coords
 
@@ -181,7 +182,8 @@ def main(argv=None) -> None:
         help="another registration's table: summarise only its subjects (a paired comparison)",
     )
     args = ap.parse_args(argv)
-    lay = Layout(args.results)
+    # the run's own config: its template grid (res-1 or res-2) names the template-space files
+    lay = Layout.from_config(run_config(args.results), args.results)
     effects = read_tsv(truth_table(lay.sim_bids, "effects"))
     subjects = read_tsv(truth_table(lay.sim_bids, "subjects"))
     peaks = {}
