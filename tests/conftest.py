@@ -101,33 +101,9 @@ def pytest_sessionstart(session):
     (ROOT / ".snakemake").mkdir(exist_ok=True)
 
 
-# fixture -> worker group, in order of precedence. Under pytest-xdist (``make test`` runs two workers
-# with ``--dist loadgroup``) every test that uses one of these fixtures runs on its group's worker:
-# the session fixtures that cost minutes are then built once, and ``local_slurm``, which starts and
-# stops the machine's one SLURM, runs on one worker only (two workers each starting a cluster and
-# stopping it when done killed the other's jobs, and its Snakemake waited for them for ever). Its
-# tests go with tiny_run, which the SLURM comparison needs anyway.
-SHARED_FIXTURES = {
-    "tiny_run": "tiny_run",
-    "local_slurm": "tiny_run",
-    "tiny_cohort": "tiny_cohort",
-    "realistic_heads": "realistic_heads",
-}
-
-
-def xdist_group(item) -> str:
-    """The worker group of a test: that of its first fixture in :data:`SHARED_FIXTURES`, else its
-    module (whose module-scoped fixtures are then built once)."""
-    names = set(getattr(item, "fixturenames", ()))
-    for fixture, group in SHARED_FIXTURES.items():
-        if fixture in names:
-            return group
-    return item.module.__name__
-
-
 def pytest_collection_modifyitems(config, items):
     """Mark as ``slow`` every test that runs the workflow (directly or through a fixture): ``make
-    test-fast`` leaves them out, ``make test`` runs everything. Group the tests for xdist."""
+    test-fast`` leaves them out, ``make test`` runs everything."""
     for item in items:
         if (
             SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
@@ -135,4 +111,3 @@ def pytest_collection_modifyitems(config, items):
             or item.originalname in SLOW_TESTS
         ):
             item.add_marker(pytest.mark.slow)
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
