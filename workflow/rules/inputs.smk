@@ -35,6 +35,7 @@ rule input_check:
             "check": config["qc"]["left_right_check"],
             "nmi_margin": config["qc"]["left_right_nmi_margin"],
             "rotation_margin_deg": config["qc"]["left_right_rotation_deg"],
+            "n_starts": config["qc"]["left_right_starts"],
         },
     script:
         "../scripts/input_check.py"

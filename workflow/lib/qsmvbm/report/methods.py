@@ -332,7 +332,9 @@ def _anat(a: dict, qc: dict, cite, space: str) -> str:
         f"criterion, or whose raw inputs failed the input check, were excluded from group analyses."
         + (
             " The input check also fitted each T1w rigidly to the first-echo GRE magnitude of the same "
-            "session as stored and as its left-right mirror image, and excluded subjects whose T1w fitted "
+            "session as stored and as its left-right mirror image (the best of "
+            f"{qc['left_right_starts']} fits from different seeds each), and excluded subjects whose T1w "
+            "fitted "
             f"better mirrored (normalized mutual information higher by more than "
             f"{100 * qc['left_right_nmi_margin']:g}%, or, within that margin, at least "
             f"{_g(qc['left_right_rotation_deg'])} degrees less rotation needed)."
