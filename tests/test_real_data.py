@@ -103,12 +103,19 @@ def test_real_chain_veins_are_paramagnetic(crop):
 XA30 = ROOT / "tests" / "data" / "real" / "xa30"
 
 
-def _xa30():
+def _xa30(flip=None):
+    """The XA30 GRE magnitude and T1w with their affines; the T1w mirrored left-right through its
+    voxels (``flip="data"``) or its affine (``"affine"``)."""
     import nibabel as nib
 
     g = nib.load(XA30 / "8_gre_field_mapping_e1.nii.gz")
     t = nib.load(XA30 / "5_anat-T1w_acq-tfl.nii.gz")
-    return g.get_fdata(), g.affine, t.get_fdata(), t.affine
+    t1, taff = t.get_fdata(), t.affine.copy()
+    if flip == "data":
+        t1 = t1[::-1]
+    elif flip == "affine":
+        taff[:, 0] *= -1
+    return g.get_fdata(), g.affine, t1, taff
 
 
 @pytest.mark.parametrize("flip", [None, "data", "affine"])
@@ -117,13 +124,7 @@ def test_real_left_right_check(flip):
     is not symmetric); mirrored through the voxels or through the affine, the check says so."""
     from qsmvbm.anat.laterality import left_right_check
 
-    gre, gaff, t1, taff = _xa30()
-    if flip == "data":
-        t1 = t1[::-1]
-    elif flip == "affine":
-        taff = taff.copy()
-        taff[:, 0] *= -1
-    r = left_right_check(gre, gaff, t1, taff)
+    r = left_right_check(*_xa30(flip))
     right, wrong = ("as_stored", "mirrored") if flip is None else ("mirrored", "as_stored")
     assert r["verdict"] == ("consistent" if flip is None else "mirrored"), r
     # decided on the image evidence alone, with room to spare over the 3 % margin
@@ -141,10 +142,6 @@ def test_real_left_right_check_seed_robust(flip, seed, monkeypatch):
     from qsmvbm.anat.laterality import left_right_check
 
     monkeypatch.setenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
-    gre, gaff, t1, taff = _xa30()
-    if flip == "affine":
-        taff = taff.copy()
-        taff[:, 0] *= -1
-    r = left_right_check(gre, gaff, t1, taff, seed=seed)
+    r = left_right_check(*_xa30(flip), seed=seed)
     assert r["verdict"] == ("consistent" if flip is None else "mirrored"), r
     assert min(r["nmi_as_stored"], r["nmi_mirrored"]) > 1.07, r  # both fits converged

@@ -74,13 +74,13 @@ def _resampled(data: np.ndarray, affine: np.ndarray, voxel_mm: float):
     return img
 
 
-def _rigid_fit(fixed, moving, seed: int, **options) -> tuple[np.ndarray, np.ndarray, float]:
+def _rigid_fit(fixed, moving, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Rigid fit of ``moving`` to ``fixed`` (Mattes MI, ANTs): (moving resampled on the fixed grid,
     its field-of-view coverage there, rotation angle of the fit in degrees)."""
     import ants
 
     with tempfile.TemporaryDirectory() as tmp:
-        reg = register(fixed, moving, "Rigid", f"{tmp}/lr_", seed, **options)
+        reg = register(fixed, moving, "Rigid", f"{tmp}/lr_", seed)
         params = np.asarray(ants.read_transform(reg["fwdtransforms"][0]).parameters, float)
         cover = ants.apply_transforms(
             fixed, moving.new_image_like(np.ones(moving.shape, np.float32)), reg["fwdtransforms"]

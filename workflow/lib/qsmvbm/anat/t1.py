@@ -129,17 +129,15 @@ def register(
     fixed_mask=None,
     multivariate_extras=None,
     initial_transform=None,
-    **options,
 ) -> dict:
     """``ants.registration`` with a fixed seed and outputs under ``outprefix``.
 
     ``transform``: 'Rigid', 'Affine', 'SyN', 'antsRegistrationSyNQuick[s]', ...
-    ``options``: further ``ants.registration`` keywords (e.g. ``aff_shrink_factors``).
     Returns the ANTsPy dict (``fwdtransforms``, ``invtransforms``, ``warpedmovout``...).
     """
     import ants.config  # binds ``ants`` too
 
-    kw = dict(options)
+    kw = {}
     if multivariate_extras:
         kw["multivariate_extras"] = multivariate_extras
     if initial_transform is not None:
