@@ -1,12 +1,19 @@
 """Where a finished workflow run spent its time: per rule, from Snakemake's ``benchmark:`` files.
 
-For every rule: jobs, wall seconds (median, total), CPU seconds (median, total; Snakemake's
-``cpu_time``, the job's processes' user + system time), peak resident memory (MB); the share of the
+For every rule: jobs, wall seconds (median, total), CPU seconds (median, total; user + system time),
+peak resident memory (MB); the share of the
 run's summed job wall time; and the critical path of the DAG's shape (the slowest subject's chain of
 per-subject rules, then the group rules one after another), the floor of the run's wall time however
 many cores. With ``--wall-s`` (the run's wall time) and ``--cores``, the cores' use: summed job wall
 / (cores x run wall). With ``--scheduler-cpu-s`` (the Snakemake process's own CPU seconds, e.g. from
 ``ps -o times`` at the end of the run), its share.
+
+CPU and memory come from the job's own log when it has the workflow's resource-usage line
+(``qsmvbm.smk.logged``: ``getrusage``, exact), else from the benchmark file. Snakemake samples a job
+every 0.5 s for its first 15 s and every 30 s after, and its ``cpu_time`` and ``max_rss`` stop at the
+last sample: a 34 s input check of 30 s CPU and 2.7 GB peak was recorded as 15 s and 1.3 GB. The
+columns ``bench_cpu_s`` and ``bench_max_rss_mb`` keep the benchmark files' figures, and ``usage_from_log``
+says which jobs had the exact ones.
 
     python benchmarks/run_profile.py RUN --name study2mm --wall-s 7200 --cores 2
 
@@ -21,11 +28,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from qsmvbm.smk import parse_usage
+
 OUT = Path(__file__).resolve().parent / "results"
 
 
 def read_benchmarks(run: Path) -> pd.DataFrame:
-    """One row per job: rule, subject (None for group rules), s, cpu_time, max_rss (MB)."""
+    """One row per job: rule, subject (None for group rules), s (wall), cpu_s, max_rss_mb (from
+    the job's log when it has the usage line, else the benchmark file's), the benchmark file's
+    ``bench_cpu_s`` and ``bench_max_rss_mb``, and ``usage_from_log``."""
     rows = []
     root = run / "benchmarks"
     for f in sorted(root.rglob("*.tsv")):
@@ -36,13 +47,19 @@ def read_benchmarks(run: Path) -> pd.DataFrame:
         if t.empty:
             continue
         r = t.iloc[-1]  # the latest run of the job (benchmark files keep repeats as rows)
+        bench_cpu = pd.to_numeric(r.get("cpu_time"), errors="coerce")
+        bench_rss = pd.to_numeric(r.get("max_rss"), errors="coerce")
+        usage = parse_usage((run / "logs" / rel).with_suffix(".log")) or {}
         rows.append(
             {
                 "rule": rule,
                 "subject": subject,
                 "s": float(r["s"]),
-                "cpu_s": float(r.get("cpu_time", float("nan"))),
-                "max_rss_mb": float(r.get("max_rss", float("nan"))),
+                "cpu_s": float(usage.get("cpu_s", bench_cpu)),
+                "max_rss_mb": float(usage.get("max_rss_mb", bench_rss)),
+                "bench_cpu_s": float(bench_cpu),
+                "bench_max_rss_mb": float(bench_rss),
+                "usage_from_log": bool(usage),
             }
         )
     return pd.DataFrame(rows)
@@ -59,6 +76,7 @@ def per_rule(jobs: pd.DataFrame) -> pd.DataFrame:
             "cpu_median_s": g["cpu_s"].median(),
             "cpu_total_s": g["cpu_s"].sum(),
             "max_rss_mb": g["max_rss_mb"].max(),
+            "usage_from_log": g["usage_from_log"].sum(),
         }
     )
     table["share_of_job_wall"] = table["wall_total_s"] / table["wall_total_s"].sum()
@@ -103,6 +121,7 @@ def main(argv=None) -> None:
         "subjects": int(jobs.subject.nunique()),
         "job_wall_total_s": float(jobs.s.sum()),
         "job_cpu_total_s": float(jobs.cpu_s.sum()),
+        "jobs_with_exact_usage": int(jobs.usage_from_log.sum()),
         **critical_path(jobs),
     }
     if args.wall_s:

@@ -4,8 +4,10 @@ Snakefile (the scheduler's timers)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import resource
 import sys
 import threading
 import time
@@ -82,9 +84,61 @@ def single_reevaluation_timer() -> bool:
     return True
 
 
+#: Tag of the resource-usage line that :func:`logged` writes at the end of a job's log.
+USAGE_TAG = "qsmvbm-usage"
+
+
+def resource_usage() -> dict:
+    """This process's CPU time and peak memory so far, its waited-for children included.
+
+    Exact, from ``getrusage``, where Snakemake's ``benchmark:`` files sample the job's processes
+    every 0.5 s for the first 15 s and every 30 s after: a job's ``cpu_time`` and ``max_rss`` there
+    stop at its last sample (an input check of 30 s CPU and 2.7 GB peak was recorded as 15 s and
+    1.3 GB).
+
+    Returns
+    -------
+    dict
+        ``cpu_s`` (user + system, s), ``user_s``, ``system_s``, ``max_rss_mb`` (peak resident set
+        of this process or of its largest child, MB; Linux reports kB).
+    """
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    user = me.ru_utime + kids.ru_utime
+    system = me.ru_stime + kids.ru_stime
+    scale = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0  # bytes on macOS
+    return {
+        "cpu_s": round(user + system, 2),
+        "user_s": round(user, 2),
+        "system_s": round(system, 2),
+        "max_rss_mb": round(max(me.ru_maxrss, kids.ru_maxrss) / scale, 1),
+    }
+
+
+def parse_usage(log_path: str | os.PathLike) -> dict | None:
+    """The last resource-usage record of a job's log (:func:`logged`), or None."""
+    try:
+        lines = Path(log_path).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        _, tag, rest = line.partition(USAGE_TAG + " ")
+        if tag:
+            try:
+                return json.loads(rest)
+            except ValueError:
+                return None
+    return None
+
+
 @contextlib.contextmanager
 def logged(log_path: str | os.PathLike | None, name: str = "qsmvbm") -> Iterator[logging.Logger]:
-    """Send ``logging`` and stdout/stderr to ``log_path`` for the block; log a traceback on error."""
+    """Send ``logging`` and stdout/stderr to ``log_path`` for the block; log a traceback on error.
+
+    The block's last log line is its process's resource use (:data:`USAGE_TAG` and a JSON record of
+    :func:`resource_usage` plus ``wall_s``, the block's wall time), error or not: exact CPU and
+    peak memory per job, read by ``benchmarks/run_profile.py``.
+    """
     logger = logging.getLogger(name)
     if not log_path:
         logging.basicConfig(level=logging.INFO)
@@ -99,11 +153,14 @@ def logged(log_path: str | os.PathLike | None, name: str = "qsmvbm") -> Iterator
         root.setLevel(logging.INFO)
         old = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = fh
+        start = time.monotonic()
         try:
             yield logger
         except Exception:
             fh.write(traceback.format_exc())
             raise
         finally:
+            usage = {"wall_s": round(time.monotonic() - start, 2), **resource_usage()}
+            logger.info("%s %s", USAGE_TAG, json.dumps(usage))
             sys.stdout, sys.stderr = old
             root.removeHandler(handler)
