@@ -172,3 +172,27 @@ def test_methods_text_follows_config():
     assert "cohort QSM template" not in base
     mc = text({"anat": {"normalization": "multichannel", "multichannel": {"qsm_weight": 0.5}}})
     assert "cohort QSM template" in mc and "weight 0.5" in mc and "two-channel SyN" in mc
+
+
+def test_qc_summary_keeps_every_metric_panel(tmp_path, monkeypatch):
+    """Each QC metric has its own panel with axes, and the exclusions go to a free panel (they once
+    covered the last metric's, whose axes then vanished)."""
+    import numpy as np
+    import pandas as pd
+
+    from qsmvbm.report import figures
+
+    cols = [m[0] for m in figures.QC_METRICS]
+    qc = pd.DataFrame(np.full((3, len(cols)), 0.9), columns=cols)
+    qc["participant_id"] = ["sub-01", "sub-02", "sub-03"]
+    qc["included"] = ["True", "True", "False"]
+    qc["reason"] = ["", "", "dice_brain 0.5 < 0.9"]
+    seen = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, out, **kw: seen.setdefault("fig", fig))
+    figures.qc_summary_figure(qc, {m[1]: 0.5 for m in figures.QC_METRICS}, tmp_path / "qc.png")
+    axes = seen["fig"].axes
+    shown = [ax for ax in axes if ax.axison]
+    assert [ax.get_title() for ax in shown] == cols
+    notes = [ax for ax in axes if not ax.axison and ax.texts]
+    assert len(notes) == 1 and "2 of 3 subjects included" in notes[0].texts[0].get_text()
+    assert "sub-03: dice_brain 0.5 < 0.9" in notes[0].texts[0].get_text()

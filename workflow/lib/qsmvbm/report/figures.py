@@ -285,7 +285,7 @@ QC_METRICS = [
 def qc_summary_figure(qc: pd.DataFrame, thresholds: dict, out_png) -> Path:
     """Normalization and plausibility QC: each metric per subject with its threshold (dashed), excluded
     subjects named."""
-    rows = -(-len(QC_METRICS) // 4)
+    rows = len(QC_METRICS) // 4 + 1  # a free panel after the metrics for the exclusions
     fig, axes = plt.subplots(rows, 4, figsize=(15, 4.25 * rows), constrained_layout=True)
     axes = axes.ravel()
     for ax in axes[len(QC_METRICS) :]:
@@ -312,10 +312,12 @@ def qc_summary_figure(qc: pd.DataFrame, thresholds: dict, out_png) -> Path:
         ax.legend(fontsize=7, loc="best")
     ex = qc[~inc]
     lines = [f"{r.participant_id}: {r.reason}" for r in ex.itertuples()] or ["none"]
+    # the first panel after the metrics' (the exclusions once hid the last metric's axes)
+    spare = axes[len(QC_METRICS)]
     _message(
-        axes[-2],
+        spare,
         f"{int(inc.sum())} of {len(qc)} subjects included\n\nexcluded:\n" + "\n".join(lines),
     )
-    axes[-2].texts[0].set_fontsize(9)
+    spare.texts[0].set_fontsize(9)
     fig.suptitle("Normalization and plausibility quality control", fontsize=11)
     return _save(fig, out_png)
