@@ -49,6 +49,7 @@ import pandas as pd
 from qsmvbm.config import workflow_defaults
 from qsmvbm.layout import Layout, truth_dir, truth_table
 from qsmvbm.simulate.cohort_io import EFFECT_COLUMNS
+from qsmvbm.stats.power_cli import run_config
 from qsmvbm.stats.tables import fisher_ci
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -98,22 +99,32 @@ def planted_weight(effect: pd.Series, truth: Path) -> tuple[np.ndarray, np.ndarr
 
 
 @lru_cache(maxsize=1)
-def controls_mean_gm(lay: Layout, controls: tuple[str, ...]) -> np.ndarray:
-    """The controls' mean template-space modulated GM (read once for all planted effects)."""
+def mean_map(paths: tuple[Path, ...]) -> np.ndarray:
+    """The mean of these maps (read once for all planted effects)."""
     import nibabel as nib
 
-    return np.mean([nib.load(lay.group_map("gm", pid)).get_fdata() for pid in controls], axis=0)
+    return np.mean([nib.load(p).get_fdata() for p in paths], axis=0)
 
 
-def recovered_size(lay: Layout, effect: pd.Series, truth: Path, mod: str, controls) -> dict:
+def controls_mean_gm(lay: Layout, controls) -> np.ndarray:
+    """The controls' mean template-space modulated GM."""
+    return mean_map(tuple(lay.group_map("gm", pid) for pid in controls))
+
+
+def recovered_size(
+    lay: Layout, effect: pd.Series, truth: Path, mod: str, controls, direction: str
+) -> dict:
     """How much of a planted effect the group analysis measured: the least-squares amplitude of the
-    group effect map (patients - controls, ``<modality>_effect``) on the planted profile ``w``, as a
-    fraction of the planted one: ``sum(w D) / (delta sum(w^2))`` with ``delta`` the planted chi change
-    (ppm) or, for GM, the relative change times the controls' mean modulated GM (voxelwise)."""
+    group difference D (patients - controls) on the planted profile ``w``, as a fraction of the
+    planted one: ``sum(w D) / (delta sum(w^2))`` with ``delta`` the planted chi change (ppm) or, for
+    GM, the relative change times the controls' mean modulated GM (voxelwise). The workflow's
+    ``<modality>_effect`` map is the effect in the tested ``direction`` (the modality's
+    ``group.modalities.<m>.direction``: controls - patients for GM's default ``less``); D undoes that. Before 2026-12-06 it did not, and the GM
+    fractions in earlier results files have the wrong sign."""
     import nibabel as nib
 
     w, _ = planted_weight(effect, truth)
-    d = nib.load(lay.group("effect", mod)).get_fdata()
+    d = nib.load(lay.group("effect", mod)).get_fdata() * (1.0 if direction == "greater" else -1.0)
     analysed = nib.load(lay.group("svc_mask", mod)).get_fdata() > 0
     sel = (w > 0) & analysed
     if mod == "qsm":
@@ -131,7 +142,9 @@ def recovered_size(lay: Layout, effect: pd.Series, truth: Path, mod: str, contro
 
 def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None) -> dict:
     truth_bids = truth_bids or run / "sim_bids"
-    lay = Layout(run)
+    # the run's own config: its template grid (res-1 or res-2) names the template-space maps
+    cfg = run_config(run)
+    lay = Layout.from_config(cfg, run)
     effects = pd.read_csv(truth_table(truth_bids, "effects"), sep="\t")
     clusters = pd.read_csv(lay.group("clusters"), sep="\t")
     corr = pd.read_csv(lay.group("correlations"), sep="\t")
@@ -181,7 +194,16 @@ def evaluate(run: Path, truth_bids: Path | None = None, name: str | None = None)
                 }
             else:
                 row[mod] = {"found": False}
-            row[mod].update(recovered_size(lay, e, truth_dir(truth_bids), mod, controls))
+            row[mod].update(
+                recovered_size(
+                    lay,
+                    e,
+                    truth_dir(truth_bids),
+                    mod,
+                    controls,
+                    cfg["group"]["modalities"][mod]["direction"],
+                )
+            )
         score = e.get("clinical_score")
         if isinstance(score, str) and score != "n/a":
             target = float(e.target_r)
@@ -356,7 +378,7 @@ def make_subset(run: Path, new: Path, per_group: int) -> None:
     parts = pd.read_csv(
         run / "sim_bids" / "participants.tsv", sep="\t", dtype=str, keep_default_na=False
     )
-    lay = Layout(run)
+    lay = Layout.from_config(run_config(run), run)
     deriv = lay.derivatives
 
     def finished(pid: str) -> bool:
