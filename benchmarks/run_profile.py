@@ -6,7 +6,7 @@ run's summed job wall time; and the critical path of the DAG's shape (the slowes
 per-subject rules, then the group rules one after another), the floor of the run's wall time however
 many cores. With ``--wall-s`` (the run's wall time) and ``--cores``, the cores' use: summed job wall
 / (cores x run wall). With ``--scheduler-cpu-s`` (the Snakemake process's own CPU seconds, e.g. from
-``ps -o times`` at the end of the run), its share.
+``ps -o times`` at the end of the run), its share; with ``--cpu-s`` (the run's measured CPU), its share.
 
 CPU and memory come from the job's own log when it has the workflow's resource-usage line
 (``qsmvbm.smk.logged``: ``getrusage``, exact), else from the benchmark file. Snakemake samples a job
@@ -108,6 +108,17 @@ def main(argv=None) -> None:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--scheduler-cpu-s", type=float, help="the Snakemake process's CPU (s)")
     ap.add_argument(
+        "--cpu-s",
+        type=float,
+        help="the run's measured CPU (s; e.g. user + system of /usr/bin/time over snakemake, which "
+        "counts every job; exact where the benchmark files' sampled figures are not)",
+    )
+    ap.add_argument(
+        "--cpu-wall-s",
+        type=float,
+        help="the wall time over which --cpu-s was measured (default --wall-s)",
+    )
+    ap.add_argument(
         "--exclude", nargs="*", default=[], help="rules left out (e.g. the simulation's)"
     )
     args = ap.parse_args(argv)
@@ -128,6 +139,12 @@ def main(argv=None) -> None:
         summary["run_wall_s"] = args.wall_s
         summary["cores"] = args.cores
         summary["core_use"] = float(jobs.s.sum() / (args.cores * args.wall_s))
+    if args.cpu_s is not None:
+        cpu_wall = args.cpu_wall_s or args.wall_s
+        summary["run_cpu_s"] = args.cpu_s
+        summary["run_cpu_measured_over_wall_s"] = cpu_wall
+        if cpu_wall:
+            summary["run_cpu_share_of_cores"] = args.cpu_s / (args.cores * cpu_wall)
     if args.scheduler_cpu_s is not None:
         summary["scheduler_cpu_s"] = args.scheduler_cpu_s
         summary["scheduler_cpu_per_job_s"] = args.scheduler_cpu_s / max(len(jobs), 1)
