@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from qsmvbm.layout import Layout, truth_table
+from qsmvbm.smk import parse_usage
 
 from .conftest import ROOT, TINY
 from .conftest import run_snakemake as run_smk
@@ -75,6 +76,14 @@ def test_run_on_simulated_cohort(tiny_run):
     assert truth_table(lay.sim_bids, "effects").exists()
     assert (out / "logs" / "simulate_subject" / "sub-NC002.log").exists()
     assert (out / "benchmarks" / "simulate_subject" / "sub-NC002.tsv").exists()
+    # every job's log ends with its exact CPU time and peak memory (run_profile.py reads them)
+    for rule, pid in (
+        ("simulate_subject", "sub-NC002"),
+        ("qsm", "sub-ALS001"),
+        ("group_glm_qsm", None),
+    ):
+        usage = parse_usage(lay.log(rule, pid))
+        assert usage["cpu_s"] > 0 and usage["max_rss_mb"] > 50, rule
     check_group_outputs(lay)
     # nothing to do on a second run
     r = run_smk("-n", "--config", f"simulation={TINY}", f"output_dir={out}")
