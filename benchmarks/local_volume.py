@@ -46,6 +46,7 @@ import pandas as pd
 
 from qsmvbm.anat import normalize
 from qsmvbm.anat.antsio import to_ants
+from qsmvbm.anat.t1 import register
 from qsmvbm.io import read_tsv
 from qsmvbm.layout import Layout, truth_table
 from qsmvbm.qsm.grid import bbox_slices, crop_affine
@@ -112,7 +113,8 @@ def true_volumes(lay: Layout, pid: str, peaks: dict, radii) -> dict:
 
 
 def measured_jacobian(lay: Layout, pid: str, registration: str, seed: int = 42):
-    """(Jacobian on the template grid, its affine, seconds) of the run's warps or a re-registration."""
+    """(Jacobian on the template grid, its affine, seconds) of the run's warps or a re-registration
+    (seeded by :func:`qsmvbm.anat.t1.register`)."""
     import ants
 
     grid = nib.load(lay.subject("template_t1", pid))
@@ -128,19 +130,17 @@ def measured_jacobian(lay: Layout, pid: str, registration: str, seed: int = 42):
         tpl = load_template(int(round(abs(grid.affine[0, 0]))))
         t1 = ants.image_read(str(lay.subject("t1_preproc", pid)))
         mask = ants.image_read(str(lay.subject("t1_mask", pid)))
-        previous = ants.config._random_seed
-        ants.config._random_seed = seed
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                reg = ants.registration(
-                    fixed=to_ants(tpl.t1, tpl.affine),
-                    moving=t1 * mask,
-                    outprefix=tmp + "/reg_",
-                    **CANDIDATES[registration],
-                )
-                jac = normalize.jacobian(ref, reg["fwdtransforms"])
-        finally:
-            ants.config._random_seed = previous
+        kw = dict(CANDIDATES[registration])
+        with tempfile.TemporaryDirectory() as tmp:
+            reg = register(
+                to_ants(tpl.t1, tpl.affine),
+                t1 * mask,
+                kw.pop("type_of_transform"),
+                tmp + "/reg_",
+                seed,
+                **kw,
+            )
+            jac = normalize.jacobian(ref, reg["fwdtransforms"])
     return jac, grid.affine, time.perf_counter() - t0
 
 
@@ -150,7 +150,7 @@ def refinement_jacobian(lay: Layout, pid: str, grid, settings: dict, seed: int) 
     import ants
 
     tpl = load_template(int(round(abs(grid.affine[0, 0]))))
-    moving_full = nib.load(lay.subject("template_t1", pid)).get_fdata(dtype=np.float32)
+    moving_full = grid.get_fdata(dtype=np.float32)
     xyz = world_coords(grid.shape[:3], grid.affine)
     inside = np.ones(grid.shape[:3], bool)
     for i, (lo, hi) in enumerate(settings["box"]):
@@ -160,15 +160,10 @@ def refinement_jacobian(lay: Layout, pid: str, grid, settings: dict, seed: int) 
     fixed = to_ants(np.ascontiguousarray(tpl.t1[sl], np.float32), aff)
     moving = to_ants(np.ascontiguousarray(moving_full[sl]), aff)
     kw = {k: v for k, v in settings.items() if k != "box"}
-    previous = ants.config._random_seed
-    ants.config._random_seed = seed
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            reg = ants.registration(fixed=fixed, moving=moving, outprefix=tmp + "/ref_", **kw)
-            warp = next(t for t in reg["fwdtransforms"] if t.endswith(".nii.gz"))
-            local = ants.create_jacobian_determinant_image(fixed, warp, do_log=False).numpy()
-    finally:
-        ants.config._random_seed = previous
+    with tempfile.TemporaryDirectory() as tmp:
+        reg = register(fixed, moving, kw.pop("type_of_transform"), tmp + "/ref_", seed, **kw)
+        warp = next(t for t in reg["fwdtransforms"] if t.endswith(".nii.gz"))
+        local = ants.create_jacobian_determinant_image(fixed, warp, do_log=False).numpy()
     out = np.ones(grid.shape[:3], np.float32)
     out[sl] = np.clip(local, 0, None)
     return out

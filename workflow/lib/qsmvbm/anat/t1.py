@@ -129,15 +129,18 @@ def register(
     fixed_mask=None,
     multivariate_extras=None,
     initial_transform=None,
+    **options,
 ) -> dict:
     """``ants.registration`` with a fixed seed and outputs under ``outprefix``.
 
     ``transform``: 'Rigid', 'Affine', 'SyN', 'antsRegistrationSyNQuick[s]', ...
+    ``options``: further ``ants.registration`` keywords (``syn_metric``, ``reg_iterations``...; the
+    registration candidates of ``benchmarks/local_volume.py``).
     Returns the ANTsPy dict (``fwdtransforms``, ``invtransforms``, ``warpedmovout``...).
     """
     import ants.config  # binds ``ants`` too
 
-    kw = {}
+    kw = dict(options)
     if multivariate_extras:
         kw["multivariate_extras"] = multivariate_extras
     if initial_transform is not None:
