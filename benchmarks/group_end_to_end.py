@@ -119,8 +119,9 @@ def recovered_size(
     planted one: ``sum(w D) / (delta sum(w^2))`` with ``delta`` the planted chi change (ppm) or, for
     GM, the relative change times the controls' mean modulated GM (voxelwise). The workflow's
     ``<modality>_effect`` map is the effect in the tested ``direction`` (the modality's
-    ``group.modalities.<m>.direction``: controls - patients for GM's default ``less``); D undoes that. Before 2026-12-06 it did not, and the GM
-    fractions in earlier results files have the wrong sign."""
+    ``group.modalities.<m>.direction``: controls - patients for GM's default ``less``); D undoes
+    that. Before 2026-12-06 it did not, and the GM fractions in earlier results files have the
+    wrong sign."""
     import nibabel as nib
 
     w, _ = planted_weight(effect, truth)

@@ -1,19 +1,19 @@
 """Where a finished workflow run spent its time: per rule, from Snakemake's ``benchmark:`` files.
 
-For every rule: jobs, wall seconds (median, total), CPU seconds (median, total; user + system time),
-peak resident memory (MB); the share of the
-run's summed job wall time; and the critical path of the DAG's shape (the slowest subject's chain of
-per-subject rules, then the group rules one after another), the floor of the run's wall time however
-many cores. With ``--wall-s`` (the run's wall time) and ``--cores``, the cores' use: summed job wall
-/ (cores x run wall). With ``--scheduler-cpu-s`` (the Snakemake process's own CPU seconds, e.g. from
-``ps -o times`` at the end of the run), its share; with ``--cpu-s`` (the run's measured CPU), its share.
+For every rule: jobs, wall seconds (median, total), CPU seconds (median, total; user + system
+time), peak resident memory (MB); the share of the run's summed job wall time; and the critical
+path of the DAG's shape (the slowest subject's chain of per-subject rules, then the group rules one
+after another), the floor of the run's wall time however many cores. With ``--wall-s`` (the run's
+wall time) and ``--cores``, the cores' use: summed job wall / (cores x run wall). With
+``--scheduler-cpu-s`` (the Snakemake process's own CPU seconds, e.g. from ``ps -o times`` at the end
+of the run), its share; with ``--cpu-s`` (the run's measured CPU), its share.
 
 CPU and memory come from the job's own log when it has the workflow's resource-usage line
-(``qsmvbm.smk.logged``: ``getrusage``, exact), else from the benchmark file. Snakemake samples a job
-every 0.5 s for its first 15 s and every 30 s after, and its ``cpu_time`` and ``max_rss`` stop at the
-last sample: a 34 s input check of 30 s CPU and 2.7 GB peak was recorded as 15 s and 1.3 GB. The
-columns ``bench_cpu_s`` and ``bench_max_rss_mb`` keep the benchmark files' figures, and ``usage_from_log``
-says which jobs had the exact ones.
+(``qsmvbm.smk.logged``: ``getrusage``, exact), else from the benchmark file. Snakemake samples a
+job every 0.5 s for its first 15 s and every 30 s after, and its ``cpu_time`` and ``max_rss`` stop
+at the last sample: a 34 s input check of 30 s CPU and 2.7 GB peak was recorded as 15 s and
+1.3 GB. The columns ``bench_cpu_s`` and ``bench_max_rss_mb`` keep the benchmark files' figures,
+and ``usage_from_log`` says which jobs had the exact ones.
 
     python benchmarks/run_profile.py RUN --name study2mm --wall-s 7200 --cores 2
 
