@@ -32,6 +32,6 @@ rule anat_t1:
         mem_mb=config["resources"]["anat_mem_mb"],
         runtime=60,
     params:
-        anat=config["anat"],
+        anat=anat_params("anat_t1"),
     script:
         "../scripts/anat_t1.py"

@@ -53,6 +53,30 @@ def normalization_xfm(kind):
     return L.subject(f"mc_{kind}" if MULTICHANNEL else kind)
 
 
+#: the ``anat`` keys that each ANTs step reads. Each gets only its own keys, so that a change of
+#: another stage's option (smoothing, deep-grey measure) does not rerun it (the params trigger)
+ANAT_KEYS = {
+    "anat_t1": (
+        "template_resolution",
+        "registration",
+        "brain_extraction_init",
+        "brain_extraction_bet_f",
+        "brain_extraction_voxel_mm",
+        "brain_extraction_registration",
+        "n4_shrink_factor",
+        "random_seed",
+        "deterministic",
+        "atropos",
+    ),
+    "register_multichannel": ("template_resolution", "multichannel", "random_seed"),
+}
+
+
+def anat_params(step):
+    """The ``anat`` config section as the step ``step`` reads it (see ANAT_KEYS)."""
+    return {key: config["anat"][key] for key in ANAT_KEYS[step]}
+
+
 def template_maps_group():
     """Cluster job group of the template-space maps: with multichannel normalization they wait for
     the cohort QSM template, so they form a second per-subject group after it."""

@@ -106,7 +106,7 @@ rule register_multichannel:
         mem_mb=config["resources"]["anat_mem_mb"],
         runtime=30,
     params:
-        anat=config["anat"],
+        anat=anat_params("register_multichannel"),
     script:
         "../scripts/register_multichannel.py"
 
