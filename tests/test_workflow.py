@@ -204,6 +204,56 @@ def test_multichannel_normalization_after_the_t1_pass(tiny_run, tmp_path):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_deep_grey_refinement_on_a_finished_run(tiny_run, tmp_path):
+    """anat.deep_grey.refine on a finished run: only the refinement, the template-space maps and the
+    group stage run; the maps change inside the refinement's box and not outside it; the sidecar
+    records the refinement and the normalization QC says it was used."""
+    import nibabel as nib
+    import numpy as np
+
+    from qsmvbm.anat import refine
+
+    out = tmp_path / "res"
+    shutil.copytree(tiny_run, out, symlinks=True)
+    extra = tmp_path / "refine.yaml"
+    extra.write_text("anat:\n  deep_grey:\n    refine: {enabled: true}\n")
+    args = [
+        "--configfile",
+        "config/config.yaml",
+        str(extra),
+        "--config",
+        f"simulation={TINY}",
+        f"output_dir={out}",
+        "--omit-from",
+        "report_figures",
+    ]
+    r = run_smk(*args, "--forcerun", "template_maps")
+    log = r.stdout + r.stderr
+    for rule in ("refine_deep_grey", "template_maps", "group_glm"):
+        assert f"rule {rule}:" in log or f"localrule {rule}:" in log, rule
+    for rule in ("anat_t1", "qsm", "register_gre", "simulate_subject"):
+        assert f"rule {rule}:" not in log, rule
+    lay, before_lay = Layout(out), Layout(tiny_run)
+    pid = "sub-ALS001"
+    info = json.loads(lay.subject("deepgrey_json", pid).read_text())
+    assert info["Parameters"]["radius_vox"] == 2 and 0 < info["max_displacement_mm"] < 10
+    assert json.loads(lay.subject("normalization_qc", pid).read_text())["deep_grey_refinement"]
+    img = nib.load(lay.subject("gm_mod", pid))
+    new = img.get_fdata()
+    old = nib.load(before_lay.subject("gm_mod", pid)).get_fdata()
+    box = refine.box_mask(new.shape, img.affine, refine.DEFAULT_BOX_MM)
+    far = ~ndimage_dilate(box, 2)
+    np.testing.assert_allclose(new[far], old[far], atol=1e-4)
+    assert not np.allclose(new[box], old[box])
+    check_group_outputs(lay)
+
+
+def ndimage_dilate(mask, iterations):
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, iterations=iterations)
+
+
 CLUSTER_COLUMNS = [
     "modality",
     "roi",

@@ -69,12 +69,25 @@ ANAT_KEYS = {
         "atropos",
     ),
     "register_multichannel": ("template_resolution", "multichannel", "random_seed"),
+    "refine_deep_grey": ("template_resolution", "random_seed"),
 }
 
 
 def anat_params(step):
-    """The ``anat`` config section as the step ``step`` reads it (see ANAT_KEYS)."""
-    return {key: config["anat"][key] for key in ANAT_KEYS[step]}
+    """The ``anat`` config section as the step ``step`` reads it (see ANAT_KEYS); the
+    deep-grey refinement gets ``deep_grey.refine`` alone."""
+    out = {key: config["anat"][key] for key in ANAT_KEYS[step]}
+    if step == "refine_deep_grey":
+        out["deep_grey"] = {"refine": config["anat"]["deep_grey"]["refine"]}
+    return out
+
+
+def deep_grey_refinement(wildcards):
+    """The deep-grey refinement's field as the template maps' ``refine`` input, when
+    ``anat.deep_grey.refine.enabled`` (else nothing)."""
+    if not config["anat"]["deep_grey"]["refine"]["enabled"]:
+        return {}
+    return {"refine": str(L.subject("deepgrey_warp", wildcards.subject))}
 
 
 def template_maps_group():

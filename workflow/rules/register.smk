@@ -111,8 +111,35 @@ rule register_multichannel:
         "../scripts/register_multichannel.py"
 
 
+rule refine_deep_grey:
+    input:
+        t1=rules.anat_t1.output.preproc,
+        affine=normalization_xfm("affine"),
+        warp=normalization_xfm("warp"),
+    output:
+        field=L.subject("deepgrey_warp"),
+        json=L.subject("deepgrey_json"),
+    log:
+        L.log("refine_deep_grey", "{subject}"),
+    benchmark:
+        L.benchmark("refine_deep_grey", "{subject}")
+    group:
+        template_maps_group()
+    conda:
+        ENV
+    threads: ants_threads()
+    resources:
+        mem_mb=config["resources"]["anat_mem_mb"],
+        runtime=20,
+    params:
+        anat=anat_params("refine_deep_grey"),
+    script:
+        "../scripts/refine_deep_grey.py"
+
+
 rule template_maps:
     input:
+        unpack(deep_grey_refinement),
         chi=rules.qsm.output.chi,
         qsm_mask=rules.qsm.output.final_mask,
         gre_xfm=rules.register_gre.output.xfm,

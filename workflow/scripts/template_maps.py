@@ -4,7 +4,7 @@ Jacobian-modulated GM, smoothing, per-subject normalization QC metrics and overl
 import numpy as np
 
 from qsmvbm import atlas
-from qsmvbm.anat import normalize
+from qsmvbm.anat import normalize, refine
 from qsmvbm.anat.antsio import load_ants, to_ants
 from qsmvbm.anat.figures import normalization_overlay
 from qsmvbm.io import save_json, save_nifti
@@ -16,7 +16,9 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
     tpl = load_template(params["template_resolution"])
     T = to_ants(tpl.t1, tpl.affine)
     vs = np.full(3, float(params["template_resolution"]))
-    fwd_t1 = [inp["warp"], inp["affine"]]
+    first = [inp["warp"], inp["affine"]]
+    # the deep-grey refinement (template -> template-space subject) goes first: one interpolation
+    fwd_t1 = ([inp["refine"]] if "refine" in inp else []) + first
     fwd_gre = fwd_t1 + [inp["gre_xfm"]]
     chi, qmask = normalize.warp_qsm(T, load_ants(inp["chi"]), load_ants(inp["qsm_mask"]), fwd_gre)
     save_nifti(chi, tpl.affine, out["chi"])
@@ -26,7 +28,9 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
             normalize.smooth(chi, params["qsm_fwhm_mm"], vs, qmask), tpl.affine, out["chi_smooth"]
         )
     gm = normalize.warp(T, load_ants(inp["gm"]), fwd_t1).numpy()
-    jac = normalize.jacobian(T, fwd_t1, params["modulation"])
+    jac = normalize.jacobian(T, first, params["modulation"])
+    if "refine" in inp:
+        jac = refine.chain_jacobian(T, inp["refine"], jac)
     dg = params["deep_grey"]
     weight = None
     if dg["method"] == "jacobian":
@@ -52,6 +56,7 @@ def run(inp: dict, params: dict, out: dict, subject: str, log) -> dict:
         "modulation": params["modulation"],
         "deep_grey_gm": dg["method"],
         "normalization": params["normalization"],
+        "deep_grey_refinement": "refine" in inp,
         "TemplateSpace": TEMPLATE_SPACE,
     }
     save_json(qc, out["qc"])

@@ -110,6 +110,9 @@ SUBJECT_FILES = {
     "mc_warp": _spec("xfm", from_="T1w", to="{tpl}", mode="image", desc="multichannelwarp"),
     "mc_inverse_warp": _spec("xfm", from_="{tpl}", to="T1w", mode="image", desc="multichannelwarp"),
     "mc_json": _spec("xfm", ".json", from_="T1w", to="{tpl}", desc="multichannel"),
+    # the deep-grey refinement: template -> template-space subject (anat.deep_grey.refine)
+    "deepgrey_warp": _spec("xfm", from_="{tpl}", to="{tpl}", mode="image", desc="deepgreywarp"),
+    "deepgrey_json": _spec("xfm", ".json", from_="{tpl}", to="{tpl}", desc="deepgrey"),
     # template-space maps (register.smk)
     "template_chi": _spec("Chimap", **_TPL),
     "chi_smooth": _spec("Chimap", **_TPL, desc="smoothed"),

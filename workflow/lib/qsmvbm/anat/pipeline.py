@@ -19,7 +19,7 @@ from ..templates import TEMPLATE_SPACE, load_template
 from ..timing import Stopwatch
 from ..version import full_version
 from . import normalize, t1
-from .antsio import from_ants, to_ants
+from .antsio import from_ants, load_ants, to_ants
 
 
 def process_t1(t1w_path: Path, params: dict, out: dict, log) -> dict:
@@ -136,4 +136,63 @@ def process_t1(t1w_path: Path, params: dict, out: dict, log) -> dict:
     }
     save_json(info, out["volumes"])
     log.info("TIV %.0f mL, GM %.0f mL", vols["TIV_ml"], vols["GM_ml"])
+    return info
+
+
+def refine_deep_grey(t1_path, transforms: list, params: dict, out: dict, log) -> dict:
+    """The deep-grey refinement of one subject, file in and files out (the workflow's
+    ``refine_deep_grey`` rule; :mod:`qsmvbm.anat.refine`).
+
+    Parameters
+    ----------
+    t1_path : path
+        The subject's bias-corrected T1w (T1w space).
+    transforms : list of str
+        The first normalization, template -> T1w, in ANTs order ([warp, affine]).
+    params : dict
+        The ``anat`` section of the workflow config (``template_resolution``, ``random_seed``,
+        ``deep_grey.refine``).
+    out : dict
+        Output paths: ``field`` (the refinement's displacement field, template grid) and ``json``
+        (its parameters and displacement summary, mm).
+    log : logging.Logger
+    """
+    from . import refine
+
+    tpl = load_template(params["template_resolution"])
+    T = to_ants(tpl.t1, tpl.affine)
+    p = params["deep_grey"]["refine"]
+    watch = Stopwatch(digits=2)
+    moving = normalize.warp(T, load_ants(str(t1_path)), list(transforms)).numpy()
+    with tempfile.TemporaryDirectory(dir=Path(out["field"]).parent, prefix=".ants_dg_") as tmp:
+        res = refine.refine(
+            tpl.t1,
+            moving,
+            tpl.affine,
+            str(Path(tmp) / "dg_"),
+            params["random_seed"],
+            box_mm=p["box_mm"],
+            radius=p["radius_vox"],
+            iterations=p["iterations"],
+            taper_mm=p["taper_mm"],
+        )
+        shutil.copy(res.pop("field"), out["field"])
+    watch.tick("refinement")
+    info = {
+        **res,
+        "Description": "deep-grey refinement: local CC SyN of the template-space T1w to the "
+        "template T1, template -> template-space subject (ANTs displacement field, mm, LPS)",
+        "TemplateSpace": TEMPLATE_SPACE,
+        "TemplateResolution_mm": params["template_resolution"],
+        "RandomSeed": params["random_seed"],
+        "Parameters": p,
+        "Timings_s": watch.timings,
+        "Software": {"qsmvbm": full_version(), "antspyx": __import__("ants").__version__},
+    }
+    save_json(info, out["json"])
+    log.info(
+        "deep-grey refinement: median displacement %.2f mm, max %.2f mm in the box",
+        res["median_displacement_mm"],
+        res["max_displacement_mm"],
+    )
     return info

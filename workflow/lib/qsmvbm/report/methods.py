@@ -257,6 +257,22 @@ def _deep_grey(dg: dict, cite) -> str:
     )
 
 
+def _refinement(dg: dict, cite) -> str:
+    r = dg["refine"]
+    if not r["enabled"]:
+        return ""
+    box = ", ".join(f"{_g(lo)} to {_g(hi)}" for lo, hi in r["box_mm"])
+    return (
+        " The normalization was then refined in the deep grey nuclei: each subject's template-space T1w was "
+        f"registered to the template T1 with SyN {cite('avants2008')} driven by neighbourhood "
+        f"cross-correlation (radius {r['radius_vox']} voxels, "
+        f"{'x'.join(str(i) for i in r['iterations'])} iterations) in a box of MNI x, y, z {box} mm, the "
+        f"field tapered to zero over {_g(r['taper_mm'])} mm inside the box's faces; this field was composed "
+        "with the first normalization for every template-space map (still one interpolation) and its "
+        "Jacobian multiplied the first normalization's."
+    )
+
+
 def _anat(a: dict, qc: dict, cite, space: str) -> str:
     mod = (
         "affine and nonlinear components (as CAT12's mwp1; TIV as a covariate)"
@@ -306,7 +322,7 @@ def _anat(a: dict, qc: dict, cite, space: str) -> str:
         f"{_g(a['atropos']['mrf'])}, {a['atropos']['iterations']} iterations); TIV was the sum of the three "
         f"tissue volumes. The T1w image was normalized to the {space} template {cite('fonov2011')} at "
         f"{a['template_resolution']} mm with {a['registration']} {cite('avants2008')} (random seed "
-        f"{a['random_seed']}{det}).{mc} The first-echo GRE magnitude was registered rigidly to the T1w image (mutual "
+        f"{a['random_seed']}{det}).{mc}{_refinement(a['deep_grey'], cite)} The first-echo GRE magnitude was registered rigidly to the T1w image (mutual "
         f"information), and QSM was brought to the template by composing the GRE-to-T1w and T1w-to-template "
         f"transforms in a single interpolation; template-space QSM was {qsm_s}. Grey matter was "
         f"Jacobian-modulated with {mod} {cite('ashburner2000')}"
