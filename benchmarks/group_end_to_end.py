@@ -21,7 +21,9 @@ study's sphere search volume and with the whole ROI (``group.svc_volume``), and 
 search (modality x ROI) and per cohort (any search) by RFT and by permutation, each with the 100 mm3 extent
 rule. The relabellings reuse the same controls, so the rates are permutation estimates for this one sample,
 not for new cohorts. Writes ``benchmarks/results/group_null_relabellings.{json,tsv}``; with ``--family
-modality|analysis`` (``group.fwe_family``) ``group_null_relabellings_family-<family>.{json,tsv}``.
+modality|analysis`` (``group.fwe_family``) ``group_null_relabellings_family-<family>.{json,tsv}``;
+``--anat "{template_resolution: 1}"`` for a run with other ``anat`` settings (a 1 mm run), ``--name``
+a suffix of those files.
 
 ``subset RUN NEW --per-group N``: the first N subjects of each group (participants.tsv order) whose
 QSM and T1 processing is done, as a new run folder: raw data and the simulation truth linked, the per-subject
@@ -295,10 +297,14 @@ def null_relabellings(
     cores: int = 2,
     family: str = "roi",
     volumes: tuple[str, ...] = ("sphere", "roi"),
+    anat: str | None = None,
+    name: str | None = None,
 ) -> pd.DataFrame:
     """Group stage on ``seeds`` random relabellings of the controls, with each SVC search volume and the FWE
     family ``family`` (the other group settings: the workflow defaults); one row per (seed, svc_volume,
-    modality, roi): the smallest FWE p of the clusters of at least ``group.min_cluster_mm3``."""
+    modality, roi): the smallest FWE p of the clusters of at least ``group.min_cluster_mm3``.
+    ``anat``: the run's ``anat`` settings as a YAML mapping (e.g. ``{template_resolution: 1}``), so that
+    the group stage finds the run's template-space maps; ``name``: a suffix of the results files."""
     repo = Path(__file__).resolve().parents[1]
     group = workflow_defaults()["group"]
     alpha, min_mm3 = group["fwe_alpha"], group["min_cluster_mm3"]
@@ -326,6 +332,7 @@ def null_relabellings(
                             f"bids_dir={new / 'bids'}",
                             f"output_dir={out}",
                             f"group={{svc_volume: {vol}, fwe_family: {family}}}",
+                            *([f"anat={anat}"] if anat else []),
                         ],
                         cwd=repo,
                         stdout=log,
@@ -357,19 +364,21 @@ def null_relabellings(
         df.groupby(["svc_volume", "seed"])[["fp_rft", "fp_perm"]].any().groupby("svc_volume").mean()
     )
     OUT.mkdir(parents=True, exist_ok=True)
-    name = "group_null_relabellings" + ("" if family == "roi" else f"_family-{family}")
-    df.to_csv(OUT / f"{name}.tsv", sep="\t", index=False)
+    stem = "group_null_relabellings" + ("" if family == "roi" else f"_family-{family}")
+    stem += f"_{name}" if name else ""
+    df.to_csv(OUT / f"{stem}.tsv", sep="\t", index=False)
     summary = {
         "run": str(run),
         "n_cohorts": seeds,
         "alpha": alpha,
         "min_cluster_mm3": min_mm3,
         "fwe_family": family,
-        "note": "controls relabelled at random 17 v 17 (QC exclusions applied by the workflow)",
+        "anat": anat,
+        "note": "controls relabelled at random into two halves (QC exclusions applied by the workflow)",
         "per_search_rate": per_search.to_dict("records"),
         "any_search_rate": per_cohort.reset_index().to_dict("records"),
     }
-    (OUT / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    (OUT / f"{stem}.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return df
 
@@ -441,6 +450,8 @@ def main() -> None:
     m.add_argument(
         "--volumes", nargs="+", default=["sphere", "roi"], help="group.svc_volume values"
     )
+    m.add_argument("--anat", default=None, help="the run's anat settings, a YAML mapping")
+    m.add_argument("--name", default=None, help="suffix of the results files")
     s = sub.add_parser("subset")
     s.add_argument("run", type=Path)
     s.add_argument("new", type=Path)
@@ -452,7 +463,14 @@ def main() -> None:
         make_null(a.run, a.new, a.seed)
     elif a.what == "nulls":
         null_relabellings(
-            a.run, a.base, a.seeds, a.cores, family=a.family, volumes=tuple(a.volumes)
+            a.run,
+            a.base,
+            a.seeds,
+            a.cores,
+            family=a.family,
+            volumes=tuple(a.volumes),
+            anat=a.anat,
+            name=a.name,
         )
     else:
         make_subset(a.run, a.new, a.per_group)
