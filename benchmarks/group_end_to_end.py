@@ -310,6 +310,11 @@ def null_relabellings(
     alpha, min_mm3 = group["fwe_alpha"], group["min_cluster_mm3"]
     tag = {v: v if family == "roi" else f"{v}-{family}" for v in volumes}
     rows = []
+    extra = []
+    if anat:  # a config file: --config gives nested values as strings
+        base.mkdir(parents=True, exist_ok=True)
+        (base / "anat.yaml").write_text(f"anat: {anat}\n")
+        extra = ["--configfile", "config/config.yaml", str(base / "anat.yaml")]
     for seed in range(seeds):
         new = base / f"seed-{seed}"
         make_null(run, new, seed, outs=tuple(tag.values()))
@@ -326,13 +331,13 @@ def null_relabellings(
                             str(cores),
                             "--rerun-triggers",
                             "mtime",
+                            *extra,
                             "--until",
                             "cluster_table",
                             "--config",
                             f"bids_dir={new / 'bids'}",
                             f"output_dir={out}",
                             f"group={{svc_volume: {vol}, fwe_family: {family}}}",
-                            *([f"anat={anat}"] if anat else []),
                         ],
                         cwd=repo,
                         stdout=log,
