@@ -172,10 +172,10 @@ def test_methods_text_follows_config():
     assert "cohort QSM template" not in base
     mc = text({"anat": {"normalization": "multichannel", "multichannel": {"qsm_weight": 0.5}}})
     assert "cohort QSM template" in mc and "weight 0.5" in mc and "two-channel SyN" in mc
-    assert "refined in the deep grey nuclei" not in base
-    dg = text({"anat": {"deep_grey": {"refine": {"enabled": True, "radius_vox": 3}}}})
-    assert "refined in the deep grey nuclei" in dg and "radius 3 voxels" in dg
-    assert "x, y, z -36 to 36, -44 to 24, -20 to 30 mm" in dg and "50x30x20 iterations" in dg
+    assert "refined in the deep grey nuclei" in base and "radius 2 voxels" in base
+    assert "x, y, z -36 to 36, -44 to 24, -20 to 30 mm" in base and "50x30x20 iterations" in base
+    off = text({"anat": {"deep_grey": {"refine": {"enabled": False}}}})
+    assert "refined in the deep grey nuclei" not in off
 
 
 def test_qc_summary_keeps_every_metric_panel(tmp_path, monkeypatch):

@@ -204,19 +204,26 @@ def test_multichannel_normalization_after_the_t1_pass(tiny_run, tmp_path):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_deep_grey_refinement_on_a_finished_run(tiny_run, tmp_path):
-    """anat.deep_grey.refine on a finished run: only the refinement, the template-space maps and the
-    group stage run; the maps change inside the refinement's box and not outside it; the sidecar
-    records the refinement and the normalization QC says it was used."""
+def test_deep_grey_refinement_off_on_a_finished_run(tiny_run, tmp_path):
+    """The default run has the deep-grey refinement (its field and sidecar; the normalization QC says
+    so). Turned off on the finished run (the maps before it), only the template-space maps and the
+    group stage run again; the maps change inside the refinement's box and not outside it."""
     import nibabel as nib
     import numpy as np
 
     from qsmvbm.anat import refine
 
+    before_lay = Layout(tiny_run)
+    pid = "sub-ALS001"
+    info = json.loads(before_lay.subject("deepgrey_json", pid).read_text())
+    assert info["Parameters"]["radius_vox"] == 2 and 0 < info["max_displacement_mm"] < 10
+    assert json.loads(before_lay.subject("normalization_qc", pid).read_text())[
+        "deep_grey_refinement"
+    ]
     out = tmp_path / "res"
     shutil.copytree(tiny_run, out, symlinks=True)
     extra = tmp_path / "refine.yaml"
-    extra.write_text("anat:\n  deep_grey:\n    refine: {enabled: true}\n")
+    extra.write_text("anat:\n  deep_grey:\n    refine: {enabled: false}\n")
     args = [
         "--configfile",
         "config/config.yaml",
@@ -227,17 +234,15 @@ def test_deep_grey_refinement_on_a_finished_run(tiny_run, tmp_path):
         "--omit-from",
         "report_figures",
     ]
+    # the copy has no Snakemake metadata: ask for the rerun of the maps explicitly
     r = run_smk(*args, "--forcerun", "template_maps")
     log = r.stdout + r.stderr
-    for rule in ("refine_deep_grey", "template_maps", "group_glm"):
+    for rule in ("template_maps", "group_glm"):
         assert f"rule {rule}:" in log or f"localrule {rule}:" in log, rule
-    for rule in ("anat_t1", "qsm", "register_gre", "simulate_subject"):
+    for rule in ("refine_deep_grey", "anat_t1", "qsm", "register_gre", "simulate_subject"):
         assert f"rule {rule}:" not in log, rule
-    lay, before_lay = Layout(out), Layout(tiny_run)
-    pid = "sub-ALS001"
-    info = json.loads(lay.subject("deepgrey_json", pid).read_text())
-    assert info["Parameters"]["radius_vox"] == 2 and 0 < info["max_displacement_mm"] < 10
-    assert json.loads(lay.subject("normalization_qc", pid).read_text())["deep_grey_refinement"]
+    lay = Layout(out)
+    assert not json.loads(lay.subject("normalization_qc", pid).read_text())["deep_grey_refinement"]
     img = nib.load(lay.subject("gm_mod", pid))
     new = img.get_fdata()
     old = nib.load(before_lay.subject("gm_mod", pid)).get_fdata()
