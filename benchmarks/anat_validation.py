@@ -17,6 +17,7 @@ For every subject with ground truth (``<results>/sim_bids/derivatives/simulation
   between the groups, TIV-normalised).
 
 Usage: python benchmarks/anat_validation.py [--results results] [--out benchmarks/results/anat_validation.json]
+       [--resolution 2] [--per-group N]
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ def regional_gm(
     """GM volume (mL) of each :data:`GM_REGIONS` region: ``true_<r>`` (truth's GM in the region
     through the true transform: ``true_lab``, :func:`true_labels` on the T1w grid),
     ``segmentation_<r>`` and ``jacobian_<r>`` (template-space modulated GM, affine+nonlinear, by
-    each deep grey measure; ``deep_grey`` gives the regions and the edge)."""
+    each deep grey measure from the first normalization; ``deep_grey`` gives the regions and the
+    edge) and ``run_<r>`` (the run's own modulated GM map, e.g. with the deep-grey refinement)."""
     from qsmvbm.anat import normalize
     from qsmvbm.anat.antsio import load_ants
 
@@ -135,6 +137,8 @@ def regional_gm(
     maps = {
         "segmentation": normalize.modulated_gm(gm, jac),
         "jacobian": normalize.modulated_gm(gm, jac, tpl.gm, w),
+        # the run's own map, as the group analysis reads it (with the deep-grey refinement if on)
+        "run": nib.load(lay.subject("gm_mod", pid)).get_fdata(dtype=np.float32),
     }
     gm_true = nib.load(truth_file(truth, "gm", pid))
     gt = gm_true.get_fdata(dtype=np.float32)
@@ -162,7 +166,7 @@ def regional_summary(df: pd.DataFrame, patients: pd.Series, planted: dict) -> di
             - 1
         )
         out[name] = {"true_relative_difference_tiv_normalised": true_diff}
-        for method in ("segmentation", "jacobian"):
+        for method in ("segmentation", "jacobian", "run"):
             m = df[f"{method}_{name}"]
             d = float(
                 (m[patients] / df.loc[patients, "TIV_est"]).mean()
@@ -213,6 +217,12 @@ def main(argv=None) -> None:
         help="workflow config whose anat.deep_grey to use (default: the schema's defaults)",
     )
     ap.add_argument(
+        "--per-group",
+        type=int,
+        default=0,
+        help="only the first N subjects of each group (participants.tsv order); 0 = all",
+    )
+    ap.add_argument(
         "--normalization",
         choices=sorted(XFM),
         default="t1",
@@ -230,6 +240,8 @@ def main(argv=None) -> None:
 
     over = load_yaml(args.deep_grey_config) if args.deep_grey_config else {}
     deep_grey = workflow_defaults({"anat": over.get("anat", {})})["anat"]["deep_grey"]
+    if args.per_group:
+        parts = parts.groupby("group", sort=False).head(args.per_group)
     rows = []
     for pid in parts.participant_id:
         vol_f = lay.subject("volumes", pid)
