@@ -29,6 +29,7 @@ PER_SUBJECT = {
     "qsm",
     "anat_t1",
     "register_gre",
+    "refine_deep_grey",
     "template_maps",
     "derivative_sidecars",
 }
