@@ -143,6 +143,21 @@ def test_power_target_on_the_finished_run(tiny_run, tmp_path):
     assert "4. Study power" in report.read_text(errors="replace")
 
 
+def _copy_rerun_args(out, extra):
+    """Snakemake arguments of a rerun, with the config file ``extra`` on top, of a copy (``out``) of
+    the tiny run; the report's figures (about 25 s here) are checked in test_report, not redone."""
+    return [
+        "--configfile",
+        "config/config.yaml",
+        str(extra),
+        "--config",
+        f"simulation={TINY}",
+        f"output_dir={out}",
+        "--omit-from",
+        "report_figures",
+    ]
+
+
 def test_multichannel_normalization_after_the_t1_pass(tiny_run, tmp_path):
     """anat.normalization multichannel on a finished T1-only run: only the new registration steps, the
     template-space maps and the group stage run; the cohort QSM template holds every subject; the
@@ -158,17 +173,7 @@ def test_multichannel_normalization_after_the_t1_pass(tiny_run, tmp_path):
     extra.write_text(
         "anat:\n  normalization: multichannel\nqc:\n  t1_corr_min: 0.6\n  qsm_dgm_robust_z_max: 100\n"
     )
-    # the report's figures (about 25 s here) are checked in test_report, not redone here
-    args = [
-        "--configfile",
-        "config/config.yaml",
-        str(extra),
-        "--config",
-        f"simulation={TINY}",
-        f"output_dir={out}",
-        "--omit-from",
-        "report_figures",
-    ]
+    args = _copy_rerun_args(out, extra)
     # the copy has no Snakemake metadata, so the changed inputs/params of template_maps (which rerun it in the
     # original folder) are invisible here: ask for the rerun explicitly
     r = run_smk(*args, "--forcerun", "template_maps")
@@ -224,16 +229,7 @@ def test_deep_grey_refinement_off_on_a_finished_run(tiny_run, tmp_path):
     shutil.copytree(tiny_run, out, symlinks=True)
     extra = tmp_path / "refine.yaml"
     extra.write_text("anat:\n  deep_grey:\n    refine: {enabled: false}\n")
-    args = [
-        "--configfile",
-        "config/config.yaml",
-        str(extra),
-        "--config",
-        f"simulation={TINY}",
-        f"output_dir={out}",
-        "--omit-from",
-        "report_figures",
-    ]
+    args = _copy_rerun_args(out, extra)
     # the copy has no Snakemake metadata: ask for the rerun of the maps explicitly
     r = run_smk(*args, "--forcerun", "template_maps")
     log = r.stdout + r.stderr
