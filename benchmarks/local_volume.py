@@ -46,6 +46,7 @@ import pandas as pd
 
 from qsmvbm.anat import normalize
 from qsmvbm.anat.antsio import to_ants
+from qsmvbm.anat.refine import box_mask
 from qsmvbm.anat.t1 import register
 from qsmvbm.io import read_tsv
 from qsmvbm.layout import Layout, truth_table
@@ -151,10 +152,7 @@ def refinement_jacobian(lay: Layout, pid: str, grid, settings: dict, seed: int) 
 
     tpl = load_template(int(round(abs(grid.affine[0, 0]))))
     moving_full = grid.get_fdata(dtype=np.float32)
-    xyz = world_coords(grid.shape[:3], grid.affine)
-    inside = np.ones(grid.shape[:3], bool)
-    for i, (lo, hi) in enumerate(settings["box"]):
-        inside &= (xyz[i] >= lo) & (xyz[i] <= hi)
+    inside = box_mask(grid.shape[:3], grid.affine, settings["box"])
     sl = bbox_slices(inside)
     aff = crop_affine(grid.affine, sl)
     fixed = to_ants(np.ascontiguousarray(tpl.t1[sl], np.float32), aff)
