@@ -68,6 +68,7 @@ from qsmvbm.stats.pipeline import svc_params  # noqa: E402
 from qsmvbm.stats.power import (  # noqa: E402
     detected,
     effect_weight,
+    model_design,
     pooled_null,
     power_table,
     simulate_study,
@@ -151,14 +152,15 @@ def predictive(task: dict) -> pd.DataFrame:
     rng = np.random.default_rng(task["seed"])
     m = task["per_group"]
     weight = effect_weight(model, task["centre"], 9.0, task["profile"]).astype(np.float32)
-    nulls = {n: pooled_null(rng, model, n, params, task["null_studies"]) for n in task["n"]}
+    k = task["n_covariates"]
+    nulls = {n: pooled_null(rng, model, n, params, task["null_studies"], k) for n in task["n"]}
     rows = []
     for s in range(task["samples"]):
         sample = simulate_study(
             rng, model, m, task["survival"] * task["effect"], task["centre"], 9.0, weight
         )
         for n in task["n"]:
-            X = design_matrix(np.r_[np.ones(n), np.zeros(n)])
+            X = model_design(n, k)
             subs = cohorts(rng, list(range(m)), list(range(m, 2 * m)), n, task["partitions"])
             hits = dict.fromkeys(METHODS, 0)
             for pa, co in subs:
@@ -262,7 +264,9 @@ def main(argv=None) -> None:
         w, w_aff = planted_weight(e, truth)
         if not np.allclose(w_aff, tpl.affine, atol=1e-3):
             raise ValueError(f"{e['name']}: planted mask not on the template grid")
-        surv = recovered_size(lay, e, truth, modality, controls)["recovered_fraction"]
+        surv = recovered_size(lay, e, truth, modality, controls, mcfg["direction"])[
+            "recovered_fraction"
+        ]
         model, minfo = load_model(pilot, roi)
         info.append(
             {
@@ -311,6 +315,7 @@ def main(argv=None) -> None:
                 "n": list(args.n_per_group),
                 "partitions": args.partitions,
                 "detect_mm": args.detect_mm,
+                "n_covariates": len(mcfg["covariates"]),
             }
         )
         model_tasks.append(
@@ -327,6 +332,7 @@ def main(argv=None) -> None:
                 methods=METHODS,
                 seed=args.seed,
                 profile=w[sl],
+                n_covariates=len(mcfg["covariates"]),
             )
         )
     WORK.mkdir(parents=True, exist_ok=True)

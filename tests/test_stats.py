@@ -668,6 +668,25 @@ def test_pooled_null_matches_independent_null_studies():
     assert 8 <= np.sum(np.array(direct_tfce) >= q_tfce) <= 24
 
 
+def test_power_model_spends_the_covariates_degrees_of_freedom():
+    """With k covariates (TIV for GM) a simulated study's design has the analysis' 2n - 2 - k
+    degrees of freedom, and the pooled null's max-t threshold rises with the heavier tails
+    (5 per group: df 8 -> 5)."""
+    from qsmvbm.stats.power import model_design, pooled_null
+    from qsmvbm.stats.voxelwise import SvcParams
+
+    X = model_design(5, 3)
+    assert X.shape == (10, 5) and np.linalg.matrix_rank(X) == 5
+    assert X[:, 0].tolist() == [1.0] * 5 + [0.0] * 5
+    assert np.array_equal(model_design(5, 0), model_design(5))
+    model, params = _box_model(), SvcParams(n_perm=400)
+    q = [
+        np.quantile(pooled_null(np.random.default_rng(1), model, 5, params, 4, k)[0], 0.95)
+        for k in (0, 3)
+    ]
+    assert q[1] > q[0] + 0.3, q
+
+
 def test_n_for_power_interpolates_between_group_sizes():
     from qsmvbm.stats.power import justification, n_for_power
 

@@ -168,8 +168,30 @@ def subset_rows(n_study: int, n_per_group: int) -> np.ndarray:
     return np.r_[0:n_per_group, half : half + n_per_group]
 
 
+def model_design(n_per_group: int, n_covariates: int = 0) -> np.ndarray:
+    """The design of a simulated study: ``[group, 1, covariates]`` for ``n_per_group`` patients then
+    as many controls, (2n, 2 + n_covariates) float.
+
+    ``n_covariates`` nuisance columns (the analysis' covariates, e.g. TIV for GM) are standard
+    normal draws independent of the group (a fixed seed per size): the model's noise is the pilot's
+    residual, which has no covariate left in it, so a covariate changes the simulated study only
+    through the degrees of freedom it spends (t and RFT thresholds, permutation nulls), as in the
+    analysis.
+    """
+    x = np.r_[np.ones(n_per_group), np.zeros(n_per_group)]
+    if n_covariates <= 0:
+        return design_matrix(x)
+    rng = np.random.default_rng([int(n_per_group), int(n_covariates)])
+    return design_matrix(x, rng.standard_normal((2 * n_per_group, int(n_covariates))))
+
+
 def pooled_null(
-    rng, model: PilotModel, n_per_group: int, params: SvcParams, null_studies
+    rng,
+    model: PilotModel,
+    n_per_group: int,
+    params: SvcParams,
+    null_studies,
+    n_covariates: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Null distributions of the maximum t and the maximum TFCE in the ROI for studies of
     ``n_per_group`` patients and controls of ``model``.
@@ -179,6 +201,7 @@ def pooled_null(
     and an intercept, TFCE with ``params``' E, H, dh and connectivity). ``null_studies``: their
     number (simulated here), or the null studies themselves, each (2m, X, Y, Z) with m >=
     ``n_per_group`` (:func:`simulate_study`; their first ``n_per_group`` per group are used).
+    ``n_covariates``: nuisance columns of the design (:func:`model_design`).
 
     Returns
     -------
@@ -190,7 +213,7 @@ def pooled_null(
             simulate_study(rng, model, n_per_group, 0.0, None, 0.0) for _ in range(null_studies)
         ]
     search = model.roi & model.mask
-    X = design_matrix(np.r_[np.ones(n_per_group), np.zeros(n_per_group)])
+    X = model_design(n_per_group, n_covariates)
     per = np.diff(np.linspace(0, params.n_perm, len(null_studies) + 1).round().astype(int))
     tfce_args = (params.tfce_E, params.tfce_H, params.tfce_dh, params.connectivity)
     max_t, max_tfce = [], []
@@ -249,6 +272,7 @@ def power_table(
     null: str = "pooled",
     null_studies: int = 10,
     profile=None,
+    n_covariates: int = 0,
 ) -> pd.DataFrame:
     """Detection rate per (effect, n per group, method), ``runs`` simulated studies each.
 
@@ -259,6 +283,8 @@ def power_table(
     null : ``pooled`` (default; one null per group size from ``params.n_perm`` permutations of
         ``null_studies`` null studies, :func:`pooled_null`) or ``per_study`` (each study's own
         ``params.n_perm`` permutations, as the analysis is run; slow).
+    n_covariates : nuisance covariates of the analysed GLM (default 0); each simulated study's
+        design carries as many (:func:`model_design`), so it has the analysis' degrees of freedom.
     Returns columns roi, effect, n_per_group, method, detections, runs, power, ci_low, ci_high.
     """
     params = params or SvcParams()
@@ -297,7 +323,7 @@ def power_table(
                 res.clusters, roi_name, centre if effect else None, detect_mm, p, m
             )
 
-    designs = {n: design_matrix(np.r_[np.ones(n), np.zeros(n)]) for n in n_per_group}
+    designs = {n: model_design(n, n_covariates) for n in n_per_group}
     if null == "per_study":
         for n in n_per_group:
             for effect in effects:
@@ -323,7 +349,9 @@ def power_table(
         pooled = dict.fromkeys(n_per_group)
         if params.n_perm > 0:
             nulls = [simulate_study(rng, model, n_max, 0.0, None, 0.0) for _ in range(null_studies)]
-            pooled = {n: pooled_null(rng, model, n, params, nulls) for n in n_per_group}
+            pooled = {
+                n: pooled_null(rng, model, n, params, nulls, n_covariates) for n in n_per_group
+            }
             del nulls
         for r in range(runs):
             noise = simulate_study(rng, model, n_max, 0.0, None, 0.0)

@@ -182,6 +182,8 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
         for roi in mc["rois"]:
             model, info = load_model(pilot, roi)
             info["modality"] = modality
+            # the analysis' covariates spend degrees of freedom in every simulated study too
+            info["n_covariates"] = len(wf["group"]["modalities"][modality]["covariates"])
             models.append(info)
             log.info("%s %s: %s", modality, roi, info)
             kwargs = dict(
@@ -199,6 +201,7 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
                 seed=int(s["seed"]),
                 null=s["permutation_null"],
                 null_studies=int(s["null_studies"]),
+                n_covariates=info["n_covariates"],
             )
             tasks.append((modality, kwargs))
     if workers > 1 and len(tasks) > 1:
