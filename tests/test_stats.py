@@ -143,6 +143,29 @@ def test_closed_form_permuted_t_equals_refit():
     np.testing.assert_allclose(t, fit_glm(Ystar, X).t, atol=1e-10)
 
 
+def test_permutation_progress_is_reported_without_changing_the_null():
+    """The permutations report their progress after each batch (a long TFCE run logs it), and the
+    hook changes no number."""
+    from qsmvbm.stats.permutation import permutation_maxt
+    from qsmvbm.stats.voxelwise import _progress_logger
+
+    rng = np.random.default_rng(0)
+    Y, x, Z = rng.standard_normal((12, 50)), np.r_[np.ones(6), np.zeros(6)], np.ones((12, 1))
+    calls = []
+    kw = dict(n_perm=1000, batch=100, seed=3)
+    a = permutation_maxt(Y, x, Z, [np.ones(50, bool)], progress=lambda *c: calls.append(c), **kw)
+    b = permutation_maxt(Y, x, Z, [np.ones(50, bool)], **kw)
+    assert calls == [(d, 1000) for d in range(100, 1001, 100)]
+    assert np.array_equal(a[1], b[1])
+    lines = []
+    report = _progress_logger(lines.append, "max-T", every=0.25)
+    for done, total in calls:
+        report(done, total)
+    assert [ln.split(" in ")[0] for ln in lines] == [
+        f"max-T permutations: {d} of 1000" for d in (300, 600, 900, 1000)
+    ]
+
+
 def test_permutation_p_matches_nilearn_permuted_ols():
     from nilearn.mass_univariate import permuted_ols
 

@@ -59,6 +59,7 @@ def permutation_maxt(
     two_sided: bool = False,
     batch: int = 256,
     batch_stat=None,
+    progress=None,
 ):
     """Observed t and the permutation distribution of max t within each subset of voxels.
 
@@ -73,6 +74,7 @@ def permutation_maxt(
     two_sided : use |t| for the maxima.
     batch_stat : optional ``f(T) -> (B, m)``, more maximum statistics of each permuted t map
         ``T`` (B, V) (e.g. the maximum TFCE of each search volume); same permutations.
+    progress : optional ``f(done, n_perm)``, called after each batch of ``batch`` permutations.
 
     Returns
     -------
@@ -105,6 +107,8 @@ def permutation_maxt(
         for j, s in enumerate(subsets):
             max_null[done : done + b, j] = T[:, s].max(axis=1) if s.any() else -np.inf
         done += b
+        if progress is not None:
+            progress(done, n_perm)
     if extra is not None:
         return t_obs, max_null, np.concatenate(extra, axis=0)
     return t_obs, max_null

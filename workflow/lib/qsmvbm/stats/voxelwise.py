@@ -15,6 +15,7 @@ Images come from ``load(i) -> (values, valid)`` so that the caller owns the file
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -70,6 +71,24 @@ class VoxelwiseResult:
     tfce: np.ndarray | None = None  # TFCE score in the search volumes (when tfce is on)
     tfce_pfwe: np.ndarray | None = None  # voxelwise TFCE FWE p (1 outside the search volumes)
     info: dict = field(default_factory=dict)
+
+
+def _progress_logger(say: Callable, what: str, every: float = 0.1) -> Callable:
+    """A ``progress(done, total)`` for :func:`permutation_maxt` that logs through ``say`` at every
+    ``every`` share of the permutations (and the last), with the time spent and an estimate of the
+    time left (a 1 mm TFCE analysis runs its permutations for tens of minutes)."""
+    t0 = time.perf_counter()
+    state = {"next": every}
+
+    def progress(done: int, total: int) -> None:
+        if done < total and done / total < state["next"]:
+            return
+        state["next"] = done / total + every
+        spent = time.perf_counter() - t0
+        left = spent / done * (total - done)
+        say(f"{what} permutations: {done} of {total} in {spent:.0f} s (about {left:.0f} s left)")
+
+    return progress
 
 
 def is_significant(
@@ -248,6 +267,9 @@ def voxelwise_svc(
             n_perm=params.n_perm,
             seed=params.seed,
             batch_stat=tfce_maxima if use_tfce else None,
+            progress=_progress_logger(say, "TFCE and max-T" if use_tfce else "max-T")
+            if log
+            else None,
         )
         max_null = out[1]
         if use_tfce:
