@@ -1,0 +1,367 @@
+"""Map-level power against independent full-pipeline cohorts (issue 23's sharp agreement check).
+
+Usage::
+
+    python benchmarks/power_cohorts.py run WORK [--cohorts 10] [--per-group 10] [--cores 2]
+        [--simulation config/simulation/study_2mm.yaml] [--deadline 2026-12-06T22:00]
+    python benchmarks/power_cohorts.py compare WORK --name NAME [--model-runs 1000]
+
+``run``: cohort k (0, 1, ...) is the simulation file's cohort with ``--per-group`` patients and
+controls and the seed ``seed + 1000 (k + 1)``: new subjects, new noise, the same planted effects.
+Each is a whole workflow run from raw data to the cluster table (``snakemake --until
+cluster_table``), with the whole AAL3 region as the search volume (``group.svc_volume: roi``, the
+power model's search) and TFCE on, so RFT, max-T and TFCE are all decided on the same cohort. When
+a cohort is done its outcome is written to ``WORK/cohort-<k>/result.json``:
+
+- per search (modality x ROI): was the planted effect detected by each method (a significant
+  cluster, with the extent rule, peaking within ``--detect-mm`` of the planted centre), or, where
+  nothing was planted, is any cluster significant (a false positive);
+- the share of each planted effect that the maps carry (the least-squares amplitude of the group
+  difference on the planted profile, ``group_end_to_end.recovered_size``) and, for GM, the planted
+  change in map units (relative change x the controls' mean modulated GM, weighted by the profile);
+
+and the group maps the model needs (residual SD, analysis mask, GLM record) are kept in
+``WORK/cohort-<k>/keep``. Everything else of the cohort (its raw data and derivatives, about 5 GB)
+is deleted. Cohorts with a ``result.json`` are skipped, so the command resumes where it stopped;
+it starts no cohort that would not end before ``--deadline`` (by the median time of the cohorts
+done, or 40 min for the first). A file ``WORK/STOP`` stops it after the running cohort.
+
+``compare``: the map-level model (:func:`qsmvbm.stats.power.power_table`) calibrated from the
+cohorts themselves (residual variance pooled over them, weighted by their degrees of freedom; the
+mean smoothness; the mean surviving share of each effect; the planted gaussian profile), at the
+cohorts' group size with ``--model-runs`` simulated studies, against the detection rate of the K
+cohorts per (modality, ROI, method). The cohorts are independent, so the check is binomial: the
+exact two-sided binomial test of k of K at the model's rate. Writes
+``benchmarks/results/power_cohorts_<NAME>.{tsv,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from group_end_to_end import ROI_OF_EFFECT, planted_weight, recovered_size  # noqa: E402
+
+from qsmvbm.layout import Layout, truth_dir, truth_table  # noqa: E402
+from qsmvbm.stats.pipeline import svc_params  # noqa: E402
+from qsmvbm.stats.power import METHODS, PilotModel, detected, power_table  # noqa: E402
+from qsmvbm.stats.power_cli import run_config  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = Path(__file__).resolve().parent / "results"
+KEEP = ("resid_sd", "svc_mask", "glm_json")  # the group outputs the model is calibrated from
+MODALITIES = ("qsm", "gm")
+
+
+def cohort_dir(work: Path, k: int) -> Path:
+    return work / f"cohort-{k:02d}"
+
+
+def kept(cdir: Path, key: str, mod: str = "{modality}") -> Path:
+    """A group output of a cohort's run, as kept in ``<cohort>/keep`` after the run is deleted."""
+    return cdir / "keep" / Layout(cdir).group(key, mod).name
+
+
+def write_configs(work: Path, k: int, args) -> Path:
+    """The cohort's simulation file and workflow config file; returns the latter."""
+    cdir = cohort_dir(work, k)
+    cdir.mkdir(parents=True, exist_ok=True)
+    sim = yaml.safe_load(Path(args.simulation).read_text())
+    sim["seed"] = int(sim.get("seed", 0)) + 1000 * (k + 1)
+    for g in sim["groups"]:
+        g["n"] = args.per_group
+    (cdir / "simulation.yaml").write_text(yaml.safe_dump(sim, sort_keys=False))
+    cfg = {
+        "simulation": str(cdir / "simulation.yaml"),
+        "bids_dir": None,
+        "output_dir": str(cdir / "out"),
+        "group": {"svc_volume": "roi", "tfce": {"enabled": True}},
+    }
+    (cdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return cdir / "config.yaml"
+
+
+def outcome(run: Path, detect_mm: float) -> dict:
+    """A finished cohort run's detections, surviving shares and model inputs (see the module doc)."""
+    wf = run_config(run)
+    lay = Layout.from_config(wf, run)
+    group = wf["group"]
+    params = replace(svc_params(group), tfce=True)
+    design = pd.read_csv(lay.group("design"), sep="\t", keep_default_na=False)
+    inc = design[design.included.astype(str) == "True"]
+    control = wf["participants"]["control_label"]
+    controls = list(inc.participant_id[inc.group == control])
+    truth = truth_dir(run / "sim_bids")
+    effects = pd.read_csv(truth_table(truth, "effects"), sep="\t")
+    res = {"included": inc.group.value_counts().to_dict(), "glm": {}, "searches": []}
+    for mod in MODALITIES:
+        glm = json.loads(lay.group("glm_json", mod).read_text())
+        res["glm"][mod] = {k: glm[k] for k in ("n", "df", "fwhm_mm")}
+        clusters = pd.read_csv(lay.group("cluster_table", mod), sep="\t").to_dict("records")
+        direction = group["modalities"][mod]["direction"]
+        for roi in glm["roi_voxels"]:
+            row = {"modality": mod, "roi": roi, "planted": False}
+            col = "chi_delta_ppm" if mod == "qsm" else "gm_change"
+            planted = effects[[ROI_OF_EFFECT.get(n) == roi for n in effects["name"]]]
+            planted = planted[planted[col] != 0]
+            centre = None
+            if len(planted):
+                e = planted.iloc[0]
+                centre = json.loads(e["region"])["sphere_mni"]
+                rec = recovered_size(lay, e, truth, mod, controls, direction)
+                w, _ = planted_weight(e, truth)
+                if mod == "qsm":
+                    size = float(e.chi_delta_ppm)
+                else:  # the planted relative change in modulated-GM units, profile-weighted
+                    import nibabel as nib
+
+                    g = np.mean([nib.load(lay.group_map(mod, p)).get_fdata() for p in controls], 0)
+                    size = float(e.gm_change * (w**2 * g).sum() / (w**2).sum())
+                row |= {
+                    "planted": True,
+                    "effect": e["name"],
+                    "centre_mm": centre,
+                    "effect_map_units": size,
+                    # the power model plants its effects in the tested direction
+                    "effect_tested": size * (1.0 if direction == "greater" else -1.0),
+                    "survival": rec["recovered_fraction"],
+                }
+            for m in METHODS:
+                row[m] = bool(detected(clusters, roi, centre, detect_mm, params, m))
+            res["searches"].append(row)
+    return res
+
+
+def keep_outputs(run: Path, cdir: Path) -> None:
+    """Copy the model's inputs and the planted masks out of the run, then delete the run."""
+    lay = Layout.from_config(run_config(run), run)
+    keep = cdir / "keep"
+    keep.mkdir(exist_ok=True)
+    for mod in MODALITIES:
+        for key in KEEP:
+            shutil.copy2(lay.group(key, mod), kept(cdir, key, mod))
+    for key in ("clusters", "design", "qc_table"):
+        shutil.copy2(lay.group(key), kept(cdir, key))
+    truth, kept_truth = truth_dir(run / "sim_bids"), truth_dir(keep)
+    table = truth_table(truth, "effects")
+    kept_truth.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(table, kept_truth / table.name)
+    for mask in pd.read_csv(table, sep="\t")["mask"]:
+        dest = kept_truth / mask
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(truth / mask, dest)
+    shutil.rmtree(run)
+
+
+def run_cohorts(args) -> None:
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    deadline = dt.datetime.fromisoformat(args.deadline) if args.deadline else None
+    for k in range(args.cohorts):
+        cdir = cohort_dir(work, k)
+        if (cdir / "result.json").exists():
+            continue
+        if (work / "STOP").exists():
+            print("STOP file found: stopping", flush=True)
+            return
+        done = [
+            json.loads(p.read_text())["wall_s"] for p in sorted(work.glob("cohort-*/result.json"))
+        ]
+        need = float(np.median(done)) if done else 2400.0
+        if deadline and dt.datetime.now() + dt.timedelta(seconds=need) > deadline:
+            print(f"cohort {k} would not end before {deadline}: stopping", flush=True)
+            return
+        cfg = write_configs(work, k, args)
+        t0 = time.perf_counter()
+        print(f"cohort {k}: started {dt.datetime.now():%H:%M}", flush=True)
+        with open(cdir / "snakemake.log", "w") as log:
+            cmd = [sys.executable, "-m", "snakemake", "--cores", str(args.cores)]
+            cmd += ["--until", "cluster_table", "--configfile", "config/config.yaml", str(cfg)]
+            rc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
+        if rc:
+            raise SystemExit(
+                f"cohort {k}: snakemake failed (rc {rc}), see {cdir / 'snakemake.log'}"
+            )
+        run = cdir / "out"
+        res = {"cohort": k, "wall_s": round(time.perf_counter() - t0, 1)}
+        res |= outcome(run, args.detect_mm)
+        keep_outputs(run, cdir)
+        (cdir / "result.json").write_text(json.dumps(res, indent=1))
+        print(f"cohort {k}: done in {res['wall_s']:.0f} s", flush=True)
+
+
+def pooled_model(cdirs: list[Path], roi: str, mod: str) -> tuple[PilotModel, dict]:
+    """The map-level model of ``roi`` from the cohorts' group maps: residual variance pooled with
+    the cohorts' degrees of freedom over the voxels every cohort analysed, the mean FWHM."""
+    import nibabel as nib
+
+    from qsmvbm.atlas import aal3_on_grid, region_mask
+
+    var, mask, df, fwhm = 0.0, True, 0, []
+    for c in cdirs:
+        glm = json.loads(kept(c, "glm_json", mod).read_text())
+        img = nib.load(kept(c, "resid_sd", mod))
+        var = var + glm["df"] * np.asarray(img.dataobj, float) ** 2
+        mask = mask & (np.asarray(nib.load(kept(c, "svc_mask", mod)).dataobj) > 0)
+        df += glm["df"]
+        fwhm.append(glm["fwhm_mm"])
+    sd = np.sqrt(var / df)
+    labels = aal3_on_grid(sd.shape, img.affine)
+    fwhm = np.mean(fwhm, axis=0)
+    model = PilotModel.from_maps(region_mask(labels, [roi]), mask, sd, fwhm, img.affine)
+    info = {
+        "roi_voxels": int(model.roi.sum()),
+        "fwhm_mm": fwhm.round(2).tolist(),
+        "median_sd": float(np.median(model.sd[model.roi])),
+        "pooled_df": int(df),
+    }
+    return model, info
+
+
+def compare(args) -> None:
+    from qsmvbm.atlas import aal3_on_grid, region_mask
+    from qsmvbm.qsm.grid import bbox_slices
+
+    work = args.work.resolve()
+    cdirs = sorted(p.parent for p in work.glob("cohort-*/result.json"))
+    if not cdirs:
+        raise SystemExit(f"{work}: no finished cohort")
+    results = [json.loads((c / "result.json").read_text()) for c in cdirs]
+    wf = yaml.safe_load((cdirs[0] / "config.yaml").read_text())
+    sim = yaml.safe_load((cdirs[0] / "simulation.yaml").read_text())
+    n = int(sim["groups"][0]["n"])
+    from qsmvbm.config import workflow_defaults
+
+    group = workflow_defaults(wf)["group"]
+    params = replace(svc_params(group), tfce=True)
+    if args.n_perm:  # fewer permutations than the cohorts had: a quick look, not the comparison
+        params = replace(params, n_perm=args.n_perm)
+    searches = pd.DataFrame([s | {"cohort": r["cohort"]} for r in results for s in r["searches"]])
+    truth = truth_dir(cdirs[0] / "keep")
+    effects = pd.read_csv(truth_table(truth, "effects"), sep="\t")
+    rows, models = [], []
+    t0 = time.perf_counter()
+    for (mod, roi), s in searches.groupby(["modality", "roi"], sort=False):
+        model, info = pooled_model(cdirs, roi, mod)
+        planted = bool(s.planted.iloc[0])
+        kw = {}
+        if planted:
+            e = effects[effects["name"] == s.effect.iloc[0]].iloc[0]
+            w, w_aff = planted_weight(e, truth)
+            labels = aal3_on_grid(w.shape, w_aff)
+            sl = bbox_slices(region_mask(labels, [roi]), 6)
+            effect = float(s.effect_tested.mean())
+            kw = {
+                "survival": float(s.survival.mean()),
+                "centre_mm": np.asarray(s.centre_mm.iloc[0], float),
+                "profile": w[sl],
+            }
+        else:
+            effect = 0.0
+        common = dict(
+            runs=args.model_runs,
+            detect_mm=args.detect_mm,
+            seed=args.seed,
+            n_covariates=len(group["modalities"][mod]["covariates"]),
+            **kw,
+        )
+        table = power_table(model, roi, [effect], [n], params=params, **common)
+        # where nothing is planted: the model's FWE also without the extent rule, which makes
+        # any test more conservative than alpha (the calibration range is for the test itself)
+        bare = None
+        if not planted:
+            no_extent = replace(params, min_cluster_mm3=0.0)
+            bare = power_table(model, roi, [0.0], [n], params=no_extent, **common)
+        models.append(
+            info | {"modality": mod, "roi": roi, "effect": effect, **kw} | {"profile": None}
+        )
+        for m in METHODS:
+            k, K = int(s[m].sum()), len(s)
+            p0 = float(table[table.method == m].power.iloc[0])
+            lo, hi = stats.binom.ppf([0.025, 0.975], K, p0)
+            rows.append(
+                {
+                    "modality": mod,
+                    "roi": roi,
+                    "planted": planted,
+                    "effect": effect,
+                    "survival": kw.get("survival", np.nan),
+                    "method": m,
+                    "cohorts": K,
+                    "detected": k,
+                    "full_rate": k / K,
+                    "model_rate": p0,
+                    "model_runs": args.model_runs,
+                    "binomial_95_low": int(lo),
+                    "binomial_95_high": int(hi),
+                    "binomial_p": float(stats.binomtest(k, K, min(max(p0, 1e-9), 1 - 1e-9)).pvalue),
+                    "model_rate_no_extent_rule": (
+                        np.nan if bare is None else float(bare[bare.method == m].power.iloc[0])
+                    ),
+                }
+            )
+        print(f"{mod} {roi}: model done at {time.perf_counter() - t0:.0f} s", flush=True)
+    table = pd.DataFrame(rows)
+    OUT.mkdir(parents=True, exist_ok=True)
+    table.to_csv(OUT / f"power_cohorts_{args.name}.tsv", sep="\t", index=False, float_format="%.4g")
+    summary = {
+        "work": str(work),
+        "cohorts": len(cdirs),
+        "per_group": n,
+        "included": [r["included"] for r in results],
+        "cohort_wall_s_median": float(np.median([r["wall_s"] for r in results])),
+        "n_perm": params.n_perm,
+        "detect_mm": args.detect_mm,
+        "models": [
+            {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in m.items()}
+            for m in models
+        ],
+        "rows_agreeing_p>0.05": int((table.binomial_p > 0.05).sum()),
+        "rows": len(table),
+    }
+    (OUT / f"power_cohorts_{args.name}.json").write_text(json.dumps(summary, indent=1))
+    print(table.to_string(index=False))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("work", type=Path)
+    r.add_argument("--cohorts", type=int, default=10)
+    r.add_argument("--per-group", type=int, default=10)
+    r.add_argument("--cores", type=int, default=2)
+    r.add_argument("--simulation", default="config/simulation/study_2mm.yaml")
+    r.add_argument("--deadline", help="ISO time after which no cohort may end")
+    r.add_argument("--detect-mm", type=float, default=6.0)
+    c = sub.add_parser("compare")
+    c.add_argument("work", type=Path)
+    c.add_argument("--name", required=True)
+    c.add_argument("--model-runs", type=int, default=1000)
+    c.add_argument("--detect-mm", type=float, default=6.0)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--n-perm", type=int, help="the model's permutations (default: the cohorts')")
+    args = ap.parse_args(argv)
+    if args.cmd == "run":
+        args.simulation = str((REPO / args.simulation).resolve())
+        run_cohorts(args)
+    else:
+        compare(args)
+
+
+if __name__ == "__main__":
+    main()
