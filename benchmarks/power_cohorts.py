@@ -47,6 +47,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import yaml
@@ -54,12 +55,20 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from group_end_to_end import ROI_OF_EFFECT, planted_weight, recovered_size  # noqa: E402
+from group_end_to_end import (  # noqa: E402
+    ROI_OF_EFFECT,
+    controls_mean_gm,
+    planted_weight,
+    recovered_size,
+)
 
+from qsmvbm.atlas import aal3_on_grid, region_mask  # noqa: E402
+from qsmvbm.config import workflow_defaults  # noqa: E402
 from qsmvbm.layout import Layout, truth_dir, truth_table  # noqa: E402
+from qsmvbm.qsm.grid import bbox_slices  # noqa: E402
 from qsmvbm.stats.pipeline import svc_params  # noqa: E402
-from qsmvbm.stats.power import METHODS, PilotModel, detected, power_table  # noqa: E402
-from qsmvbm.stats.power_cli import run_config  # noqa: E402
+from qsmvbm.stats.power import METHODS, detected, power_table  # noqa: E402
+from qsmvbm.stats.power_cli import load_model, run_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "results"
@@ -127,9 +136,8 @@ def outcome(run: Path, detect_mm: float) -> dict:
                 if mod == "qsm":
                     size = float(e.chi_delta_ppm)
                 else:  # the planted relative change in modulated-GM units, profile-weighted
-                    import nibabel as nib
-
-                    g = np.mean([nib.load(lay.group_map(mod, p)).get_fdata() for p in controls], 0)
+                    # (the controls' mean map that recovered_size has just read, cached)
+                    g = controls_mean_gm(lay, tuple(controls))
                     size = float(e.gm_change * (w**2 * g).sum() / (w**2).sum())
                 row |= {
                     "planted": True,
@@ -204,38 +212,30 @@ def run_cohorts(args) -> None:
         print(f"cohort {k}: done in {res['wall_s']:.0f} s", flush=True)
 
 
-def pooled_model(cdirs: list[Path], roi: str, mod: str) -> tuple[PilotModel, dict]:
-    """The map-level model of ``roi`` from the cohorts' group maps: residual variance pooled with
-    the cohorts' degrees of freedom over the voxels every cohort analysed, the mean FWHM."""
-    import nibabel as nib
-
-    from qsmvbm.atlas import aal3_on_grid, region_mask
-
-    var, mask, df, fwhm = 0.0, True, 0, []
+def pooled_pilot(cdirs: list[Path], mod: str) -> dict:
+    """The cohorts' group maps of ``mod`` as one pilot (the dict of
+    :func:`qsmvbm.stats.power_cli.load_pilot`, read once per modality): residual variance pooled
+    with the cohorts' degrees of freedom over the voxels every cohort analysed, the mean FWHM, the
+    summed n and df."""
+    var, mask, n, df, fwhm = 0.0, True, 0, 0, []
     for c in cdirs:
         glm = json.loads(kept(c, "glm_json", mod).read_text())
         img = nib.load(kept(c, "resid_sd", mod))
         var = var + glm["df"] * np.asarray(img.dataobj, float) ** 2
         mask = mask & (np.asarray(nib.load(kept(c, "svc_mask", mod)).dataobj) > 0)
-        df += glm["df"]
+        n, df = n + glm["n"], df + glm["df"]
         fwhm.append(glm["fwhm_mm"])
     sd = np.sqrt(var / df)
-    labels = aal3_on_grid(sd.shape, img.affine)
-    fwhm = np.mean(fwhm, axis=0)
-    model = PilotModel.from_maps(region_mask(labels, [roi]), mask, sd, fwhm, img.affine)
-    info = {
-        "roi_voxels": int(model.roi.sum()),
-        "fwhm_mm": fwhm.round(2).tolist(),
-        "median_sd": float(np.median(model.sd[model.roi])),
-        "pooled_df": int(df),
+    return {
+        "sd": sd,
+        "mask": mask,
+        "glm": {"fwhm_mm": np.mean(fwhm, axis=0).tolist(), "n": n, "df": df},
+        "affine": img.affine,
+        "labels": aal3_on_grid(sd.shape, img.affine),
     }
-    return model, info
 
 
 def compare(args) -> None:
-    from qsmvbm.atlas import aal3_on_grid, region_mask
-    from qsmvbm.qsm.grid import bbox_slices
-
     work = args.work.resolve()
     cdirs = sorted(p.parent for p in work.glob("cohort-*/result.json"))
     if not cdirs:
@@ -244,8 +244,6 @@ def compare(args) -> None:
     wf = yaml.safe_load((cdirs[0] / "config.yaml").read_text())
     sim = yaml.safe_load((cdirs[0] / "simulation.yaml").read_text())
     n = int(sim["groups"][0]["n"])
-    from qsmvbm.config import workflow_defaults
-
     group = workflow_defaults(wf)["group"]
     params = replace(svc_params(group), tfce=True)
     if args.n_perm:  # fewer permutations than the cohorts had: a quick look, not the comparison
@@ -255,15 +253,15 @@ def compare(args) -> None:
     effects = pd.read_csv(truth_table(truth, "effects"), sep="\t")
     rows, models = [], []
     t0 = time.perf_counter()
+    pilots = {mod: pooled_pilot(cdirs, mod) for mod in searches.modality.unique()}
     for (mod, roi), s in searches.groupby(["modality", "roi"], sort=False):
-        model, info = pooled_model(cdirs, roi, mod)
+        model, info = load_model(pilots[mod], roi)
         planted = bool(s.planted.iloc[0])
         kw = {}
         if planted:
             e = effects[effects["name"] == s.effect.iloc[0]].iloc[0]
-            w, w_aff = planted_weight(e, truth)
-            labels = aal3_on_grid(w.shape, w_aff)
-            sl = bbox_slices(region_mask(labels, [roi]), 6)
+            w, _ = planted_weight(e, truth)  # on the template grid, as the pilot's maps
+            sl = bbox_slices(region_mask(pilots[mod]["labels"], [roi]), 6)
             effect = float(s.effect_tested.mean())
             kw = {
                 "survival": float(s.survival.mean()),
@@ -286,9 +284,7 @@ def compare(args) -> None:
         if not planted:
             no_extent = replace(params, min_cluster_mm3=0.0)
             bare = power_table(model, roi, [0.0], [n], params=no_extent, **common)
-        models.append(
-            info | {"modality": mod, "roi": roi, "effect": effect, **kw} | {"profile": None}
-        )
+        models.append(info | {"modality": mod, "effect": effect, **kw} | {"profile": None})
         for m in METHODS:
             k, K = int(s[m].sum()), len(s)
             p0 = float(table[table.method == m].power.iloc[0])
