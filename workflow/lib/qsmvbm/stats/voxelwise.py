@@ -267,9 +267,7 @@ def voxelwise_svc(
             n_perm=params.n_perm,
             seed=params.seed,
             batch_stat=tfce_maxima if use_tfce else None,
-            progress=_progress_logger(say, "TFCE and max-T" if use_tfce else "max-T")
-            if log
-            else None,
+            progress=_progress_logger(say, "TFCE and max-T" if use_tfce else "max-T"),
         )
         max_null = out[1]
         if use_tfce:
