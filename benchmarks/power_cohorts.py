@@ -179,6 +179,8 @@ def run_cohorts(args) -> None:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     deadline = dt.datetime.fromisoformat(args.deadline) if args.deadline else None
+    if deadline is not None and deadline.tzinfo is None:
+        deadline = deadline.astimezone()  # a naive time is local time
     for k in range(args.cohorts):
         cdir = cohort_dir(work, k)
         if (cdir / "result.json").exists():
@@ -190,7 +192,7 @@ def run_cohorts(args) -> None:
             json.loads(p.read_text())["wall_s"] for p in sorted(work.glob("cohort-*/result.json"))
         ]
         need = float(np.median(done)) if done else 2400.0
-        if deadline and dt.datetime.now() + dt.timedelta(seconds=need) > deadline:
+        if deadline and dt.datetime.now().astimezone() + dt.timedelta(seconds=need) > deadline:
             print(f"cohort {k} would not end before {deadline}: stopping", flush=True)
             return
         cfg = write_configs(work, k, args)
