@@ -24,7 +24,9 @@ and the group maps the model needs (residual SD, analysis mask, GLM record) are 
 ``WORK/cohort-<k>/keep``. Everything else of the cohort (its raw data and derivatives, about 5 GB)
 is deleted. Cohorts with a ``result.json`` are skipped, so the command resumes where it stopped;
 it starts no cohort that would not end before ``--deadline`` (by the median time of the cohorts
-done, or 40 min for the first). A file ``WORK/STOP`` stops it after the running cohort.
+done, or 40 min for the first). A file ``WORK/STOP`` stops it after the running cohort. A cohort
+whose run was killed (the machine stopped) is resumed: snakemake is unlocked and reruns the
+incomplete jobs only, so its ``wall_s`` is then the resumed part.
 
 ``compare``: the map-level model (:func:`qsmvbm.stats.power.power_table`) calibrated from the
 cohorts themselves (residual variance pooled over them, weighted by their degrees of freedom; the
@@ -198,9 +200,13 @@ def run_cohorts(args) -> None:
         cfg = write_configs(work, k, args)
         t0 = time.perf_counter()
         print(f"cohort {k}: started {dt.datetime.now():%H:%M}", flush=True)
-        with open(cdir / "snakemake.log", "w") as log:
+        resumed = (cdir / "out").exists()  # a cohort cut off by a kill: its finished jobs stay
+        with open(cdir / "snakemake.log", "a" if resumed else "w") as log:
             cmd = [sys.executable, "-m", "snakemake", "--cores", str(args.cores)]
-            cmd += ["--until", "cluster_table", "--configfile", "config/config.yaml", str(cfg)]
+            cmd += ["--until", "cluster_table", "--rerun-incomplete"]
+            cmd += ["--configfile", "config/config.yaml", str(cfg)]
+            if resumed:  # a killed snakemake leaves its lock on the cohort's outputs
+                subprocess.run(cmd + ["--unlock"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
             rc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
         if rc:
             raise SystemExit(
