@@ -617,6 +617,51 @@ def test_power_is_low_without_effect_and_full_for_a_large_one():
     assert set(tab.columns) >= {"power", "ci_low", "ci_high", "detections", "runs"}
 
 
+def test_best_p_is_the_continuous_outcome_of_detection():
+    """On random cluster tables, an effect is detected by a method exactly when its best p (the
+    smallest FWE p of a cluster near the centre that passes the extent rule) is below alpha; the
+    per-study record of power_table agrees with its detection counts."""
+    from qsmvbm.stats.power import best_p, detected, power_table
+    from qsmvbm.stats.voxelwise import SvcParams
+
+    rng = np.random.default_rng(3)
+    params = SvcParams(min_cluster_mm3=100.0)
+    for _ in range(300):
+        clusters = [
+            {
+                "roi": str(rng.choice(["box", "other"])),
+                "peak_x": rng.uniform(-15, 15),
+                "peak_y": rng.uniform(-15, 15),
+                "peak_z": rng.uniform(-15, 15),
+                "volume_mm3": rng.choice([8.0, 96.0, 100.0, 400.0]),
+                "p_fwe_rft": rng.uniform(0, 0.12),
+                "p_fwe_perm": rng.uniform(0, 0.12),
+                "p_fwe_tfce": rng.choice([np.nan, rng.uniform(0, 0.12)]),
+            }
+            for _ in range(rng.integers(0, 4))
+        ]
+        for centre in (None, np.zeros(3)):
+            for m in ("rft", "perm", "tfce", "both", "either"):
+                p = best_p(clusters, "box", centre, 10.0, params, m)
+                assert (p < params.alpha) == detected(clusters, "box", centre, 10.0, params, m)
+    assert best_p([], "box", None, 6.0, params, "rft") == 1.0
+    record = []
+    tab = power_table(
+        _box_model(),
+        "box",
+        [0.0, 0.006],
+        [10],
+        runs=6,
+        params=SvcParams(n_perm=0),
+        methods=["rft"],
+        record=record,
+    )
+    rec = pd.DataFrame(record)
+    assert len(rec) == 12 and rec.p_rft.between(0, 1).all()
+    hits = (rec.p_rft < 0.05).groupby(rec.effect).sum()
+    assert hits.to_dict() == dict(zip(tab.effect, tab.detections))
+
+
 def test_power_effect_profile_replaces_the_uniform_sphere():
     """A profile equal to the sphere gives the sphere's table exactly (same noise); a profile of
     half the height is the effect halved; a profile of the wrong shape is refused."""

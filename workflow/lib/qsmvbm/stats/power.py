@@ -235,6 +235,31 @@ def pooled_null(
     return np.concatenate(max_t), np.concatenate(max_tfce).reshape(-1, 1)
 
 
+METHOD_P = {"rft": ("p_fwe_rft",), "perm": ("p_fwe_perm",), "tfce": ("p_fwe_tfce",)}
+METHOD_P |= {"both": ("p_fwe_rft", "p_fwe_perm"), "either": ("p_fwe_rft", "p_fwe_perm")}
+
+
+def best_p(clusters: list, roi_name: str, centre_mm, detect_mm: float, params, method) -> float:
+    """The smallest FWE p by ``method`` of a cluster of ``roi_name`` that passes the extent rule
+    (``params.min_cluster_mm3``) and peaks within ``detect_mm`` (mm) of ``centre_mm`` (anywhere in
+    the ROI when ``centre_mm`` is None); 1.0 when there is none. ``method``: rft, perm, tfce, both
+    (a cluster's larger p of RFT and max-T) or either (the smaller). The effect is
+    :func:`detected` when this p is below ``params.alpha``: it is the continuous outcome of which
+    detection is the binary one (to compare whole distributions, not only rates)."""
+    keys = METHOD_P[method]
+    best = 1.0
+    for c in clusters:
+        if c["roi"] != roi_name or not c["volume_mm3"] >= params.min_cluster_mm3:
+            continue
+        if centre_mm is not None:
+            peak = np.array([c["peak_x"], c["peak_y"], c["peak_z"]], float)
+            if np.linalg.norm(peak - np.asarray(centre_mm, float)) > detect_mm:
+                continue
+        ps = [float(c[k]) if np.isfinite(float(c[k])) else 1.0 for k in keys]
+        best = min(best, min(ps) if method == "either" else max(ps))
+    return best
+
+
 def detected(clusters: list, roi_name: str, centre_mm, detect_mm: float, params, method) -> bool:
     """Is there a cluster of ``roi_name`` significant by ``method`` (with the extent rule) whose
     peak is within ``detect_mm`` of ``centre_mm``? With no planted effect (``centre_mm`` None): any
@@ -273,6 +298,7 @@ def power_table(
     null_studies: int = 10,
     profile=None,
     n_covariates: int = 0,
+    record: list | None = None,
 ) -> pd.DataFrame:
     """Detection rate per (effect, n per group, method), ``runs`` simulated studies each.
 
@@ -285,6 +311,9 @@ def power_table(
         ``params.n_perm`` permutations, as the analysis is run; slow).
     n_covariates : nuisance covariates of the analysed GLM (default 0); each simulated study's
         design carries as many (:func:`model_design`), so it has the analysis' degrees of freedom.
+    record : list, optional: each simulated study's outcome is appended to it, a dict with
+        ``effect``, ``n_per_group`` and ``p_<method>`` (:func:`best_p`) for every method: the
+        distribution of which the power is one point.
     Returns columns roi, effect, n_per_group, method, detections, runs, power, ci_low, ci_high.
     """
     params = params or SvcParams()
@@ -318,9 +347,16 @@ def power_table(
     hits = {(e, n): dict.fromkeys(methods, 0) for e in effects for n in n_per_group}
 
     def count(res, effect, n, p):
+        where = centre if effect else None
         for m in methods:
-            hits[(effect, n)][m] += detected(
-                res.clusters, roi_name, centre if effect else None, detect_mm, p, m
+            hits[(effect, n)][m] += detected(res.clusters, roi_name, where, detect_mm, p, m)
+        if record is not None:
+            record.append(
+                {"effect": effect, "n_per_group": int(n)}
+                | {
+                    f"p_{m}": best_p(res.clusters, roi_name, where, detect_mm, p, m)
+                    for m in methods
+                }
             )
 
     designs = {n: model_design(n, n_covariates) for n in n_per_group}
