@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/power_cohorts.py run WORK [--cohorts 10] [--per-group 10] [--cores 2]
         [--simulation config/simulation/study_2mm.yaml] [--deadline 2026-12-06T22:00]
-    python benchmarks/power_cohorts.py compare WORK --name NAME [--model-runs 1000]
+    python benchmarks/power_cohorts.py compare WORK --name NAME [--model-runs 1000] [--jobs 2]
 
 ``run``: cohort k (0, 1, ...) is the simulation file's cohort with ``--per-group`` patients and
 controls and the seed ``seed + 1000 (k + 1)``: new subjects, new noise, the same planted effects.
@@ -20,8 +20,9 @@ a cohort is done its outcome is written to ``WORK/cohort-<k>/result.json``:
   difference on the planted profile, ``group_end_to_end.recovered_size``) and, for GM, the planted
   change in map units (relative change x the controls' mean modulated GM, weighted by the profile);
 
-and the group maps the model needs (residual SD, analysis mask, GLM record) are kept in
-``WORK/cohort-<k>/keep``. Everything else of the cohort (its raw data and derivatives, about 5 GB)
+and the group maps the model needs (residual SD, analysis mask, GLM record), the group
+difference and t maps and the cluster table are kept in ``WORK/cohort-<k>/keep`` (the first four
+cohorts kept no difference and t maps). Everything else of the cohort (its raw data and derivatives, about 5 GB)
 is deleted. Cohorts with a ``result.json`` are skipped, so the command resumes where it stopped;
 it starts no cohort that would not end before ``--deadline`` (by the median time of the cohorts
 done, or 40 min for the first). A file ``WORK/STOP`` stops it after the running cohort. A cohort
@@ -33,8 +34,16 @@ cohorts themselves (residual variance pooled over them, weighted by their degree
 mean smoothness; the mean surviving share of each effect; the planted gaussian profile), at the
 cohorts' group size with ``--model-runs`` simulated studies, against the detection rate of the K
 cohorts per (modality, ROI, method). The cohorts are independent, so the check is binomial: the
-exact two-sided binomial test of k of K at the model's rate. Writes
-``benchmarks/results/power_cohorts_<NAME>.{tsv,json}``.
+exact two-sided binomial test of k of K at the model's rate. Ten cohorts pin a rate down only to
+about +-30%, so the whole distribution is compared too: each cohort's best FWE p of a search
+(:func:`qsmvbm.stats.power.best_p`: the smallest p of a cluster near the planted centre, 1 when
+none; detection is p < alpha) against the model's studies' best p, as a randomised probability
+integral transform (PIT). PIT values are uniform when the model is right; below 0.5 on average, the
+full pipeline finds the effect more strongly than the model predicts. Kolmogorov-Smirnov tests
+per row and per method over the planted searches. Writes
+``benchmarks/results/power_cohorts_<NAME>{.tsv,.json,_pit.tsv}``. Each search's model is cached
+in ``WORK/compare-<NAME>/`` (a rerun with the same cohorts and settings reads it); ``--jobs 2``
+models two searches at once.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,12 +79,13 @@ from qsmvbm.config import workflow_defaults  # noqa: E402
 from qsmvbm.layout import Layout, truth_dir, truth_table  # noqa: E402
 from qsmvbm.qsm.grid import bbox_slices  # noqa: E402
 from qsmvbm.stats.pipeline import svc_params  # noqa: E402
-from qsmvbm.stats.power import METHODS, detected, power_table  # noqa: E402
+from qsmvbm.stats.power import METHODS, best_p, detected, power_table  # noqa: E402
 from qsmvbm.stats.power_cli import load_model, run_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "results"
 KEEP = ("resid_sd", "svc_mask", "glm_json")  # the group outputs the model is calibrated from
+KEEP_MAPS = ("effect", "tstat")  # and the group difference and t maps, to see where they differ
 MODALITIES = ("qsm", "gm")
 
 
@@ -162,7 +173,7 @@ def keep_outputs(run: Path, cdir: Path) -> None:
     keep = cdir / "keep"
     keep.mkdir(exist_ok=True)
     for mod in MODALITIES:
-        for key in KEEP:
+        for key in KEEP + KEEP_MAPS:
             shutil.copy2(lay.group(key, mod), kept(cdir, key, mod))
     for key in ("clusters", "design", "qc_table"):
         shutil.copy2(lay.group(key), kept(cdir, key))
@@ -243,6 +254,114 @@ def pooled_pilot(cdirs: list[Path], mod: str) -> dict:
     }
 
 
+def pit(observed: float, model: np.ndarray, rng) -> float:
+    """The randomised probability integral transform of ``observed`` under the model's sample:
+    P(S < s) + V P(S = s), V uniform; uniform on (0, 1) when s is drawn from the model's
+    distribution, ties (p = 1: nothing found) included."""
+    model = np.asarray(model, float)
+    below, tied = np.mean(model < observed), np.mean(model == observed)
+    return float(below + rng.uniform() * tied)
+
+
+def cohort_p(cdir: Path, search: dict, params, detect_mm: float, method: str) -> float:
+    """A cohort's best FWE p of a search (:func:`qsmvbm.stats.power.best_p`), from its clusters."""
+    clusters = pd.read_csv(kept(cdir, "clusters"), sep="\t", keep_default_na=False)
+    clusters = clusters[clusters.modality == search["modality"]]
+    for col in ("p_fwe_rft", "p_fwe_perm", "p_fwe_tfce"):
+        clusters[col] = pd.to_numeric(clusters[col], errors="coerce")
+    centre = search.get("centre_mm") if search["planted"] else None
+    return best_p(clusters.to_dict("records"), search["roi"], centre, detect_mm, params, method)
+
+
+def model_search(args, cdirs: list[Path], mod: str, roi: str) -> dict:
+    """The map-level model of one search at the cohorts' design (run in a worker process): its
+    detection rates (with and, where nothing is planted, without the extent rule), and every
+    simulated study's best p per method. Cached in ``WORK/compare-<name>/``: a rerun with the same
+    cohorts and settings reads it."""
+    key = {
+        "cohorts": [c.name for c in cdirs],
+        "model_runs": args.model_runs,
+        "n_perm": args.n_perm,
+        "seed": args.seed,
+        "detect_mm": args.detect_mm,
+    }
+    cache = args.work.resolve() / f"compare-{args.name}" / f"{mod}_{roi}.json"
+    if cache.exists() and json.loads(cache.read_text())["key"] == key:
+        return json.loads(cache.read_text())
+    t0 = time.perf_counter()
+    results = [json.loads((c / "result.json").read_text()) for c in cdirs]
+    s = pd.DataFrame(
+        [x for r in results for x in r["searches"] if (x["modality"], x["roi"]) == (mod, roi)]
+    )
+    wf = yaml.safe_load((cdirs[0] / "config.yaml").read_text())
+    sim = yaml.safe_load((cdirs[0] / "simulation.yaml").read_text())
+    n = int(sim["groups"][0]["n"])
+    group = workflow_defaults(wf)["group"]
+    params = model_params(group, args)
+    pilot = pooled_pilot(cdirs, mod)
+    model, info = load_model(pilot, roi)
+    planted = bool(s.planted.iloc[0])
+    kw, effect = {}, 0.0
+    if planted:
+        truth = truth_dir(cdirs[0] / "keep")
+        effects = pd.read_csv(truth_table(truth, "effects"), sep="\t")
+        e = effects[effects["name"] == s.effect.iloc[0]].iloc[0]
+        w, _ = planted_weight(e, truth)  # on the template grid, as the pilot's maps
+        sl = bbox_slices(region_mask(pilot["labels"], [roi]), 6)
+        effect = float(s.effect_tested.mean())
+        kw = {
+            "survival": float(s.survival.mean()),
+            "centre_mm": np.asarray(s.centre_mm.iloc[0], float),
+            "profile": w[sl],
+        }
+    common = dict(
+        runs=args.model_runs,
+        detect_mm=args.detect_mm,
+        seed=args.seed,
+        n_covariates=len(group["modalities"][mod]["covariates"]),
+        **kw,
+    )
+    record: list = []
+    table = power_table(model, roi, [effect], [n], params=params, record=record, **common)
+    # where nothing is planted: the model's FWE also without the extent rule, which makes
+    # any test more conservative than alpha (the calibration range is for the test itself)
+    bare = None
+    if not planted:
+        no_extent = replace(params, min_cluster_mm3=0.0)
+        bare = power_table(model, roi, [0.0], [n], params=no_extent, **common)
+    out = {
+        "key": key,
+        "modality": mod,
+        "roi": roi,
+        "planted": planted,
+        "effect": effect,
+        "survival": kw.get("survival"),
+        "n_per_group": n,
+        "model": info | {"modality": mod, "effect": effect, "survival": kw.get("survival")},
+        "rate": {m: float(table[table.method == m].power.iloc[0]) for m in METHODS},
+        "rate_no_extent_rule": (
+            None
+            if bare is None
+            else {m: float(bare[bare.method == m].power.iloc[0]) for m in METHODS}
+        ),
+        "study_p": {m: [r[f"p_{m}"] for r in record] for m in METHODS},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    out["model"] = {
+        k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in out["model"].items()
+    }
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out))
+    return out
+
+
+def model_params(group: dict, args):
+    params = replace(svc_params(group), tfce=True)
+    if args.n_perm:  # fewer permutations than the cohorts had: a quick look, not the comparison
+        params = replace(params, n_perm=args.n_perm)
+    return params
+
+
 def compare(args) -> None:
     work = args.work.resolve()
     cdirs = sorted(p.parent for p in work.glob("cohort-*/result.json"))
@@ -250,60 +369,50 @@ def compare(args) -> None:
         raise SystemExit(f"{work}: no finished cohort")
     results = [json.loads((c / "result.json").read_text()) for c in cdirs]
     wf = yaml.safe_load((cdirs[0] / "config.yaml").read_text())
-    sim = yaml.safe_load((cdirs[0] / "simulation.yaml").read_text())
-    n = int(sim["groups"][0]["n"])
-    group = workflow_defaults(wf)["group"]
-    params = replace(svc_params(group), tfce=True)
-    if args.n_perm:  # fewer permutations than the cohorts had: a quick look, not the comparison
-        params = replace(params, n_perm=args.n_perm)
-    searches = pd.DataFrame([s | {"cohort": r["cohort"]} for r in results for s in r["searches"]])
-    truth = truth_dir(cdirs[0] / "keep")
-    effects = pd.read_csv(truth_table(truth, "effects"), sep="\t")
-    rows, models = [], []
+    params = model_params(workflow_defaults(wf)["group"], args)
+    searches = [(x["modality"], x["roi"]) for x in results[0]["searches"]]
     t0 = time.perf_counter()
-    pilots = {mod: pooled_pilot(cdirs, mod) for mod in searches.modality.unique()}
-    for (mod, roi), s in searches.groupby(["modality", "roi"], sort=False):
-        model, info = load_model(pilots[mod], roi)
-        planted = bool(s.planted.iloc[0])
-        kw = {}
-        if planted:
-            e = effects[effects["name"] == s.effect.iloc[0]].iloc[0]
-            w, _ = planted_weight(e, truth)  # on the template grid, as the pilot's maps
-            sl = bbox_slices(region_mask(pilots[mod]["labels"], [roi]), 6)
-            effect = float(s.effect_tested.mean())
-            kw = {
-                "survival": float(s.survival.mean()),
-                "centre_mm": np.asarray(s.centre_mm.iloc[0], float),
-                "profile": w[sl],
-            }
-        else:
-            effect = 0.0
-        common = dict(
-            runs=args.model_runs,
-            detect_mm=args.detect_mm,
-            seed=args.seed,
-            n_covariates=len(group["modalities"][mod]["covariates"]),
-            **kw,
-        )
-        table = power_table(model, roi, [effect], [n], params=params, **common)
-        # where nothing is planted: the model's FWE also without the extent rule, which makes
-        # any test more conservative than alpha (the calibration range is for the test itself)
-        bare = None
-        if not planted:
-            no_extent = replace(params, min_cluster_mm3=0.0)
-            bare = power_table(model, roi, [0.0], [n], params=no_extent, **common)
-        models.append(info | {"modality": mod, "effect": effect, **kw} | {"profile": None})
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(model_search, args, cdirs, *sr): sr for sr in searches}
+        models = {}
+        for f in as_completed(futures):
+            models[futures[f]] = f.result()
+            print(
+                f"{' '.join(futures[f])}: model done at {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
+    rng = np.random.default_rng(args.seed)
+    rows, pits = [], []
+    for mod, roi in searches:
+        out = models[(mod, roi)]
+        per_cohort = [
+            next(x for x in r["searches"] if (x["modality"], x["roi"]) == (mod, roi))
+            for r in results
+        ]
         for m in METHODS:
-            k, K = int(s[m].sum()), len(s)
-            p0 = float(table[table.method == m].power.iloc[0])
+            k, K = sum(bool(x[m]) for x in per_cohort), len(per_cohort)
+            p0 = out["rate"][m]
             lo, hi = stats.binom.ppf([0.025, 0.975], K, p0)
+            observed = [
+                cohort_p(c, x, params, args.detect_mm, m) for c, x in zip(cdirs, per_cohort)
+            ]
+            # the cohorts' best p against the model's distribution of it: a check of the whole
+            # distribution, of which the detection rate is one point
+            for c, p, x in zip(cdirs, observed, per_cohort):
+                if (p < params.alpha) != bool(x[m]):  # the same rule as the run's detection
+                    raise SystemExit(f"{c.name} {mod} {roi} {m}: best p {p} but detected {x[m]}")
+            u = [pit(p, out["study_p"][m], rng) for p in observed]
+            pits += [
+                {"modality": mod, "roi": roi, "method": m, "cohort": c.name, "p": p, "pit": v}
+                for c, p, v in zip(cdirs, observed, u)
+            ]
             rows.append(
                 {
                     "modality": mod,
                     "roi": roi,
-                    "planted": planted,
-                    "effect": effect,
-                    "survival": kw.get("survival", np.nan),
+                    "planted": out["planted"],
+                    "effect": out["effect"],
+                    "survival": np.nan if out["survival"] is None else out["survival"],
                     "method": m,
                     "cohorts": K,
                     "detected": k,
@@ -314,31 +423,52 @@ def compare(args) -> None:
                     "binomial_95_high": int(hi),
                     "binomial_p": float(stats.binomtest(k, K, min(max(p0, 1e-9), 1 - 1e-9)).pvalue),
                     "model_rate_no_extent_rule": (
-                        np.nan if bare is None else float(bare[bare.method == m].power.iloc[0])
+                        np.nan
+                        if out["rate_no_extent_rule"] is None
+                        else out["rate_no_extent_rule"][m]
                     ),
+                    "cohort_median_p": float(np.median(observed)),
+                    "model_median_p": float(np.median(out["study_p"][m])),
+                    "pit_ks_p": float(stats.kstest([v for v in u], "uniform").pvalue),
                 }
             )
-        print(f"{mod} {roi}: model done at {time.perf_counter() - t0:.0f} s", flush=True)
     table = pd.DataFrame(rows)
+    pit_table = pd.DataFrame(pits)
+    planted_pits = pit_table[
+        pit_table.set_index(["modality", "roi"]).index.isin(
+            [(r["modality"], r["roi"]) for r in rows if r["planted"]]
+        )
+    ]
     OUT.mkdir(parents=True, exist_ok=True)
     table.to_csv(OUT / f"power_cohorts_{args.name}.tsv", sep="\t", index=False, float_format="%.4g")
+    pit_table.to_csv(
+        OUT / f"power_cohorts_{args.name}_pit.tsv", sep="\t", index=False, float_format="%.4g"
+    )
     summary = {
         "work": str(work),
         "cohorts": len(cdirs),
-        "per_group": n,
+        "per_group": models[searches[0]]["n_per_group"],
         "included": [r["included"] for r in results],
         "cohort_wall_s_median": float(np.median([r["wall_s"] for r in results])),
         "n_perm": params.n_perm,
         "detect_mm": args.detect_mm,
-        "models": [
-            {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in m.items()}
-            for m in models
-        ],
+        "model_seconds": {" ".join(k): v["seconds"] for k, v in models.items()},
+        "models": [v["model"] for v in models.values()],
         "rows_agreeing_p>0.05": int((table.binomial_p > 0.05).sum()),
         "rows": len(table),
+        # every planted search's cohorts pooled, per method: are their best p drawn from the
+        # model's distribution (KS test of the PIT values against the uniform)?
+        "pit_ks_p_planted": {
+            m: float(stats.kstest(planted_pits[planted_pits.method == m].pit, "uniform").pvalue)
+            for m in METHODS
+        },
+        "pit_mean_planted": {
+            m: float(planted_pits[planted_pits.method == m].pit.mean()) for m in METHODS
+        },
     }
     (OUT / f"power_cohorts_{args.name}.json").write_text(json.dumps(summary, indent=1))
     print(table.to_string(index=False))
+    print(json.dumps({k: summary[k] for k in ("pit_ks_p_planted", "pit_mean_planted")}))
 
 
 def main(argv=None) -> None:
@@ -359,6 +489,7 @@ def main(argv=None) -> None:
     c.add_argument("--detect-mm", type=float, default=6.0)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--n-perm", type=int, help="the model's permutations (default: the cohorts')")
+    c.add_argument("--jobs", type=int, default=1, help="searches modelled at once (processes)")
     args = ap.parse_args(argv)
     if args.cmd == "run":
         args.simulation = str((REPO / args.simulation).resolve())
