@@ -355,6 +355,36 @@ def model_search(args, cdirs: list[Path], mod: str, roi: str) -> dict:
     return out
 
 
+WEIGHT_BINS = ((0.8, 1.0), (0.5, 0.8), (0.2, 0.5), (0.0, 0.2))
+
+
+def effect_shape(cdirs: list[Path], mod: str, effect_name: str) -> dict | None:
+    """Does the group difference have the planted profile's shape? The cohorts' mean difference map
+    (those that kept it) in bins of the planted weight w, each bin's mean difference over its mean
+    w, relative to the least-squares amplitude over the whole profile (the survival the model
+    uses everywhere): 1 in every bin when the maps carry the planted shape; above 1 in the top bin,
+    a peak sharper than planted (the model then underrates the peak t)."""
+    maps = [c for c in cdirs if kept(c, "effect", mod).exists()]
+    if not maps:
+        return None
+    truth = truth_dir(maps[0] / "keep")
+    effects = pd.read_csv(truth_table(truth, "effects"), sep="\t")
+    w, _ = planted_weight(effects[effects["name"] == effect_name].iloc[0], truth)
+    d = np.mean([np.asarray(nib.load(kept(c, "effect", mod)).dataobj, float) for c in maps], axis=0)
+    mask = np.all(
+        [np.asarray(nib.load(kept(c, "svc_mask", mod)).dataobj) > 0 for c in maps], axis=0
+    )
+    sel = (w > 0) & mask
+    amp = float((w[sel] * d[sel]).sum() / (w[sel] ** 2).sum())
+    out = {"cohorts_with_maps": len(maps), "ls_amplitude": amp, "bins": []}
+    for lo, hi in WEIGHT_BINS:
+        b = sel & (w > lo) & (w <= hi)
+        if b.any():
+            ratio = float(d[b].mean() / w[b].mean() / amp) if amp else float("nan")
+            out["bins"].append({"w": [lo, hi], "voxels": int(b.sum()), "relative_survival": ratio})
+    return out
+
+
 def model_params(group: dict, args):
     params = replace(svc_params(group), tfce=True)
     if args.n_perm:  # fewer permutations than the cohorts had: a quick look, not the comparison
@@ -456,6 +486,12 @@ def compare(args) -> None:
         "models": [v["model"] for v in models.values()],
         "rows_agreeing_p>0.05": int((table.binomial_p > 0.05).sum()),
         "rows": len(table),
+        "effect_shape": {
+            f"{mod} {roi}": effect_shape(cdirs, mod, x["effect"])
+            for mod, roi in searches
+            for x in results[0]["searches"]
+            if (x["modality"], x["roi"]) == (mod, roi) and x["planted"]
+        },
         # every planted search's cohorts pooled, per method: are their best p drawn from the
         # model's distribution (KS test of the PIT values against the uniform)?
         "pit_ks_p_planted": {
