@@ -177,6 +177,14 @@ def keep_outputs(run: Path, cdir: Path) -> None:
             shutil.copy2(lay.group(key, mod), kept(cdir, key, mod))
     for key in ("clusters", "design", "qc_table"):
         shutil.copy2(lay.group(key), kept(cdir, key))
+    # the subjects' GLM inputs, so the residuals' spatial covariance in each ROI can be studied
+    # (20 maps a modality, about 20 MB a cohort; the first five cohorts kept none)
+    design = pd.read_csv(lay.group("design"), sep="\t", keep_default_na=False)
+    for mod in MODALITIES:
+        (keep / "maps" / mod).mkdir(parents=True, exist_ok=True)
+        for pid in design.participant_id[design.included.astype(str) == "True"]:
+            src = lay.group_map(mod, pid)
+            shutil.copy2(src, keep / "maps" / mod / src.name)
     truth, kept_truth = truth_dir(run / "sim_bids"), truth_dir(keep)
     table = truth_table(truth, "effects")
     kept_truth.mkdir(parents=True, exist_ok=True)
