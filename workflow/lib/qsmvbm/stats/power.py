@@ -56,6 +56,11 @@ class PilotModel:
     roi, mask : (X, Y, Z) bool, the ROI and the analysis mask on the crop.
     sd : (X, Y, Z) float, residual SD (units of the data); used where ``mask``.
     fwhm_mm : float or (3,) float, residual smoothness (mm). affine : 4x4 voxel -> MNI mm of the crop.
+    basis : (k, X, Y, Z) float32 or None (default): the pilot's residuals as unit-variance images
+        (:func:`residual_basis`); when given, the model's noise is drawn from them (each simulated
+        map a random combination, with the pilot's spatial covariance in the crop: its local
+        smoothness and any component shared over the ROI), not as stationary Gaussian noise of
+        ``fwhm_mm``. RFT still uses ``fwhm_mm``, as the analysis does.
     """
 
     roi: np.ndarray
@@ -63,10 +68,12 @@ class PilotModel:
     sd: np.ndarray
     fwhm_mm: np.ndarray
     affine: np.ndarray
+    basis: np.ndarray | None = None
 
     @classmethod
-    def from_maps(cls, roi, mask, sd, fwhm_mm, affine, margin: int = 6) -> PilotModel:
-        """Crop full-grid maps to the ROI's bounding box grown by ``margin`` voxels."""
+    def from_maps(cls, roi, mask, sd, fwhm_mm, affine, margin: int = 6, basis=None) -> PilotModel:
+        """Crop full-grid maps (and ``basis``, (k, X, Y, Z) on the same grid, or already cropped to
+        this crop) to the ROI's bounding box grown by ``margin`` voxels."""
         roi = np.asarray(roi, bool)
         if not roi.any():
             raise ValueError("empty ROI")
@@ -74,7 +81,14 @@ class PilotModel:
         aff = crop_affine(affine, sl)
         mask = np.asarray(mask, bool)[sl] & (np.asarray(sd)[sl] > 0)
         sd_c = np.where(mask, np.asarray(sd, float)[sl], 0.0)
-        return cls(roi[sl] & mask, mask, sd_c, np.asarray(fwhm_mm, float), aff)
+        if basis is not None:
+            basis = np.asarray(basis, np.float32)
+            if basis.shape[1:] == np.asarray(sd).shape:
+                basis = basis[(slice(None), *sl)]
+            if basis.shape[1:] != mask.shape:
+                raise ValueError(f"basis shape {basis.shape[1:]} fits neither grid nor crop")
+            basis = np.where(mask[None], basis, np.float32(0))
+        return cls(roi[sl] & mask, mask, sd_c, np.asarray(fwhm_mm, float), aff, basis)
 
     @property
     def voxel_mm(self) -> np.ndarray:
@@ -125,6 +139,40 @@ def smooth_noise(rng, n: int, shape, fwhm_vox, chunk: int = 32) -> np.ndarray:
     return out
 
 
+def residual_basis(studies) -> np.ndarray:
+    """Unit-variance noise images from pilot studies' GLM residuals.
+
+    studies : iterable of (maps, X): maps (n, X, Y, Z) float, a study's analysed maps (units of the
+        data), X (n, p) its design (:func:`qsmvbm.stats.glm.design_matrix`). Several studies of the
+        same pipeline pool their residuals.
+
+    Returns (k, X, Y, Z) float32, k the summed n: every study's residuals (Y - X beta), all divided
+    voxelwise by the root of their summed squares, so that sum_j b_j^2 = 1 where any residual is
+    not 0. A map ``g @ b`` with g standard normal then has unit variance and the residuals'
+    spatial correlation (their sample correlation over the summed degrees of freedom).
+    """
+    res = []
+    for maps, X in studies:
+        Y = np.asarray(maps, np.float64)
+        n = Y.shape[0]
+        flat = Y.reshape(n, -1)
+        beta, *_ = np.linalg.lstsq(np.asarray(X, float), flat, rcond=None)
+        res.append((flat - np.asarray(X, float) @ beta).reshape(Y.shape))
+    r = np.concatenate(res)
+    norm = np.sqrt((r**2).sum(axis=0))
+    return np.where(norm > 0, r / np.where(norm > 0, norm, 1.0), 0.0).astype(np.float32)
+
+
+def unit_noise(rng, model: PilotModel, n: int) -> np.ndarray:
+    """n images (n, X, Y, Z) float32 of the model's unit-variance noise: random combinations of
+    ``model.basis`` when it has one, else :func:`smooth_noise` of ``model.fwhm_mm``."""
+    if model.basis is None:
+        return smooth_noise(rng, n, model.roi.shape, model.fwhm_mm / model.voxel_mm)
+    k = model.basis.shape[0]
+    g = rng.standard_normal((n, k), np.float32)
+    return (g @ model.basis.reshape(k, -1)).reshape(n, *model.basis.shape[1:])
+
+
 def effect_weight(model: PilotModel, centre_mm, radius_mm: float, profile=None) -> np.ndarray:
     """(X, Y, Z) float: where and how much of an effect the patients carry, inside the model's mask:
     ``profile`` (same shape, e.g. a focal gaussian, peak 1) or, when None, 1 in the sphere of
@@ -151,7 +199,7 @@ def simulate_study(
 ) -> np.ndarray:
     """(2n, X, Y, Z) maps: n patients (``effect`` times :func:`effect_weight` added) then n controls."""
     n = 2 * n_per_group
-    data = smooth_noise(rng, n, model.roi.shape, model.fwhm_mm / model.voxel_mm)
+    data = unit_noise(rng, model, n)
     data *= model.sd[None]
     if effect:
         data[:n_per_group] += np.float32(effect) * effect_weight(

@@ -7,6 +7,7 @@ CONFIG is a YAML file::
     runs: 100                    # simulated studies per (effect, n)
     n_perm: 500                  # permutations behind each max-T and TFCE null
     permutation_null: pooled     # one null per group size from null_studies null studies
+    noise: residuals             # the run's GLM residuals (gaussian: stationary, the run's FWHM)
     null_studies: 10             # (per_study: each simulated study permutes itself; slow)
     methods: [rft, perm, tfce]
     radius_mm: 9                 # the true effect: a uniform sphere of this radius ...
@@ -45,12 +46,15 @@ import pandas as pd
 
 from ..atlas import aal3_on_grid, region_mask
 from ..config import load_yaml, validate, workflow_defaults
-from ..io import save_json, save_tsv
+from ..io import read_tsv, save_json, save_tsv
 from ..layout import Layout
 from ..paths import schema_path
+from ..qsm.grid import bbox_slices
 from ..version import full_version
+from .design import covariate_matrix, included_rows
+from .glm import design_matrix
 from .pipeline import svc_params
-from .power import PilotModel, justification, n_for_power, power_table
+from .power import PilotModel, justification, n_for_power, power_table, residual_basis
 
 UNITS = {"qsm": "ppm", "gm": "GM probability"}
 
@@ -73,11 +77,49 @@ def load_pilot(lay: Layout, modality: str) -> dict:
     }
 
 
-def load_model(pilot: dict, roi: str) -> tuple[PilotModel, dict]:
-    """The pilot model in ``roi`` (AAL3 name) from :func:`load_pilot`'s maps, and its summary."""
+MARGIN = 6  # voxels around a ROI's bounding box in its model's crop
+
+
+def roi_crop(pilot: dict, roi: str) -> tuple[slice, ...]:
+    """The crop of ``roi``'s model on the pilot's grid (:meth:`PilotModel.from_maps`)."""
+    return bbox_slices(region_mask(pilot["labels"], [roi]), MARGIN)
+
+
+def residual_crops(lay: Layout, wf: dict, modality: str, crops: dict) -> dict:
+    """The residual basis (:func:`qsmvbm.stats.power.residual_basis`) of a finished run's GLM of
+    ``modality`` on each crop of ``crops`` (name -> slices): its included subjects' analysed maps
+    (read once each) and its design (group and the modality's covariates), as the group stage."""
+    design = included_rows(read_tsv(lay.group("design")))
+    covariates = wf["group"]["modalities"][modality]["covariates"]
+    x = (design["group"] != wf["participants"]["control_label"]).to_numpy(float)
+    X = design_matrix(x, covariate_matrix(design, covariates, str(lay.group("design"))))
+    stacks = {name: [] for name in crops}
+    for pid in design["participant_id"]:
+        path = lay.group_map(modality, pid)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path}: missing; the residual noise model reads the run's subject maps "
+                "(or set power.noise: gaussian)"
+            )
+        data = np.nan_to_num(np.asarray(nib.load(path).dataobj, dtype=np.float32))
+        for name, sl in crops.items():
+            stacks[name].append(data[sl])
+    return {name: residual_basis([(np.stack(v), X)]) for name, v in stacks.items()}
+
+
+def load_model(pilot: dict, roi: str, basis=None) -> tuple[PilotModel, dict]:
+    """The pilot model in ``roi`` (AAL3 name) from :func:`load_pilot`'s maps, and its summary;
+    ``basis``: its residual basis on the ROI's crop (:func:`residual_crops`), or None for stationary
+    Gaussian noise of the run's FWHM."""
     fwhm = np.asarray(pilot["glm"]["fwhm_mm"], float)
     model = PilotModel.from_maps(
-        region_mask(pilot["labels"], [roi]), pilot["mask"], pilot["sd"], fwhm, pilot["affine"]
+        region_mask(pilot["labels"], [roi]),
+        pilot["mask"],
+        pilot["sd"],
+        fwhm,
+        pilot["affine"],
+        margin=MARGIN,
+        basis=basis,
     )
     info = {
         "roi": roi,
@@ -86,7 +128,11 @@ def load_model(pilot: dict, roi: str) -> tuple[PilotModel, dict]:
         "median_sd": float(np.median(model.sd[model.roi])),
         "pilot_n": int(pilot["glm"]["n"]),
         "pilot_df": int(pilot["glm"]["df"]),
+        "noise": "gaussian" if basis is None else "residuals",
     }
+    if basis is not None:  # the mean correlation of the noise within the ROI (stationary: ~0.03)
+        z = basis[:, model.roi]
+        info["roi_mean_correlation"] = round(float((z.sum(axis=1) ** 2).sum() / z.shape[1] ** 2), 3)
     return model, info
 
 
@@ -179,8 +225,12 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
     tasks, models, paragraphs = [], [], {}
     for modality, mc in modalities.items():
         pilot = load_pilot(lay, modality)
+        bases = dict.fromkeys(mc["rois"])
+        if s["noise"] == "residuals":
+            crops = {roi: roi_crop(pilot, roi) for roi in mc["rois"]}
+            bases = residual_crops(lay, wf, modality, crops)
         for roi in mc["rois"]:
-            model, info = load_model(pilot, roi)
+            model, info = load_model(pilot, roi, bases[roi])
             info["modality"] = modality
             # the analysis' covariates spend degrees of freedom in every simulated study too
             info["n_covariates"] = len(wf["group"]["modalities"][modality]["covariates"])
