@@ -43,7 +43,9 @@ full pipeline finds the effect more strongly than the model predicts. Kolmogorov
 per row and per method over the planted searches. Writes
 ``benchmarks/results/power_cohorts_<NAME>{.tsv,.json,_pit.tsv}``. Each search's model is cached
 in ``WORK/compare-<NAME>/`` (a rerun with the same cohorts and settings reads it); ``--jobs 2``
-models two searches at once.
+models two searches at once. The model's noise (``--noise``): ``residuals`` (default, as
+``qsmvbm-power``), the pooled GLM residuals of the cohorts that kept their subject maps (cohort 6
+on), or ``gaussian``, stationary noise of the pooled FWHM.
 """
 
 from __future__ import annotations
@@ -76,11 +78,20 @@ from group_end_to_end import (  # noqa: E402
 
 from qsmvbm.atlas import aal3_on_grid, region_mask  # noqa: E402
 from qsmvbm.config import workflow_defaults  # noqa: E402
+from qsmvbm.io import read_tsv  # noqa: E402
 from qsmvbm.layout import Layout, truth_dir, truth_table  # noqa: E402
 from qsmvbm.qsm.grid import bbox_slices  # noqa: E402
+from qsmvbm.stats.design import covariate_matrix, included_rows  # noqa: E402
+from qsmvbm.stats.glm import design_matrix  # noqa: E402
 from qsmvbm.stats.pipeline import svc_params  # noqa: E402
-from qsmvbm.stats.power import METHODS, best_p, detected, power_table  # noqa: E402
-from qsmvbm.stats.power_cli import load_model, run_config  # noqa: E402
+from qsmvbm.stats.power import (  # noqa: E402
+    METHODS,
+    best_p,
+    detected,
+    power_table,
+    residual_basis,  # noqa: E402
+)
+from qsmvbm.stats.power_cli import load_model, roi_crop, run_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "results"
@@ -281,6 +292,34 @@ def cohort_p(cdir: Path, search: dict, params, detect_mm: float, method: str) ->
     return best_p(clusters.to_dict("records"), search["roi"], centre, detect_mm, params, method)
 
 
+def pooled_basis(cdirs: list[Path], mod: str, wf: dict, crop) -> np.ndarray:
+    """The residual basis (:func:`qsmvbm.stats.power.residual_basis`) of the cohorts that kept their
+    subject maps, pooled, on ``crop``: each cohort's residuals from its own design (group and the
+    modality's covariates), as its GLM."""
+    studies = []
+    covariates = wf["group"]["modalities"][mod]["covariates"]
+    control = wf["participants"]["control_label"]
+    for c in cdirs:
+        folder = c / "keep" / "maps" / mod
+        if not folder.is_dir():
+            continue
+        design = included_rows(read_tsv(kept(c, "design")))
+        by_pid = {p.name.split("_")[0]: p for p in folder.iterdir()}
+        maps = np.stack(
+            [
+                np.asarray(nib.load(by_pid[pid]).dataobj, np.float32)[crop]
+                for pid in design.participant_id
+            ]
+        )
+        x = (design["group"] != control).to_numpy(float)
+        studies.append(
+            (np.nan_to_num(maps), design_matrix(x, covariate_matrix(design, covariates)))
+        )
+    if not studies:
+        raise SystemExit("no cohort kept its subject maps: use --noise gaussian")
+    return residual_basis(studies)
+
+
 def model_search(args, cdirs: list[Path], mod: str, roi: str) -> dict:
     """The map-level model of one search at the cohorts' design (run in a worker process): its
     detection rates (with and, where nothing is planted, without the extent rule), and every
@@ -292,6 +331,7 @@ def model_search(args, cdirs: list[Path], mod: str, roi: str) -> dict:
         "n_perm": args.n_perm,
         "seed": args.seed,
         "detect_mm": args.detect_mm,
+        "noise": args.noise,
     }
     cache = args.work.resolve() / f"compare-{args.name}" / f"{mod}_{roi}.json"
     if cache.exists() and json.loads(cache.read_text())["key"] == key:
@@ -301,13 +341,16 @@ def model_search(args, cdirs: list[Path], mod: str, roi: str) -> dict:
     s = pd.DataFrame(
         [x for r in results for x in r["searches"] if (x["modality"], x["roi"]) == (mod, roi)]
     )
-    wf = yaml.safe_load((cdirs[0] / "config.yaml").read_text())
+    wf = workflow_defaults(yaml.safe_load((cdirs[0] / "config.yaml").read_text()))
     sim = yaml.safe_load((cdirs[0] / "simulation.yaml").read_text())
     n = int(sim["groups"][0]["n"])
-    group = workflow_defaults(wf)["group"]
+    group = wf["group"]
     params = model_params(group, args)
     pilot = pooled_pilot(cdirs, mod)
-    model, info = load_model(pilot, roi)
+    basis = (
+        pooled_basis(cdirs, mod, wf, roi_crop(pilot, roi)) if args.noise == "residuals" else None
+    )
+    model, info = load_model(pilot, roi, basis)
     planted = bool(s.planted.iloc[0])
     kw, effect = {}, 0.0
     if planted:
@@ -534,6 +577,12 @@ def main(argv=None) -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--n-perm", type=int, help="the model's permutations (default: the cohorts')")
     c.add_argument("--jobs", type=int, default=1, help="searches modelled at once (processes)")
+    c.add_argument(
+        "--noise",
+        choices=["residuals", "gaussian"],
+        default="residuals",
+        help="the model's noise: the cohorts' own residuals (those that kept their maps) or stationary",
+    )
     args = ap.parse_args(argv)
     if args.cmd == "run":
         args.simulation = str((REPO / args.simulation).resolve())
