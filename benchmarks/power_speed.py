@@ -1,6 +1,7 @@
 """Wall time and peak memory of ``qsmvbm-power`` on the issue-23 grid (benchmarks/power_grid.yaml).
 
-Usage: python benchmarks/power_speed.py RUN [--jobs 2] [--runs 100] [--out benchmarks/results/power_speed.json]
+Usage: python benchmarks/power_speed.py RUN [--jobs 2] [--runs 100] [--noise residuals]
+       [--out benchmarks/results/power_speed.json]
 
 RUN is a finished run (its output_dir; the pilot of the map-level models). The power outputs are
 written into RUN's group/power/ as the command does. ``--runs`` overrides the grid's runs (the
@@ -28,12 +29,15 @@ def main(argv=None) -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--runs", type=int)
+    ap.add_argument("--noise", choices=["residuals", "gaussian"], help="power.noise (default: its)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "power_speed.json")
     args = ap.parse_args(argv)
     grid = yaml.safe_load((HERE / "power_grid.yaml").read_text())
     grid["run"] = str(args.run)
     if args.runs:
         grid["runs"] = args.runs
+    if args.noise:
+        grid["noise"] = args.noise
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(grid, f)
     t0 = time.perf_counter()
