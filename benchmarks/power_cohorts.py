@@ -76,14 +76,15 @@ from group_end_to_end import (  # noqa: E402
     recovered_size,
 )
 
-from qsmvbm.atlas import aal3_on_grid, region_mask  # noqa: E402
+from qsmvbm.atlas import aal3_on_grid  # noqa: E402
 from qsmvbm.config import workflow_defaults  # noqa: E402
 from qsmvbm.io import read_tsv  # noqa: E402
 from qsmvbm.layout import Layout, truth_dir, truth_table  # noqa: E402
-from qsmvbm.qsm.grid import bbox_slices  # noqa: E402
-from qsmvbm.stats.design import covariate_matrix, included_rows  # noqa: E402
-from qsmvbm.stats.glm import design_matrix  # noqa: E402
-from qsmvbm.stats.pipeline import svc_params  # noqa: E402
+from qsmvbm.stats.design import group_design, included_rows  # noqa: E402
+from qsmvbm.stats.pipeline import (
+    by_subject,  # noqa: E402
+    svc_params,  # noqa: E402
+)
 from qsmvbm.stats.power import (  # noqa: E402
     METHODS,
     best_p,
@@ -298,23 +299,20 @@ def pooled_basis(cdirs: list[Path], mod: str, wf: dict, crop) -> np.ndarray:
     modality's covariates), as its GLM."""
     studies = []
     covariates = wf["group"]["modalities"][mod]["covariates"]
-    control = wf["participants"]["control_label"]
+    patient = wf["participants"]["patient_label"]
     for c in cdirs:
         folder = c / "keep" / "maps" / mod
         if not folder.is_dir():
             continue
         design = included_rows(read_tsv(kept(c, "design")))
-        by_pid = {p.name.split("_")[0]: p for p in folder.iterdir()}
+        by_pid = by_subject(folder.iterdir())
         maps = np.stack(
             [
                 np.asarray(nib.load(by_pid[pid]).dataobj, np.float32)[crop]
                 for pid in design.participant_id
             ]
         )
-        x = (design["group"] != control).to_numpy(float)
-        studies.append(
-            (np.nan_to_num(maps), design_matrix(x, covariate_matrix(design, covariates)))
-        )
+        studies.append((np.nan_to_num(maps), group_design(design, patient, covariates)))
     if not studies:
         raise SystemExit("no cohort kept its subject maps: use --noise gaussian")
     return residual_basis(studies)
@@ -358,7 +356,7 @@ def model_search(args, cdirs: list[Path], mod: str, roi: str) -> dict:
         effects = pd.read_csv(truth_table(truth, "effects"), sep="\t")
         e = effects[effects["name"] == s.effect.iloc[0]].iloc[0]
         w, _ = planted_weight(e, truth)  # on the template grid, as the pilot's maps
-        sl = bbox_slices(region_mask(pilot["labels"], [roi]), 6)
+        sl = roi_crop(pilot, roi)  # the model's crop
         effect = float(s.effect_tested.mean())
         kw = {
             "survival": float(s.survival.mean()),

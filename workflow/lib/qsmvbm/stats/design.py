@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .glm import design_matrix
 from .tables import progression_rate
 
 COVARIATES = {"tiv": "tiv_ml", "age": "age", "sex": "sex_male"}
@@ -59,6 +60,15 @@ def included_rows(design: pd.DataFrame) -> pd.DataFrame:
     """The rows of a design (or QC) table whose ``included`` is true (read back from TSV as the
     text ``True``), re-indexed 0..n-1."""
     return design[design["included"].astype(str) == "True"].reset_index(drop=True)
+
+
+def group_design(
+    design: pd.DataFrame, patient: str, covariates: list[str], source: str = "design"
+) -> np.ndarray:
+    """The two-group GLM design of a design table's rows: ``[patient, 1, covariates]`` (the group
+    stage's, and the one the power model's residuals are taken from)."""
+    x = (design["group"] == patient).to_numpy(float)
+    return design_matrix(x, covariate_matrix(design, covariates, source))
 
 
 def covariate_matrix(

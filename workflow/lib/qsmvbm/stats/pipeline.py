@@ -11,8 +11,7 @@ from ..bids import subject_of
 from ..io import read_tsv, save_json, save_nifti, save_tsv
 from ..templates import TEMPLATE_SPACE, load_template
 from ..version import full_version
-from .design import covariate_matrix, included_rows
-from .glm import design_matrix
+from .design import group_design, included_rows
 from .voxelwise import SvcParams, tfce_on, voxelwise_svc
 
 CLUSTER_COLUMNS = [
@@ -119,8 +118,7 @@ def group_glm(
         raise ValueError(
             f"{design_tsv}: need at least 2 included subjects per group, have {dict(ng)}"
         )
-    x = (design["group"] == patient).to_numpy(float)
-    X = design_matrix(x, covariate_matrix(design, mcfg["covariates"], str(design_tsv)))
+    X = group_design(design, patient, mcfg["covariates"], str(design_tsv))
     sign = 1.0 if mcfg["direction"] == "greater" else -1.0
     tpl = load_template(resolution)
     first = nib.load(files[design["participant_id"][0]])

@@ -51,8 +51,7 @@ from ..layout import Layout
 from ..paths import schema_path
 from ..qsm.grid import bbox_slices
 from ..version import full_version
-from .design import covariate_matrix, included_rows
-from .glm import design_matrix
+from .design import group_design, included_rows
 from .pipeline import svc_params
 from .power import PilotModel, justification, n_for_power, power_table, residual_basis
 
@@ -91,8 +90,8 @@ def residual_crops(lay: Layout, wf: dict, modality: str, crops: dict) -> dict:
     (read once each) and its design (group and the modality's covariates), as the group stage."""
     design = included_rows(read_tsv(lay.group("design")))
     covariates = wf["group"]["modalities"][modality]["covariates"]
-    x = (design["group"] != wf["participants"]["control_label"]).to_numpy(float)
-    X = design_matrix(x, covariate_matrix(design, covariates, str(lay.group("design"))))
+    patient = wf["participants"]["patient_label"]
+    X = group_design(design, patient, covariates, str(lay.group("design")))
     stacks = {name: [] for name in crops}
     for pid in design["participant_id"]:
         path = lay.group_map(modality, pid)
