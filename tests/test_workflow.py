@@ -133,6 +133,9 @@ def test_power_target_on_the_finished_run(tiny_run, tmp_path):
     args = ["--configfile", "config/config.yaml", str(extra)]
     args += ["--config", f"simulation={TINY}", f"output_dir={tiny_run}"]
     run_smk("power", *args)
+    # the residual noise model (the default) reads the analysed subject maps: they are its inputs
+    r = run_smk("-n", "--forcerun", "power", "power", *args)
+    assert str(lay.group_map("qsm", "sub-ALS001")) in r.stdout + r.stderr
     table = pd.read_csv(lay.group("power_table"), sep="\t")
     assert set(table.method) == {"rft", "perm"} and (table.runs == 3).all()
     assert table.power.between(0, 1).all()
