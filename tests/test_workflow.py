@@ -135,7 +135,11 @@ def test_power_target_on_the_finished_run(tiny_run, tmp_path):
     run_smk("power", *args)
     # the residual noise model (the default) reads the analysed subject maps: they are its inputs
     r = run_smk("-n", "--forcerun", "power", "power", *args)
-    assert str(lay.group_map("qsm", "sub-ALS001")) in r.stdout + r.stderr
+    block = (r.stdout + r.stderr).split("rule power:")[1]
+    inputs = next(line for line in block.splitlines() if line.strip().startswith("input:"))
+    assert str(lay.group("design", "")) in inputs
+    for pid in ("sub-ALS001", "sub-ALS002", "sub-NC001", "sub-NC002"):
+        assert f"{lay.group_map('qsm', pid).parent}/" in inputs, pid
     table = pd.read_csv(lay.group("power_table"), sep="\t")
     assert set(table.method) == {"rft", "perm"} and (table.runs == 3).all()
     assert table.power.between(0, 1).all()
