@@ -147,6 +147,23 @@ def glm_inputs(wildcards):
     return files
 
 
+def power_inputs(wildcards):
+    """The analysed subject maps and the design, which the model reads when its noise is the run's
+    own residuals (power.noise: residuals): declared, so Snakemake knows every file the rule reads.
+    """
+    if config["power"]["noise"] != "residuals":
+        return {}
+    subjects = ok_subjects()
+    return {
+        "design": str(L.group("design")),
+        "maps": [
+            str(L.group_map(m, s))
+            for m in config["power"]["modalities"]
+            for s in subjects
+        ],
+    }
+
+
 def roi_value_inputs(wildcards):
     subjects = ok_subjects()
     return {

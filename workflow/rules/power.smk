@@ -3,19 +3,6 @@
 POWER_MODALITIES = list(config["power"]["modalities"])
 
 
-def power_inputs(wildcards):
-    """The analysed subject maps and the design, which the model reads when its noise is the run's
-    own residuals (power.noise: residuals): declared, so Snakemake knows every file the rule reads.
-    """
-    if config["power"]["noise"] != "residuals":
-        return {}
-    subjects = ok_subjects()
-    return {
-        "design": str(L.group("design")),
-        "maps": [str(L.group_map(m, s)) for m in POWER_MODALITIES for s in subjects],
-    }
-
-
 rule power:
     input:
         unpack(power_inputs),
