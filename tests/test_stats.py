@@ -819,6 +819,17 @@ def test_n_for_power_interpolates_between_group_sizes():
     assert "27 per group" in text and "80% power" in text
 
 
+def test_gm_thalamus_caveat_names_the_thalamic_rois_only():
+    """GM sample sizes in the thalamus carry the measured caution (the model is optimistic there);
+    other ROIs none."""
+    from qsmvbm.stats.power import gm_thalamus_caveat
+
+    text = gm_thalamus_caveat(["Precentral_L", "Thalamus_R", "Thal_AV_L"])
+    assert "Thalamus_R, Thal_AV_L" in text and "Precentral_L" not in text
+    assert "1 of 10" in text
+    assert gm_thalamus_caveat(["Precentral_L", "Precentral_R"]) == ""
+
+
 def test_power_command_on_a_finished_run(tmp_path):
     """qsmvbm-power reads a run's residual SD, analysis mask and GLM record and writes the power
     table, the sample sizes, the figure and the paragraph."""
@@ -863,6 +874,23 @@ def test_power_command_on_a_finished_run(tmp_path):
     out = json.loads(lay.group("power_json").read_text())
     assert "Sample size (QSM)" in out["sample_size_paragraphs"]["qsm"]
     assert out["models"][0]["noise"] == "gaussian"
+    assert "Caution" not in out["sample_size_paragraphs"]["qsm"]
+    # GM in the thalamus: the paragraph carries the measured caution
+    nib.save(
+        nib.Nifti1Image(np.where(tpl.mask, 0.03, 0).astype(np.float32), tpl.affine),
+        lay.group("resid_sd", "gm"),
+    )
+    nib.save(nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.affine), lay.group("svc_mask", "gm"))
+    lay.group("glm_json", "gm").write_text(json.dumps({"fwhm_mm": [7, 7, 7], "n": 16, "df": 13}))
+    gm_cfg = tmp_path / "power_gm.yaml"
+    gm_cfg.write_text(
+        cfg.read_text()
+        .replace("qsm:", "gm:")
+        .replace("effects:\n      - 0.02", "effects:\n      - 0.05")
+    )
+    assert main([str(gm_cfg)]) == 0
+    gm_text = json.loads(lay.group("power_json").read_text())["sample_size_paragraphs"]["gm"]
+    assert "Caution (Thalamus_L, Thalamus_R)" in gm_text
     # the default noise: the run's residuals, from its design and subject maps; here each
     # subject's left thalamus is offset as a whole (shared over the ROI), which the model keeps
     rng = np.random.default_rng(0)

@@ -53,7 +53,14 @@ from ..qsm.grid import bbox_slices
 from ..version import full_version
 from .design import group_design, included_rows
 from .pipeline import svc_params
-from .power import PilotModel, justification, n_for_power, power_table, residual_basis
+from .power import (
+    PilotModel,
+    gm_thalamus_caveat,
+    justification,
+    n_for_power,
+    power_table,
+    residual_basis,
+)
 
 UNITS = {"qsm": "ppm", "gm": "GM probability"}
 
@@ -276,6 +283,10 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
         paragraphs[modality] = justification(
             need_m, modality.upper(), UNITS[modality], note, float(s["radius_mm"])
         )
+        caveat = gm_thalamus_caveat(modalities[modality]["rois"]) if modality == "gm" else ""
+        if caveat:
+            log.warning("%s", caveat)
+            paragraphs[modality] += " " + caveat
     need_all = pd.concat(needed, ignore_index=True)
     save_tsv(table, lay.group("power_table"))
     save_tsv(need_all, lay.group("power_needed"))
