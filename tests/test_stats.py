@@ -830,6 +830,22 @@ def test_gm_thalamus_caveat_names_the_thalamic_rois_only():
     assert gm_thalamus_caveat(["Precentral_L", "Precentral_R"]) == ""
 
 
+def _group_outputs(lay, tpl, modality: str, sd: float, fwhm: float, df: int) -> None:
+    """A finished run's group outputs that qsmvbm-power reads: a uniform residual SD in the
+    template mask, the mask as the analysis mask, and the GLM record (FWHM in mm)."""
+    import json
+
+    nib.save(
+        nib.Nifti1Image(np.where(tpl.mask, sd, 0).astype(np.float32), tpl.affine),
+        lay.group("resid_sd", modality),
+    )
+    nib.save(
+        nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.affine), lay.group("svc_mask", modality)
+    )
+    record = {"fwhm_mm": [fwhm] * 3, "n": 16, "df": df}
+    lay.group("glm_json", modality).write_text(json.dumps(record))
+
+
 def test_power_command_on_a_finished_run(tmp_path):
     """qsmvbm-power reads a run's residual SD, analysis mask and GLM record and writes the power
     table, the sample sizes, the figure and the paragraph."""
@@ -845,12 +861,7 @@ def test_power_command_on_a_finished_run(tmp_path):
     lay = Layout.from_config(workflow_defaults(), tmp_path / "run")
     tpl = load_template(2)
     lay.group_dir.mkdir(parents=True)
-    nib.save(
-        nib.Nifti1Image(np.where(tpl.mask, 0.01, 0).astype(np.float32), tpl.affine),
-        lay.group("resid_sd", "qsm"),
-    )
-    nib.save(nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.affine), lay.group("svc_mask", "qsm"))
-    lay.group("glm_json", "qsm").write_text(json.dumps({"fwhm_mm": [5, 5, 5], "n": 16, "df": 14}))
+    _group_outputs(lay, tpl, "qsm", sd=0.01, fwhm=5.0, df=14)
     cfg = tmp_path / "power.yaml"
     cfg.write_text(
         yaml.safe_dump(
@@ -876,12 +887,7 @@ def test_power_command_on_a_finished_run(tmp_path):
     assert out["models"][0]["noise"] == "gaussian"
     assert "Caution" not in out["sample_size_paragraphs"]["qsm"]
     # GM in the thalamus: the paragraph carries the measured caution
-    nib.save(
-        nib.Nifti1Image(np.where(tpl.mask, 0.03, 0).astype(np.float32), tpl.affine),
-        lay.group("resid_sd", "gm"),
-    )
-    nib.save(nib.Nifti1Image(tpl.mask.astype(np.uint8), tpl.affine), lay.group("svc_mask", "gm"))
-    lay.group("glm_json", "gm").write_text(json.dumps({"fwhm_mm": [7, 7, 7], "n": 16, "df": 13}))
+    _group_outputs(lay, tpl, "gm", sd=0.03, fwhm=7.0, df=13)
     gm_cfg = tmp_path / "power_gm.yaml"
     gm_cfg.write_text(
         cfg.read_text()
