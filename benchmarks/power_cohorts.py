@@ -21,8 +21,8 @@ a cohort is done its outcome is written to ``WORK/cohort-<k>/result.json``:
   change in map units (relative change x the controls' mean modulated GM, weighted by the profile);
 
 and the group maps the model needs (residual SD, analysis mask, GLM record), the group
-difference and t maps and the cluster table are kept in ``WORK/cohort-<k>/keep`` (the first four
-cohorts kept no difference and t maps). Everything else of the cohort (its raw data and derivatives, about 5 GB)
+difference and t maps and the cluster table are kept in ``WORK/cohort-<k>/keep`` (in the ten cohorts
+of docs/validation.md, cohorts 0-2 kept no difference and t maps, 0-5 no subject maps). Everything else of the cohort (its raw data and derivatives, about 5 GB)
 is deleted. Cohorts with a ``result.json`` are skipped, so the command resumes where it stopped;
 it starts no cohort that would not end before ``--deadline`` (by the median time of the cohorts
 done, or 40 min for the first). A file ``WORK/STOP`` stops it after the running cohort. A cohort
