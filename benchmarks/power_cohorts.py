@@ -190,11 +190,11 @@ def keep_outputs(run: Path, cdir: Path) -> None:
     for key in ("clusters", "design", "qc_table"):
         shutil.copy2(lay.group(key), kept(cdir, key))
     # the subjects' GLM inputs, so the residuals' spatial covariance in each ROI can be studied
-    # (20 maps a modality, about 20 MB a cohort; the first five cohorts kept none)
-    design = pd.read_csv(lay.group("design"), sep="\t", keep_default_na=False)
+    # (20 maps a modality, about 47 MB a cohort; cohorts 0-5 kept none)
+    design = included_rows(read_tsv(lay.group("design")))
     for mod in MODALITIES:
         (keep / "maps" / mod).mkdir(parents=True, exist_ok=True)
-        for pid in design.participant_id[design.included.astype(str) == "True"]:
+        for pid in design.participant_id:
             src = lay.group_map(mod, pid)
             shutil.copy2(src, keep / "maps" / mod / src.name)
     truth, kept_truth = truth_dir(run / "sim_bids"), truth_dir(keep)
