@@ -889,11 +889,9 @@ def test_power_command_on_a_finished_run(tmp_path):
     # GM in the thalamus: the paragraph carries the measured caution
     _group_outputs(lay, tpl, "gm", sd=0.03, fwhm=7.0, df=13)
     gm_cfg = tmp_path / "power_gm.yaml"
-    gm_cfg.write_text(
-        cfg.read_text()
-        .replace("qsm:", "gm:")
-        .replace("effects:\n      - 0.02", "effects:\n      - 0.05")
-    )
+    gm = yaml.safe_load(cfg.read_text())
+    gm["modalities"] = {"gm": {"rois": ["Thalamus_L", "Thalamus_R"], "effects": [0.05]}}
+    gm_cfg.write_text(yaml.safe_dump(gm))
     assert main([str(gm_cfg)]) == 0
     gm_text = json.loads(lay.group("power_json").read_text())["sample_size_paragraphs"]["gm"]
     assert "Caution (Thalamus_L, Thalamus_R)" in gm_text
