@@ -81,16 +81,13 @@ from qsmvbm.config import workflow_defaults  # noqa: E402
 from qsmvbm.io import read_tsv  # noqa: E402
 from qsmvbm.layout import Layout, truth_dir, truth_table  # noqa: E402
 from qsmvbm.stats.design import group_design, included_rows  # noqa: E402
-from qsmvbm.stats.pipeline import (
-    by_subject,  # noqa: E402
-    svc_params,  # noqa: E402
-)
+from qsmvbm.stats.pipeline import by_subject, svc_params  # noqa: E402
 from qsmvbm.stats.power import (  # noqa: E402
     METHODS,
     best_p,
     detected,
     power_table,
-    residual_basis,  # noqa: E402
+    residual_basis,
 )
 from qsmvbm.stats.power_cli import load_model, roi_crop, run_config  # noqa: E402
 
