@@ -2,11 +2,11 @@
 
 Usage::
 
-    python benchmarks/power_cohorts.py run WORK [--cohorts 10] [--per-group 10] [--cores 2]
+    python benchmarks/power_cohorts.py run WORK [--cohorts 10] [--first 0] [--per-group 10] [--cores 2]
         [--simulation config/simulation/study_2mm.yaml] [--deadline 2026-12-06T22:00]
     python benchmarks/power_cohorts.py compare WORK --name NAME [--model-runs 1000] [--jobs 2]
 
-``run``: cohort k (0, 1, ...) is the simulation file's cohort with ``--per-group`` patients and
+``run``: cohort k (``--first``, then one up each) is the simulation file's cohort with ``--per-group`` patients and
 controls and the seed ``seed + 1000 (k + 1)``: new subjects, new noise, the same planted effects.
 Each is a whole workflow run from raw data to the cluster table (``snakemake --until
 cluster_table``), with the whole AAL3 region as the search volume (``group.svc_volume: roi``, the
@@ -211,7 +211,7 @@ def run_cohorts(args) -> None:
     deadline = dt.datetime.fromisoformat(args.deadline) if args.deadline else None
     if deadline is not None and deadline.tzinfo is None:
         deadline = deadline.astimezone()  # a naive time is local time
-    for k in range(args.cohorts):
+    for k in range(args.first, args.first + args.cohorts):
         cdir = cohort_dir(work, k)
         if (cdir / "result.json").exists():
             continue
@@ -559,6 +559,7 @@ def main(argv=None) -> None:
     r = sub.add_parser("run")
     r.add_argument("work", type=Path)
     r.add_argument("--cohorts", type=int, default=10)
+    r.add_argument("--first", type=int, default=0, help="the first cohort's number k (its seed)")
     r.add_argument("--per-group", type=int, default=10)
     r.add_argument("--cores", type=int, default=2)
     r.add_argument("--simulation", default="config/simulation/study_2mm.yaml")
