@@ -105,7 +105,38 @@ def options_markdown() -> str:
         default = _yaml_inline(node.get("default"))
         desc = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
         lines.append(f"| `{dotted}` | {kind} | `{default}` | {desc} |")
+    lines += _power_modality_markdown(schema)
     return "\n".join(lines) + "\n"
+
+
+def _power_modality_markdown(schema: dict) -> list[str]:
+    """The keys of one modality of ``power.modalities`` (``$defs.power_modality``), with the
+    modalities' own defaults where they differ."""
+    keys = schema.get("$defs", {}).get("power_modality", {}).get("properties", {})
+    mods = schema["properties"]["power"]["properties"]["modalities"]["properties"]
+    if not keys:
+        return []
+    lines = ["", "## power.modalities.qsm, power.modalities.gm", ""]
+    lines += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+    for key, node in keys.items():
+        kind = node.get("type", "")
+        kind = " or ".join(kind) if isinstance(kind, list) else str(kind)
+        if "enum" in node:
+            kind += ": " + ", ".join(str(v) for v in node["enum"])
+        own = {
+            m: n.get("properties", {}).get(key, {}).get("default")
+            for m, n in mods.items()
+            if "default" in n.get("properties", {}).get(key, {})
+        }
+        if own:
+            default = ", ".join(f"{m}: `{_yaml_inline(v)}`" for m, v in own.items())
+        elif "default" in node:
+            default = f"`{_yaml_inline(node['default'])}`"
+        else:
+            default = "required"
+        desc = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
+        lines.append(f"| `{key}` | {kind} | {default} | {desc} |")
+    return lines
 
 
 def _set(config: dict, dotted: str, value) -> None:
