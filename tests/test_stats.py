@@ -725,6 +725,60 @@ def test_power_effect_profile_replaces_the_uniform_sphere():
         power_table(model, "box", [0.01], [10], profile=np.ones((3, 3, 3)), **kw)
 
 
+def test_relative_effects_scale_with_the_reference_map():
+    """A relative effect (scale: a reference map, e.g. the controls' mean GM) is a fraction of the
+    reference in each voxel: a reference of 0.5 everywhere gives the absolute table at half the
+    effect exactly (same noise); a reference that is 0 in half the sphere carries the effect in the
+    other half only, so it is found less often; a sign of the reference does not flip the effect."""
+    from qsmvbm.stats.power import effect_text, effect_weight, power_table
+    from qsmvbm.stats.voxelwise import SvcParams
+
+    model = _box_model()
+    centre = model.centroid_mm()
+    kw = dict(runs=12, params=SvcParams(n_perm=0), methods=["rft"], centre_mm=centre)
+    absolute = power_table(model, "box", [0.003, 0.006], [10], **kw)
+    half = np.full(model.roi.shape, 0.5)
+    relative = power_table(model, "box", [0.006, 0.012], [10], scale=half, **kw)
+    assert list(relative.detections) == list(absolute.detections)
+    w = effect_weight(model, centre, 9.0)
+    np.testing.assert_array_equal(effect_weight(model, centre, 9.0, scale=-half), 0.5 * w)
+    # the reference is 0 on one side of the centre: the effect covers half the sphere
+    x = np.arange(model.roi.shape[0])[:, None, None] * np.ones(model.roi.shape)
+    side = np.where(x >= np.argwhere(w > 0)[:, 0].mean(), 1.0, 0.0)
+    covered = effect_weight(model, centre, 9.0, scale=side)
+    assert 0.3 < covered.sum() / w.sum() < 0.7
+    big = dict(kw, runs=30)
+    whole = power_table(model, "box", [0.006], [10], scale=np.ones(model.roi.shape), **big)
+    partial = power_table(model, "box", [0.006], [10], scale=side, **big)
+    assert partial.power.iloc[0] < whole.power.iloc[0]
+    with pytest.raises(ValueError, match="scale shape"):
+        power_table(model, "box", [0.01], [10], scale=np.ones((3, 3, 3)), **kw)
+    assert effect_text(0.05, "GM probability", relative=True) == (
+        "5% of the controls' mean GM probability"
+    )
+    assert effect_text(0.01, "ppm") == "0.01 ppm"
+
+
+def test_effect_spread_keeps_the_integral_and_lowers_the_power():
+    """The pipeline's point spread (spread_mm, a Gaussian FWHM): the effect keeps its integral (a
+    sum over the crop), its peak falls and it reaches beyond the sphere, and a focal effect spread
+    by 12 mm is found less often than the same effect unspread (same noise)."""
+    from qsmvbm.stats.power import effect_weight, power_table
+    from qsmvbm.stats.voxelwise import SvcParams
+
+    model = _box_model()
+    centre = model.centroid_mm()
+    sharp = effect_weight(model, centre, 6.0)
+    spread = effect_weight(model, centre, 6.0, spread_mm=12.0)
+    assert spread.sum() == pytest.approx(sharp.sum(), rel=0.02)
+    assert spread.max() < 0.8 * sharp.max()
+    assert ((spread > 0.05) & (sharp == 0)).sum() > 0.5 * (sharp > 0).sum()
+    kw = dict(runs=30, params=SvcParams(n_perm=0), methods=["rft"], centre_mm=centre)
+    focal = power_table(model, "box", [0.008], [10], radius_mm=6.0, **kw)
+    blurred = power_table(model, "box", [0.008], [10], radius_mm=6.0, spread_mm=12.0, **kw)
+    assert blurred.power.iloc[0] < focal.power.iloc[0]
+
+
 @pytest.mark.parametrize("null", ["pooled", "per_study"])
 def test_power_with_permutation_nulls_pooled_or_per_study(null):
     """Max-T and TFCE power from a pooled null (the default) and from each study's own permutations:
@@ -819,15 +873,15 @@ def test_n_for_power_interpolates_between_group_sizes():
     assert "27 per group" in text and "80% power" in text
 
 
-def test_gm_thalamus_caveat_names_the_thalamic_rois_only():
-    """GM sample sizes in the thalamus carry the measured caution (the model is optimistic there);
-    other ROIs none."""
-    from qsmvbm.stats.power import gm_thalamus_caveat
+def test_gm_spread_caveat_names_the_unspread_rois_only():
+    """GM sample sizes modelled without the pipeline's spread carry the measured caution; ROIs
+    with a spread none."""
+    from qsmvbm.stats.power import gm_spread_caveat
 
-    text = gm_thalamus_caveat(["Precentral_L", "Thalamus_R", "Thal_AV_L"])
-    assert "Thalamus_R, Thal_AV_L" in text and "Precentral_L" not in text
-    assert "1 of 10" in text
-    assert gm_thalamus_caveat(["Precentral_L", "Precentral_R"]) == ""
+    text = gm_spread_caveat({"Precentral_L": 0.0, "Thalamus_R": 0.0, "Thalamus_L": 22.0})
+    assert "(Precentral_L, Thalamus_R)" in text and "22 mm in Thalamus_L" in text
+    assert "spread_mm" in text
+    assert gm_spread_caveat({"Thalamus_L": 22.0, "Thalamus_R": 4.0}) == ""
 
 
 def _group_outputs(lay, tpl, modality: str, sd: float, fwhm: float, df: int) -> None:
@@ -886,11 +940,13 @@ def test_power_command_on_a_finished_run(tmp_path):
     assert "Sample size (QSM)" in out["sample_size_paragraphs"]["qsm"]
     assert out["models"][0]["noise"] == "gaussian"
     assert "Caution" not in out["sample_size_paragraphs"]["qsm"]
-    # GM in the thalamus: the paragraph carries the measured caution
+    # GM without the pipeline's spread: the paragraph carries the measured caution
     _group_outputs(lay, tpl, "gm", sd=0.03, fwhm=7.0, df=13)
     gm_cfg = tmp_path / "power_gm.yaml"
     gm = yaml.safe_load(cfg.read_text())
-    gm["modalities"] = {"gm": {"rois": ["Thalamus_L", "Thalamus_R"], "effects": [0.05]}}
+    gm["modalities"] = {
+        "gm": {"rois": ["Thalamus_L", "Thalamus_R"], "effects": [0.05], "scale": "absolute"}
+    }
     gm_cfg.write_text(yaml.safe_dump(gm))
     assert main([str(gm_cfg)]) == 0
     gm_text = json.loads(lay.group("power_json").read_text())["sample_size_paragraphs"]["gm"]
@@ -918,6 +974,28 @@ def test_power_command_on_a_finished_run(tmp_path):
     assert models["Thalamus_L"]["noise"] == "residuals"
     assert models["Thalamus_L"]["roi_mean_correlation"] > 0.5
     assert models["Thalamus_R"]["roi_mean_correlation"] < 0.1
+    # GM effects relative by default: fractions of the controls' mean map (0.4 in the left
+    # thalamus here, 0.3 in the patients), read from the subject maps
+    for pid in pids:
+        path = lay.group_map("gm", pid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        level = 0.4 if pid.startswith("sub-NC") else 0.3
+        data = (level * thal + 0.01 * rng.standard_normal(tpl.mask.shape)) * tpl.mask
+        nib.save(nib.Nifti1Image(data.astype(np.float32), tpl.affine), path)
+    gm["modalities"] = {"gm": {"rois": ["Thalamus_L"], "effects": [0.05]}}
+    gm_cfg.write_text(yaml.safe_dump(gm))
+    assert main([str(gm_cfg)]) == 0
+    out = json.loads(lay.group("power_json").read_text())
+    assert out["modalities"]["gm"]["scale"] == "relative"
+    assert out["models"][0]["reference_median_in_roi"] == pytest.approx(0.4, abs=0.01)
+    assert "5% of the controls' mean" in out["sample_size_paragraphs"]["gm"]
+    # with the measured spread: no caution, and the spread reaches the model
+    gm["modalities"]["gm"]["spread_mm"] = {"Thalamus_L": 20.0}
+    gm_cfg.write_text(yaml.safe_dump(gm))
+    assert main([str(gm_cfg)]) == 0
+    out = json.loads(lay.group("power_json").read_text())
+    assert out["models"][0]["spread_mm"] == 20.0
+    assert "Caution" not in out["sample_size_paragraphs"]["gm"]
     lay.group_map("qsm", pids[0]).unlink()
     assert main([str(cfg)]) == 2
     cfg.write_text(

@@ -148,19 +148,21 @@ def glm_inputs(wildcards):
 
 
 def power_inputs(wildcards):
-    """The analysed subject maps and the design, which the model reads when its noise is the run's
-    own residuals (power.noise: residuals): declared, so Snakemake knows every file the rule reads.
+    """The analysed subject maps and the design, which the model reads for a modality whose noise is
+    the run's own residuals (power.noise: residuals) or whose effects are relative to the controls'
+    mean map (scale: relative): declared, so Snakemake knows every file the rule reads.
     """
-    if config["power"]["noise"] != "residuals":
+    modalities = [
+        m
+        for m, c in config["power"]["modalities"].items()
+        if config["power"]["noise"] == "residuals" or c["scale"] == "relative"
+    ]
+    if not modalities:
         return {}
     subjects = ok_subjects()
     return {
         "design": str(L.group("design")),
-        "maps": [
-            str(L.group_map(m, s))
-            for m in config["power"]["modalities"]
-            for s in subjects
-        ],
+        "maps": [str(L.group_map(m, s)) for m in modalities for s in subjects],
     }
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy import fft, stats
+from scipy import fft, ndimage, stats
 
 from ..dipole import voxel_sizes
 from ..qsm.grid import bbox_slices, crop_affine
@@ -173,19 +173,44 @@ def unit_noise(rng, model: PilotModel, n: int) -> np.ndarray:
     return (g @ model.basis.reshape(k, -1)).reshape(n, *model.basis.shape[1:])
 
 
-def effect_weight(model: PilotModel, centre_mm, radius_mm: float, profile=None) -> np.ndarray:
-    """(X, Y, Z) float: where and how much of an effect the patients carry, inside the model's mask:
-    ``profile`` (same shape, e.g. a focal gaussian, peak 1) or, when None, 1 in the sphere of
-    ``radius_mm`` (mm) about ``centre_mm`` (MNI mm)."""
+def effect_weight(
+    model: PilotModel,
+    centre_mm,
+    radius_mm: float,
+    profile=None,
+    scale=None,
+    spread_mm: float = 0.0,
+) -> np.ndarray:
+    """(X, Y, Z) float: where and how much of an effect the patients carry, inside the model's mask.
+
+    The true effect's shape is ``profile`` (same shape, e.g. a focal gaussian, peak 1) or, when None,
+    1 in the sphere of ``radius_mm`` (mm) about ``centre_mm`` (MNI mm). ``spread_mm`` (FWHM, mm;
+    default 0): the pipeline's point spread of the effect, a Gaussian the shape is convolved with
+    (its integral kept; e.g. a registration that recovers a local volume change only smoothly).
+    ``scale`` ((X, Y, Z) float, units of the data; optional): the weight is multiplied by
+    ``|scale|``, the reference of a relative effect (e.g. the controls' mean modulated GM, so that an
+    effect of 0.05 is 5% of the local mean in every voxel)."""
     if profile is not None:
-        profile = np.asarray(profile, float)
-        if profile.shape != model.roi.shape:
+        weight = np.asarray(profile, float)
+        if weight.shape != model.roi.shape:
             raise ValueError(
-                f"profile shape {profile.shape} differs from the model's {model.roi.shape}"
+                f"profile shape {weight.shape} differs from the model's {model.roi.shape}"
             )
-        return np.where(model.mask, profile, 0.0)
-    sphere = cl.sphere_mask(model.roi.shape, model.affine, centre_mm, radius_mm) & model.mask
-    return sphere.astype(float)
+    else:
+        sphere = cl.sphere_mask(model.roi.shape, model.affine, centre_mm, radius_mm)
+        weight = sphere.astype(float)
+    if spread_mm > 0:
+        sigma = spread_mm / np.sqrt(8 * np.log(2)) / model.voxel_mm
+        weight = ndimage.gaussian_filter(weight, sigma, mode="constant")
+    weight = np.where(model.mask, weight, 0.0)
+    if scale is not None:
+        scale = np.asarray(scale, float)
+        if scale.shape != model.roi.shape:
+            raise ValueError(
+                f"scale shape {scale.shape} differs from the model's {model.roi.shape}"
+            )
+        weight = weight * np.abs(np.nan_to_num(scale))
+    return weight
 
 
 def simulate_study(
@@ -347,6 +372,8 @@ def power_table(
     profile=None,
     n_covariates: int = 0,
     record: list | None = None,
+    scale=None,
+    spread_mm: float = 0.0,
 ) -> pd.DataFrame:
     """Detection rate per (effect, n per group, method), ``runs`` simulated studies each.
 
@@ -354,6 +381,13 @@ def power_table(
     profile : (X, Y, Z) float on the model's crop, optional: the effect's spatial weight (peak 1; e.g.
         a simulator's planted gaussian); the patients carry ``survival x effect x profile``. None
         (default): a uniform sphere of ``radius_mm`` about ``centre_mm``.
+    scale : (X, Y, Z) float on the model's crop, optional (units of the data): makes the effects
+        relative, fractions of ``|scale|`` at each voxel (:func:`effect_weight`): with the controls'
+        mean modulated GM, an effect of 0.05 is a loss of 5% of the grey matter where it lies (an
+        atrophy), so voxels of little GM lose little. None (default): absolute effects, the same
+        amount in every voxel of the profile.
+    spread_mm : the pipeline's point spread of the effect (FWHM, mm; default 0): the profile or
+        sphere is convolved with a Gaussian of this FWHM before ``scale`` (:func:`effect_weight`).
     null : ``pooled`` (default; one null per group size from ``params.n_perm`` permutations of
         ``null_studies`` null studies, :func:`pooled_null`) or ``per_study`` (each study's own
         ``params.n_perm`` permutations, as the analysis is run; slow).
@@ -375,7 +409,7 @@ def power_table(
     centre = np.asarray(centre_mm if centre_mm is not None else model.centroid_mm(), float)
     detect_mm = radius_mm if detect_mm is None else detect_mm
     effects = list(effects)
-    weight = effect_weight(model, centre, radius_mm, profile).astype(np.float32)
+    weight = effect_weight(model, centre, radius_mm, profile, scale, spread_mm).astype(np.float32)
 
     def analyse(load, X, p, given_null):
         # the GLM over the ROI only: clusters, their RFT search volumes and TFCE all lie in the
@@ -502,27 +536,47 @@ def n_for_power(table: pd.DataFrame, target: float = 0.8) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def gm_thalamus_caveat(rois) -> str:
-    """A caution for the GM sample sizes of the thalamic ROIs among ``rois`` (AAL3 names), '' when
-    none: there the simulator's full-pipeline cohorts found a planted GM loss less often than the
-    map-level model predicts (docs/validation.md, "Power against ten independent full-pipeline
-    cohorts"), because the pipeline spreads a deep-grey GM change beyond its true extent and the
-    model keeps the true shape."""
-    thalamic = [r for r in rois if r.startswith(("Thalamus", "Thal_"))]
-    if not thalamic:
+# the pipeline's point spread of a planted GM loss (Gaussian FWHM, mm) that the simulator's
+# full-pipeline cohorts measured (docs/validation.md, "Power against independent full-pipeline
+# cohorts"; benchmarks/power_cohorts.py)
+MEASURED_GM_SPREAD_MM = {"Thalamus_L": 22.0, "Thalamus_R": 4.0}
+
+
+def gm_spread_caveat(spreads: dict) -> str:
+    """A caution for the GM sample sizes of the ROIs of ``spreads`` (ROI -> the model's spread_mm)
+    modelled without spread, '' when there are none: a GM loss comes out of this pipeline spread
+    (:data:`MEASURED_GM_SPREAD_MM`), so an unspread model puts too much of it at its centre."""
+    unspread = [roi for roi, mm in spreads.items() if not mm]
+    if not unspread:
         return ""
+    measured = ", ".join(f"{mm:g} mm in {roi}" for roi, mm in MEASURED_GM_SPREAD_MM.items())
     return (
-        f"Caution ({', '.join(thalamic)}): in ten simulated 10 + 10 cohorts run through the whole "
-        "pipeline, a planted thalamic grey-matter loss was detected in 1 of 10 where this model "
-        "predicts about half, because the pipeline spreads a deep-grey GM change beyond its true "
-        "extent; the sample sizes there are optimistic."
+        f"Caution ({', '.join(unspread)}): these sample sizes assume the maps carry a grey-matter loss "
+        "in its true shape. Through this pipeline the simulator's full-pipeline cohorts measured it "
+        f"spread by a Gaussian of {measured} (FWHM), which lowers power; an unspread model "
+        "predicted half of 10 + 10 studies to find a left-thalamic loss that 1 in 10 cohorts found. "
+        "Set power.modalities.gm.spread_mm."
     )
 
 
+def effect_text(effect: float, unit: str, relative: bool = False) -> str:
+    """An effect as the text reports it: ``0.01 ppm``, or for a relative effect (a fraction of the
+    controls' mean map, :func:`effect_weight`) ``5% of the controls' mean GM probability``."""
+    if relative:
+        return f"{100 * effect:.3g}% of the controls' mean {unit}"
+    return f"{effect:g} {unit}"
+
+
 def justification(
-    need: pd.DataFrame, modality: str, unit: str, model_note: str, radius_mm: float = 9.0
+    need: pd.DataFrame,
+    modality: str,
+    unit: str,
+    model_note: str,
+    radius_mm: float = 9.0,
+    relative: bool = False,
 ) -> str:
-    """A sample-size justification paragraph for a grant, from :func:`n_for_power`'s table."""
+    """A sample-size justification paragraph for a grant, from :func:`n_for_power`'s table;
+    ``relative``: its effects are fractions of the controls' mean map (:func:`effect_text`)."""
     parts = []
     for r in need.itertuples():
         n = (
@@ -530,7 +584,9 @@ def justification(
             if np.isfinite(r.n_per_group_for_power)
             else f"more than {r.largest_n_simulated} per group"
         )
-        parts.append(f"{r.effect:g} {unit} in {r.roi} ({r.method.upper()}): {n}")
+        parts.append(
+            f"{effect_text(r.effect, unit, relative)} in {r.roi} ({r.method.upper()}): {n}"
+        )
     target = int(round(100 * float(need["target_power"].iloc[0]))) if len(need) else 80
     return (
         f"Sample size ({modality}). Power was estimated by Monte Carlo simulation of the planned analysis "

@@ -20,10 +20,14 @@ CONFIG is a YAML file::
         rois: [Precentral_L, Thalamus_R]
         effects: [0.005, 0.01, 0.02]   # in the tested direction, units of the maps (ppm)
         survival: 1.0                  # share of a true effect that reaches the maps
+        spread_mm: 0                   # the pipeline's point spread of an effect (FWHM, mm;
+                                       # or ROI -> mm)
         centres: {}                    # ROI -> [x, y, z] MNI mm; default the ROI's centre
+        scale: absolute                # effects in units of the maps (qsm's default)
       gm:
         rois: [Thalamus_L]
-        effects: [0.02, 0.04]          # GM probability (e.g. 10% of 0.4)
+        effects: [0.05, 0.1]           # 5% and 10% less GM than the controls' mean, voxel by voxel
+        scale: relative                # fractions of the controls' mean map (gm's default)
 
 Writes ``<run>/group/power/power.tsv`` (detection rate with 95% bands), ``power_needed.tsv``
 (n per group for the target power), ``power.json`` (the model, the settings and a sample-size
@@ -55,7 +59,8 @@ from .design import group_design, included_rows
 from .pipeline import svc_params
 from .power import (
     PilotModel,
-    gm_thalamus_caveat,
+    effect_text,
+    gm_spread_caveat,
     justification,
     n_for_power,
     power_table,
@@ -91,31 +96,59 @@ def roi_crop(pilot: dict, roi: str) -> tuple[slice, ...]:
     return bbox_slices(region_mask(pilot["labels"], [roi]), MARGIN)
 
 
-def residual_crops(lay: Layout, wf: dict, modality: str, crops: dict) -> dict:
-    """The residual basis (:func:`qsmvbm.stats.power.residual_basis`) of a finished run's GLM of
-    ``modality`` on each crop of ``crops`` (name -> slices): its included subjects' analysed maps
-    (read once each) and its design (group and the modality's covariates), as the group stage."""
+def subject_crops(
+    lay: Layout, wf: dict, modality: str, crops: dict, basis: bool = True, reference: bool = False
+) -> dict:
+    """What the model needs from a finished run's subject maps of ``modality`` on each crop of
+    ``crops`` (name -> slices), the included subjects' analysed maps read once each: name ->
+    ``{"basis": ..., "reference": ...}``, with ``basis`` (when asked) the residual basis
+    (:func:`qsmvbm.stats.power.residual_basis`) of the run's GLM (its design: group and the
+    modality's covariates, as the group stage) and ``reference`` (when asked) the controls' mean map
+    (units of the data), the reference of relative effects (``scale: relative``)."""
     design = included_rows(read_tsv(lay.group("design")))
     covariates = wf["group"]["modalities"][modality]["covariates"]
     patient = wf["participants"]["patient_label"]
-    X = group_design(design, patient, covariates, str(lay.group("design")))
+    control = wf["participants"]["control_label"]
+    X = group_design(design, patient, covariates, str(lay.group("design"))) if basis else None
+    is_control = (design["group"].astype(str) == str(control)).to_numpy()
+    if reference and not is_control.any():
+        raise ValueError(
+            f"{lay.group('design')}: no included {control!r} subject, the reference of relative "
+            "effects (scale: relative) is the controls' mean map"
+        )
     stacks = {name: [] for name in crops}
     for pid in design["participant_id"]:
         path = lay.group_map(modality, pid)
         if not path.exists():
             raise FileNotFoundError(
-                f"{path}: missing; the residual noise model reads the run's subject maps "
-                "(or set power.noise: gaussian)"
+                f"{path}: missing; the power model reads the run's subject maps for its residual "
+                "noise and the reference of relative effects (power.noise: gaussian and "
+                "scale: absolute need only the group outputs)"
             )
         data = np.nan_to_num(np.asarray(nib.load(path).dataobj, dtype=np.float32))
         for name, sl in crops.items():
             stacks[name].append(data[sl])
-    return {name: residual_basis([(np.stack(v), X)]) for name, v in stacks.items()}
+    out = {}
+    for name, v in stacks.items():
+        maps = np.stack(v)
+        out[name] = {
+            "basis": residual_basis([(maps, X)]) if basis else None,
+            "reference": maps[is_control].mean(axis=0, dtype=np.float64) if reference else None,
+        }
+    return out
+
+
+def roi_value(value, roi: str, default: float = 0.0) -> float:
+    """A per-modality setting that is one number or a mapping ROI -> number (``default`` for ROIs
+    it does not name), for ``roi``."""
+    if isinstance(value, dict):
+        return float(value.get(roi, default))
+    return float(value)
 
 
 def load_model(pilot: dict, roi: str, basis=None) -> tuple[PilotModel, dict]:
     """The pilot model in ``roi`` (AAL3 name) from :func:`load_pilot`'s maps, and its summary;
-    ``basis``: its residual basis on the ROI's crop (:func:`residual_crops`), or None for stationary
+    ``basis``: its residual basis on the ROI's crop (:func:`subject_crops`), or None for stationary
     Gaussian noise of the run's FWHM."""
     fwhm = np.asarray(pilot["glm"]["fwhm_mm"], float)
     model = PilotModel.from_maps(
@@ -142,9 +175,16 @@ def load_model(pilot: dict, roi: str, basis=None) -> tuple[PilotModel, dict]:
     return model, info
 
 
-def plot(table: pd.DataFrame, path: Path, target: float, survival: dict | None = None) -> None:
+def plot(
+    table: pd.DataFrame,
+    path: Path,
+    target: float,
+    survival: dict | None = None,
+    relative: dict | None = None,
+) -> None:
     """Power curves per (modality, ROI, true effect); ``survival``: modality -> factor, shown in the
-    panel titles (the maps carry effect x survival)."""
+    panel titles (the maps carry effect x survival); ``relative``: modality -> whether its effects
+    are fractions of the controls' mean map."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,7 +206,8 @@ def plot(table: pd.DataFrame, path: Path, target: float, survival: dict | None =
         ax.set_ylabel("power (FWE 0.05, SVC)")
         sv = (survival or {}).get(mod, 1.0)
         shown = f" (x {sv:g} in the maps)" if sv != 1.0 else ""
-        ax.set_title(f"{mod.upper()} {roi}: true {eff:g} {UNITS.get(mod, '')}{shown}", fontsize=9)
+        true = effect_text(eff, UNITS.get(mod, ""), (relative or {}).get(mod, False))
+        ax.set_title(f"{mod.upper()} {roi}: true {true}{shown}", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
     for ax in axes.ravel()[len(keys) :]:
         ax.axis("off")
@@ -231,13 +272,25 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
     tasks, models, paragraphs = [], [], {}
     for modality, mc in modalities.items():
         pilot = load_pilot(lay, modality)
-        bases = dict.fromkeys(mc["rois"])
-        if s["noise"] == "residuals":
-            crops = {roi: roi_crop(pilot, roi) for roi in mc["rois"]}
-            bases = residual_crops(lay, wf, modality, crops)
+        relative = mc["scale"] == "relative"
+        crops = dict.fromkeys(mc["rois"], {"basis": None, "reference": None})
+        if s["noise"] == "residuals" or relative:
+            crops = subject_crops(
+                lay,
+                wf,
+                modality,
+                {roi: roi_crop(pilot, roi) for roi in mc["rois"]},
+                basis=s["noise"] == "residuals",
+                reference=relative,
+            )
         for roi in mc["rois"]:
-            model, info = load_model(pilot, roi, bases[roi])
+            model, info = load_model(pilot, roi, crops[roi]["basis"])
             info["modality"] = modality
+            info["scale"] = mc["scale"]
+            info["spread_mm"] = roi_value(mc["spread_mm"], roi)
+            reference = crops[roi]["reference"]
+            if relative:  # the reference where a ROI-centred effect lies (its median in the ROI)
+                info["reference_median_in_roi"] = float(np.median(reference[model.roi]))
             # the analysis' covariates spend degrees of freedom in every simulated study too
             info["n_covariates"] = len(wf["group"]["modalities"][modality]["covariates"])
             models.append(info)
@@ -258,6 +311,8 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
                 null=s["permutation_null"],
                 null_studies=int(s["null_studies"]),
                 n_covariates=info["n_covariates"],
+                scale=reference,
+                spread_mm=roi_value(mc["spread_mm"], roi),
             )
             tasks.append((modality, kwargs))
     if workers > 1 and len(tasks) > 1:
@@ -281,16 +336,23 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
         needed.append(need_m)
         note = f"the finished run {lay.output_dir} (n = {pilot_n[modality]})"
         paragraphs[modality] = justification(
-            need_m, modality.upper(), UNITS[modality], note, float(s["radius_mm"])
+            need_m,
+            modality.upper(),
+            UNITS[modality],
+            note,
+            float(s["radius_mm"]),
+            relative=modalities[modality]["scale"] == "relative",
         )
-        caveat = gm_thalamus_caveat(modalities[modality]["rois"]) if modality == "gm" else ""
+        spreads = {roi: roi_value(modalities[modality]["spread_mm"], roi) for roi in t.roi.unique()}
+        caveat = gm_spread_caveat(spreads) if modality == "gm" else ""
         if caveat:
             log.warning("%s", caveat)
             paragraphs[modality] += " " + caveat
     need_all = pd.concat(needed, ignore_index=True)
     save_tsv(table, lay.group("power_table"))
     save_tsv(need_all, lay.group("power_needed"))
-    plot(table, lay.group("power_png"), float(s["target_power"]), survival)
+    relative = {m: c["scale"] == "relative" for m, c in modalities.items()}
+    plot(table, lay.group("power_png"), float(s["target_power"]), survival, relative)
     out = {
         "settings": {k: v for k, v in s.items() if k != "modalities"},
         "modalities": modalities,
