@@ -86,6 +86,7 @@ from qsmvbm.stats.power import (  # noqa: E402
     METHODS,
     best_p,
     detected,
+    effect_weight,
     power_table,
     residual_basis,
 )
@@ -290,13 +291,14 @@ def cohort_p(cdir: Path, search: dict, params, detect_mm: float, method: str) ->
     return best_p(clusters.to_dict("records"), search["roi"], centre, detect_mm, params, method)
 
 
-def pooled_basis(cdirs: list[Path], mod: str, wf: dict, crop) -> np.ndarray:
-    """The residual basis (:func:`qsmvbm.stats.power.residual_basis`) of the cohorts that kept their
-    subject maps, pooled, on ``crop``: each cohort's residuals from its own design (group and the
-    modality's covariates), as its GLM."""
+def cohort_maps(cdirs: list[Path], mod: str, wf: dict, crop) -> list[tuple]:
+    """The subject maps of ``mod`` on ``crop`` of the cohorts that kept them: per cohort (maps
+    (n, X, Y, Z), design matrix as its GLM (group and the modality's covariates), controls (n,)
+    bool)."""
     studies = []
     covariates = wf["group"]["modalities"][mod]["covariates"]
     patient = wf["participants"]["patient_label"]
+    control = wf["participants"]["control_label"]
     for c in cdirs:
         folder = c / "keep" / "maps" / mod
         if not folder.is_dir():
@@ -309,10 +311,56 @@ def pooled_basis(cdirs: list[Path], mod: str, wf: dict, crop) -> np.ndarray:
                 for pid in design.participant_id
             ]
         )
-        studies.append((np.nan_to_num(maps), group_design(design, patient, covariates)))
+        studies.append(
+            (
+                np.nan_to_num(maps),
+                group_design(design, patient, covariates),
+                (design.group.astype(str) == str(control)).to_numpy(),
+            )
+        )
     if not studies:
-        raise SystemExit("no cohort kept its subject maps: use --noise gaussian")
-    return residual_basis(studies)
+        raise SystemExit(
+            "no cohort kept its subject maps: use --noise gaussian --gm-effect absolute"
+        )
+    return studies
+
+
+def pooled_basis(studies: list[tuple]) -> np.ndarray:
+    """The residual basis (:func:`qsmvbm.stats.power.residual_basis`) of the cohorts'
+    :func:`cohort_maps`, pooled: each cohort's residuals from its own design."""
+    return residual_basis([(maps, X) for maps, X, _ in studies])
+
+
+def pooled_reference(studies: list[tuple]) -> np.ndarray:
+    """The controls' mean map over the cohorts' :func:`cohort_maps` (the reference of a relative
+    effect, as ``qsmvbm-power``'s ``scale: relative``)."""
+    return np.concatenate([maps[is_c] for maps, _, is_c in studies]).mean(axis=0, dtype=float)
+
+
+def earlier_results(names: list[str]) -> tuple[pd.DataFrame, dict]:
+    """Earlier comparisons' cohorts whose folders are gone (``--earlier NAME``): their best p per
+    search, method and cohort (``power_cohorts_NAME_pit.tsv``), and per search the mean surviving
+    share and tested effect of their cohorts with the number of cohorts behind them
+    (``power_cohorts_NAME.json``)."""
+    tables, means = [], {}
+    for name in names:
+        table = pd.read_csv(OUT / f"power_cohorts_{name}_pit.tsv", sep="\t")
+        summary = json.loads((OUT / f"power_cohorts_{name}.json").read_text())
+        tables.append(table[["modality", "roi", "method", "cohort", "p"]])
+        for m in summary["models"]:
+            if m.get("survival") is not None:
+                key = (m["modality"], m["roi"])
+                means.setdefault(key, []).append((summary["cohorts"], m["survival"], m["effect"]))
+    if not tables:
+        return pd.DataFrame(columns=["modality", "roi", "method", "cohort", "p"]), {}
+    return pd.concat(tables, ignore_index=True).drop_duplicates(), means
+
+
+def pooled_mean(values: pd.Series, earlier: list) -> float:
+    """The mean of the cohorts' ``values`` with the earlier cohorts' means ((count, mean) pairs),
+    weighted by their numbers of cohorts."""
+    total = float(values.sum()) + sum(k * v for k, v in earlier)
+    return total / (len(values) + sum(k for k, _ in earlier))
 
 
 def model_search(args, cdirs: list[Path], mod: str, roi: str) -> dict:
@@ -327,6 +375,9 @@ def model_search(args, cdirs: list[Path], mod: str, roi: str) -> dict:
         "seed": args.seed,
         "detect_mm": args.detect_mm,
         "noise": args.noise,
+        "gm_effect": args.gm_effect,
+        "earlier": args.earlier,
+        "spread": args.spread,
     }
     cache = args.work.resolve() / f"compare-{args.name}" / f"{mod}_{roi}.json"
     if cache.exists() and json.loads(cache.read_text())["key"] == key:
@@ -342,24 +393,45 @@ def model_search(args, cdirs: list[Path], mod: str, roi: str) -> dict:
     group = wf["group"]
     params = model_params(group, args)
     pilot = pooled_pilot(cdirs, mod)
-    basis = (
-        pooled_basis(cdirs, mod, wf, roi_crop(pilot, roi)) if args.noise == "residuals" else None
-    )
-    model, info = load_model(pilot, roi, basis)
+    sl = roi_crop(pilot, roi)  # the model's crop
     planted = bool(s.planted.iloc[0])
+    relative = planted and mod == "gm" and args.gm_effect == "relative"
+    studies = cohort_maps(cdirs, mod, wf, sl) if args.noise == "residuals" or relative else None
+    basis = pooled_basis(studies) if args.noise == "residuals" else None
+    model, info = load_model(pilot, roi, basis)
     kw, effect = {}, 0.0
     if planted:
         truth = truth_dir(cdirs[0] / "keep")
         effects = pd.read_csv(truth_table(truth, "effects"), sep="\t")
         e = effects[effects["name"] == s.effect.iloc[0]].iloc[0]
         w, _ = planted_weight(e, truth)  # on the template grid, as the pilot's maps
-        sl = roi_crop(pilot, roi)  # the model's crop
-        effect = float(s.effect_tested.mean())
+        _, earlier = earlier_results(args.earlier)
+        before = earlier.get((mod, roi), [])
+        effect = pooled_mean(s.effect_tested, [(k, v) for k, _, v in before])
         kw = {
-            "survival": float(s.survival.mean()),
+            "survival": pooled_mean(s.survival, [(k, v) for k, v, _ in before]),
             "centre_mm": np.asarray(s.centre_mm.iloc[0], float),
             "profile": w[sl],
         }
+        if relative:  # the planted relative change on the controls' mean map, voxel by voxel
+            sign = 1.0 if group["modalities"][mod]["direction"] == "greater" else -1.0
+            effect = sign * float(e.gm_change)
+            kw["scale"] = pooled_reference(studies)
+            info["scale"] = "relative"
+            info["reference_median_in_roi"] = float(np.median(kw["scale"][model.roi]))
+        spread = float(args.spread.get(f"{mod} {roi}", 0.0))
+        if spread > 0:
+            # the cohorts' surviving share is the least-squares amplitude of their maps on the
+            # planted shape; the model's effect keeps that amplitude on it when spread
+            shape = effect_weight(model, None, 0.0, w[sl], kw.get("scale"), spread)
+            ref = np.abs(kw["scale"]) if "scale" in kw else 1.0
+            sel = (w[sl] > 0) & model.mask
+            planted_shape = (ref * w[sl])[sel]
+            kw["survival"] *= float(
+                (w[sl][sel] * planted_shape).sum() / (w[sl][sel] * shape[sel]).sum()
+            )
+            kw["spread_mm"] = spread
+            info["spread_mm"] = spread
     common = dict(
         runs=args.model_runs,
         detect_mm=args.detect_mm,
@@ -404,12 +476,20 @@ def model_search(args, cdirs: list[Path], mod: str, roi: str) -> dict:
 WEIGHT_BINS = ((0.8, 1.0), (0.5, 0.8), (0.2, 0.5), (0.0, 0.2))
 
 
-def effect_shape(cdirs: list[Path], mod: str, effect_name: str) -> dict | None:
-    """Does the group difference have the planted profile's shape? The cohorts' mean difference map
-    (those that kept it) in bins of the planted weight w, each bin's mean difference over its mean
-    w, relative to the least-squares amplitude over the whole profile (the survival the model
-    uses everywhere): 1 in every bin when the maps carry the planted shape; above 1 in the top bin,
-    a peak sharper than planted (the model then underrates the peak t)."""
+def effect_shape(
+    cdirs: list[Path],
+    mod: str,
+    effect_name: str,
+    reference: np.ndarray | None = None,
+    spread_mm: float = 0.0,
+) -> dict | None:
+    """Does the group difference have the model's shape? The cohorts' mean difference map (those
+    that kept it) in bins of the planted weight w, each bin's mean difference over its mean shape
+    s, relative to the least-squares amplitude on s over the whole profile (the survival the model
+    uses everywhere): 1 in every bin when the maps carry the shape; above 1 in the top bin, a peak
+    sharper than the model's (which then underrates the peak t). s is w (``bins``) and the model's
+    :func:`spread_shape` of w (``bins_model``: spread by ``spread_mm``, times the ``reference`` map
+    of a relative effect, the controls' mean GM)."""
     maps = [c for c in cdirs if kept(c, "effect", mod).exists()]
     if not maps:
         return None
@@ -421,14 +501,89 @@ def effect_shape(cdirs: list[Path], mod: str, effect_name: str) -> dict | None:
         [np.asarray(nib.load(kept(c, "svc_mask", mod)).dataobj) > 0 for c in maps], axis=0
     )
     sel = (w > 0) & mask
-    amp = float((w[sel] * d[sel]).sum() / (w[sel] ** 2).sum())
-    out = {"cohorts_with_maps": len(maps), "ls_amplitude": amp, "bins": []}
+    affine = nib.load(kept(maps[0], "effect", mod)).affine
+    model = spread_shape(w, affine, spread_mm, reference)
+    out = {"cohorts_with_maps": len(maps)}
+    out["ls_amplitude"], out["bins"] = bin_ratios(d, w, w, sel)
+    out["ls_amplitude_model"], out["bins_model"] = bin_ratios(d, model, w, sel)
+    # what the model's shape itself gives in bins of w: the cohorts' "bins" when it is right
+    out["bins_predicted"] = bin_ratios(model, w, w, sel)[1]
+    return out
+
+
+def bin_ratios(d: np.ndarray, shape: np.ndarray, w: np.ndarray, sel: np.ndarray) -> tuple:
+    """The least-squares amplitude of ``d`` on ``shape`` over ``sel``, and per bin of the planted
+    weight ``w`` (:data:`WEIGHT_BINS`) the bin's mean of ``d`` over its mean of ``shape``, relative
+    to that amplitude."""
+    amp = float((shape[sel] * d[sel]).sum() / (shape[sel] ** 2).sum())
+    bins = []
     for lo, hi in WEIGHT_BINS:
         b = sel & (w > lo) & (w <= hi)
         if b.any():
-            ratio = float(d[b].mean() / w[b].mean() / amp) if amp else float("nan")
-            out["bins"].append({"w": [lo, hi], "voxels": int(b.sum()), "relative_survival": ratio})
-    return out
+            ratio = float(d[b].mean() / shape[b].mean() / amp) if amp else float("nan")
+            bins.append({"w": [lo, hi], "voxels": int(b.sum()), "relative_survival": ratio})
+    return amp, bins
+
+
+SPREAD_GRID_MM = tuple(range(0, 32, 2))
+
+
+def spread_shape(w: np.ndarray, affine: np.ndarray, spread_mm: float, reference=None) -> np.ndarray:
+    """The model's shape of a planted effect on the template grid: the planted weight ``w``
+    convolved with a Gaussian of FWHM ``spread_mm`` (mm), times ``|reference|`` when given."""
+    from scipy import ndimage
+
+    from qsmvbm.dipole import voxel_sizes
+
+    out = w
+    if spread_mm > 0:
+        sigma = spread_mm / np.sqrt(8 * np.log(2)) / voxel_sizes(affine)
+        out = ndimage.gaussian_filter(w, sigma, mode="constant")
+    return out if reference is None else out * np.abs(reference)
+
+
+def fit_spread(
+    cdirs: list[Path], mod: str, roi: str, effect_name: str, reference=None, earlier=()
+) -> dict:
+    """The pipeline's point spread of a planted effect (FWHM, mm, on :data:`SPREAD_GRID_MM`): the
+    one whose :func:`spread_shape` (times the ``reference`` map of a relative effect) reproduces the
+    shape of the cohorts' mean difference map, as :func:`effect_shape`'s relative survival in bins
+    of the planted weight (the shape only: the amplitude is the survival's, never a detection).
+    The bins of the cohorts that kept their difference maps are pooled with ``earlier`` ((cohorts,
+    bins) of earlier cohorts whose maps are gone), weighted by their numbers of cohorts; weighted
+    least squares over the bins with weights voxels x (bin centre of w)^2, as a bin's ratio has a
+    noise of about 1 / w."""
+    shape = effect_shape(cdirs, mod, effect_name)
+    sets = [(shape["cohorts_with_maps"], shape["bins"])] if shape else []
+    sets += [(k, bins) for k, bins in earlier]
+    if not sets:
+        return {"spread_mm": 0.0, "cohorts": 0}
+    count = sum(k for k, _ in sets)
+    measured = np.sum([k * np.array([b["relative_survival"] for b in bins]) for k, bins in sets], 0)
+    measured = measured / count
+    first = sets[0][1]
+    weight = np.array([b["voxels"] * np.mean(b["w"]) ** 2 for b in first])
+    maps = [c for c in cdirs if kept(c, "svc_mask", mod).exists()]
+    img = nib.load(kept(maps[0], "svc_mask", mod))
+    mask = np.asarray(img.dataobj) > 0
+    truth = truth_dir(maps[0] / "keep")
+    effects = pd.read_csv(truth_table(truth, "effects"), sep="\t")
+    w, _ = planted_weight(effects[effects["name"] == effect_name].iloc[0], truth)
+    sel = (w > 0) & mask
+    sse, predicted = {}, {}
+    for s in SPREAD_GRID_MM:
+        _, bins = bin_ratios(spread_shape(w, img.affine, s, reference), w, w, sel)
+        predicted[s] = np.array([b["relative_survival"] for b in bins])
+        sse[s] = float((weight * (predicted[s] - measured) ** 2).sum())
+    best = min(sse, key=sse.get)
+    return {
+        "spread_mm": float(best),
+        "cohorts": count,
+        "bins_measured": measured.round(3).tolist(),
+        "bins_predicted": predicted[best].round(3).tolist(),
+        "bins_predicted_unspread": predicted[0].round(3).tolist(),
+        "weighted_sse": {str(k): round(v, 4) for k, v in sse.items()},
+    }
 
 
 def model_params(group: dict, args):
@@ -447,6 +602,39 @@ def compare(args) -> None:
     wf = yaml.safe_load((cdirs[0] / "config.yaml").read_text())
     params = model_params(workflow_defaults(wf)["group"], args)
     searches = [(x["modality"], x["roi"]) for x in results[0]["searches"]]
+    everywhere = (slice(None),) * 3
+    references = (
+        {"gm": pooled_reference(cohort_maps(cdirs, "gm", workflow_defaults(wf), everywhere))}
+        if args.gm_effect == "relative"
+        else {}
+    )
+    # the pipeline's point spread of each planted effect, fitted to the cohorts' mean difference
+    # maps' shape (and the earlier cohorts' bins), or given per modality
+    fits, given = {}, dict(x.split("=") for x in args.spread_mm)
+    shapes = {}
+    for name in args.earlier:
+        before = json.loads((OUT / f"power_cohorts_{name}.json").read_text())["effect_shape"]
+        for key, v in before.items():
+            if v:
+                shapes.setdefault(key, []).append((v["cohorts_with_maps"], v["bins"]))
+    args.spread = {}
+    for x in results[0]["searches"]:
+        key = f"{x['modality']} {x['roi']}"
+        if not x["planted"]:
+            continue
+        if x["modality"] in given:
+            args.spread[key] = float(given[x["modality"]])
+        elif args.spread_fit == "fit":
+            fits[key] = fit_spread(
+                cdirs,
+                x["modality"],
+                x["roi"],
+                x["effect"],
+                references.get(x["modality"]),
+                shapes.get(key, ()),
+            )
+            args.spread[key] = fits[key]["spread_mm"]
+            print(f"{key}: spread {fits[key]['spread_mm']:g} mm {fits[key]}", flush=True)
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = {pool.submit(model_search, args, cdirs, *sr): sr for sr in searches}
@@ -457,6 +645,10 @@ def compare(args) -> None:
                 f"{' '.join(futures[f])}: model done at {time.perf_counter() - t0:.0f} s",
                 flush=True,
             )
+    earlier, _ = earlier_results(args.earlier)
+    clash = set(earlier.cohort) & {c.name for c in cdirs}
+    if clash:
+        raise SystemExit(f"--earlier has cohorts that are also in {work}: {sorted(clash)}")
     rng = np.random.default_rng(args.seed)
     rows, pits = [], []
     for mod, roi in searches:
@@ -466,21 +658,28 @@ def compare(args) -> None:
             for r in results
         ]
         for m in METHODS:
-            k, K = sum(bool(x[m]) for x in per_cohort), len(per_cohort)
-            p0 = out["rate"][m]
-            lo, hi = stats.binom.ppf([0.025, 0.975], K, p0)
             observed = [
                 cohort_p(c, x, params, args.detect_mm, m) for c, x in zip(cdirs, per_cohort)
             ]
-            # the cohorts' best p against the model's distribution of it: a check of the whole
-            # distribution, of which the detection rate is one point
             for c, p, x in zip(cdirs, observed, per_cohort):
                 if (p < params.alpha) != bool(x[m]):  # the same rule as the run's detection
                     raise SystemExit(f"{c.name} {mod} {roi} {m}: best p {p} but detected {x[m]}")
+            names = [c.name for c in cdirs]
+            # and the earlier cohorts' best p (detected exactly when p < alpha, best_p)
+            before = earlier[
+                (earlier.modality == mod) & (earlier.roi == roi) & (earlier.method == m)
+            ]
+            observed += [float(p) for p in before.p]
+            names += list(before.cohort)
+            k, K = sum(p < params.alpha for p in observed), len(observed)
+            p0 = out["rate"][m]
+            lo, hi = stats.binom.ppf([0.025, 0.975], K, p0)
+            # the cohorts' best p against the model's distribution of it: a check of the whole
+            # distribution, of which the detection rate is one point
             u = [pit(p, out["study_p"][m], rng) for p in observed]
             pits += [
-                {"modality": mod, "roi": roi, "method": m, "cohort": c.name, "p": p, "pit": v}
-                for c, p, v in zip(cdirs, observed, u)
+                {"modality": mod, "roi": roi, "method": m, "cohort": c, "p": p, "pit": v}
+                for c, p, v in zip(names, observed, u)
             ]
             rows.append(
                 {
@@ -522,7 +721,12 @@ def compare(args) -> None:
     )
     summary = {
         "work": str(work),
-        "cohorts": len(cdirs),
+        "cohorts": int(pit_table.cohort.nunique()),
+        "cohorts_here": len(cdirs),
+        "earlier": args.earlier,
+        "gm_effect": args.gm_effect,
+        "spread_mm": args.spread,
+        "spread_fit": fits,
         "per_group": models[searches[0]]["n_per_group"],
         "included": [r["included"] for r in results],
         "cohort_wall_s_median": float(np.median([r["wall_s"] for r in results])),
@@ -533,7 +737,9 @@ def compare(args) -> None:
         "rows_agreeing_p>0.05": int((table.binomial_p > 0.05).sum()),
         "rows": len(table),
         "effect_shape": {
-            f"{mod} {roi}": effect_shape(cdirs, mod, x["effect"])
+            f"{mod} {roi}": effect_shape(
+                cdirs, mod, x["effect"], references.get(mod), args.spread.get(f"{mod} {roi}", 0.0)
+            )
             for mod, roi in searches
             for x in results[0]["searches"]
             if (x["modality"], x["roi"]) == (mod, roi) and x["planted"]
@@ -578,6 +784,36 @@ def main(argv=None) -> None:
         choices=["residuals", "gaussian"],
         default="residuals",
         help="the model's noise: the cohorts' own residuals (those that kept their maps) or stationary",
+    )
+    c.add_argument(
+        "--gm-effect",
+        choices=["relative", "absolute"],
+        default="relative",
+        help="the GM model's effect: the planted relative change of the controls' mean map voxel by "
+        "voxel (scale: relative) or its profile-weighted mean in map units everywhere",
+    )
+    c.add_argument(
+        "--spread",
+        dest="spread_fit",
+        choices=["fit", "none"],
+        default="fit",
+        help="the pipeline's point spread of each planted effect in the model: fitted to the shape "
+        "of the cohorts' mean difference maps (fit_spread) or none",
+    )
+    c.add_argument(
+        "--spread-mm",
+        action="append",
+        default=[],
+        metavar="MOD=MM",
+        help="a modality's spread given (FWHM mm), e.g. gm=12; repeatable",
+    )
+    c.add_argument(
+        "--earlier",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also compare against the cohorts of benchmarks/results/power_cohorts_NAME (their "
+        "best p and surviving shares; their folders may be gone); repeatable",
     )
     args = ap.parse_args(argv)
     if args.cmd == "run":
