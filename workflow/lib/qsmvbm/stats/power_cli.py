@@ -42,6 +42,7 @@ import argparse
 import json
 import logging
 import sys
+import textwrap
 from pathlib import Path
 
 import nibabel as nib
@@ -207,7 +208,9 @@ def plot(
         sv = (survival or {}).get(mod, 1.0)
         shown = f" (x {sv:g} in the maps)" if sv != 1.0 else ""
         true = effect_text(eff, UNITS.get(mod, ""), (relative or {}).get(mod, False))
-        ax.set_title(f"{mod.upper()} {roi}: true {true}{shown}", fontsize=9)
+        # wrapped to the panel's width (a relative effect's text is long)
+        title = textwrap.fill(f"{mod.upper()} {roi}: true {true}{shown}", 48)
+        ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
     for ax in axes.ravel()[len(keys) :]:
         ax.axis("off")
