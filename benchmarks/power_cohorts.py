@@ -78,6 +78,7 @@ from group_end_to_end import (  # noqa: E402
 
 from qsmvbm.atlas import aal3_on_grid  # noqa: E402
 from qsmvbm.config import workflow_defaults  # noqa: E402
+from qsmvbm.dipole import voxel_sizes  # noqa: E402
 from qsmvbm.io import read_tsv  # noqa: E402
 from qsmvbm.layout import Layout, truth_dir, truth_table  # noqa: E402
 from qsmvbm.stats.design import group_design, included_rows  # noqa: E402
@@ -89,6 +90,7 @@ from qsmvbm.stats.power import (  # noqa: E402
     effect_weight,
     power_table,
     residual_basis,
+    spread_effect,
 )
 from qsmvbm.stats.power_cli import load_model, roi_crop, run_config  # noqa: E402
 
@@ -530,15 +532,9 @@ SPREAD_GRID_MM = tuple(range(0, 32, 2))
 
 def spread_shape(w: np.ndarray, affine: np.ndarray, spread_mm: float, reference=None) -> np.ndarray:
     """The model's shape of a planted effect on the template grid: the planted weight ``w``
-    convolved with a Gaussian of FWHM ``spread_mm`` (mm), times ``|reference|`` when given."""
-    from scipy import ndimage
-
-    from qsmvbm.dipole import voxel_sizes
-
-    out = w
-    if spread_mm > 0:
-        sigma = spread_mm / np.sqrt(8 * np.log(2)) / voxel_sizes(affine)
-        out = ndimage.gaussian_filter(w, sigma, mode="constant")
+    spread by ``spread_mm`` (:func:`qsmvbm.stats.power.spread_effect`, as the model spreads it),
+    times ``|reference|`` when given."""
+    out = spread_effect(w, voxel_sizes(affine), spread_mm)
     return out if reference is None else out * np.abs(reference)
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import fft, ndimage, stats
 
+from ..anat.normalize import FWHM_TO_SIGMA
 from ..dipole import voxel_sizes
 from ..qsm.grid import bbox_slices, crop_affine
 from . import clusters as cl
@@ -173,6 +174,16 @@ def unit_noise(rng, model: PilotModel, n: int) -> np.ndarray:
     return (g @ model.basis.reshape(k, -1)).reshape(n, *model.basis.shape[1:])
 
 
+def spread_effect(weight: np.ndarray, voxel_mm, spread_mm: float) -> np.ndarray:
+    """``weight`` ((X, Y, Z) float) convolved with a Gaussian of FWHM ``spread_mm`` (mm; voxel
+    sizes ``voxel_mm``, mm per axis), zero beyond the grid: an effect's point spread through the
+    pipeline. Returned as is when ``spread_mm`` is 0."""
+    if spread_mm <= 0:
+        return weight
+    sigma = spread_mm * FWHM_TO_SIGMA / np.asarray(voxel_mm, float)
+    return ndimage.gaussian_filter(weight, sigma, mode="constant")
+
+
 def effect_weight(
     model: PilotModel,
     centre_mm,
@@ -199,10 +210,7 @@ def effect_weight(
     else:
         sphere = cl.sphere_mask(model.roi.shape, model.affine, centre_mm, radius_mm)
         weight = sphere.astype(float)
-    if spread_mm > 0:
-        sigma = spread_mm / np.sqrt(8 * np.log(2)) / model.voxel_mm
-        weight = ndimage.gaussian_filter(weight, sigma, mode="constant")
-    weight = np.where(model.mask, weight, 0.0)
+    weight = np.where(model.mask, spread_effect(weight, model.voxel_mm, spread_mm), 0.0)
     if scale is not None:
         scale = np.asarray(scale, float)
         if scale.shape != model.roi.shape:
