@@ -98,13 +98,8 @@ def options_markdown() -> str:
             if desc:
                 lines += [" ".join(str(desc).split()), ""]
             lines += ["| option | type | default | description |", "| --- | --- | --- | --- |"]
-        kind = node.get("type", "")
-        kind = " or ".join(kind) if isinstance(kind, list) else str(kind)
-        if "enum" in node:
-            kind += ": " + ", ".join(str(v) for v in node["enum"])
         default = _yaml_inline(node.get("default"))
-        desc = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
-        lines.append(f"| `{dotted}` | {kind} | `{default}` | {desc} |")
+        lines.append(f"| `{dotted}` | {_kind(node)} | `{default}` | {_cell(node)} |")
     lines += _power_modality_markdown(schema)
     return "\n".join(lines) + "\n"
 
@@ -119,10 +114,6 @@ def _power_modality_markdown(schema: dict) -> list[str]:
     lines = ["", "## power.modalities.qsm, power.modalities.gm", ""]
     lines += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
     for key, node in keys.items():
-        kind = node.get("type", "")
-        kind = " or ".join(kind) if isinstance(kind, list) else str(kind)
-        if "enum" in node:
-            kind += ": " + ", ".join(str(v) for v in node["enum"])
         own = {
             m: n.get("properties", {}).get(key, {}).get("default")
             for m, n in mods.items()
@@ -134,9 +125,22 @@ def _power_modality_markdown(schema: dict) -> list[str]:
             default = f"`{_yaml_inline(node['default'])}`"
         else:
             default = "required"
-        desc = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
-        lines.append(f"| `{key}` | {kind} | {default} | {desc} |")
+        lines.append(f"| `{key}` | {_kind(node)} | {default} | {_cell(node)} |")
     return lines
+
+
+def _kind(node: dict) -> str:
+    """A setting's type for the options table: its JSON types, and its allowed values."""
+    kind = node.get("type", "")
+    kind = " or ".join(kind) if isinstance(kind, list) else str(kind)
+    if "enum" in node:
+        kind += ": " + ", ".join(str(v) for v in node["enum"])
+    return kind
+
+
+def _cell(node: dict) -> str:
+    """A setting's description on one line of the options table (its pipes escaped)."""
+    return " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
 
 
 def _set(config: dict, dotted: str, value) -> None:
