@@ -273,18 +273,18 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
     modalities = s["modalities"]
     survival = {m: float(c["survival"]) for m, c in modalities.items()}
     tasks, models, paragraphs = [], [], {}
+    relative = {m: c["scale"] == "relative" for m, c in modalities.items()}
     for modality, mc in modalities.items():
         pilot = load_pilot(lay, modality)
-        relative = mc["scale"] == "relative"
         crops = dict.fromkeys(mc["rois"], {"basis": None, "reference": None})
-        if s["noise"] == "residuals" or relative:
+        if s["noise"] == "residuals" or relative[modality]:
             crops = subject_crops(
                 lay,
                 wf,
                 modality,
                 {roi: roi_crop(pilot, roi) for roi in mc["rois"]},
                 basis=s["noise"] == "residuals",
-                reference=relative,
+                reference=relative[modality],
             )
         for roi in mc["rois"]:
             model, info = load_model(pilot, roi, crops[roi]["basis"])
@@ -292,7 +292,9 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
             info["scale"] = mc["scale"]
             info["spread_mm"] = roi_value(mc["spread_mm"], roi)
             reference = crops[roi]["reference"]
-            if relative:  # the reference where a ROI-centred effect lies (its median in the ROI)
+            if relative[
+                modality
+            ]:  # the reference where a ROI-centred effect lies (its median in the ROI)
                 info["reference_median_in_roi"] = float(np.median(reference[model.roi]))
             # the analysis' covariates spend degrees of freedom in every simulated study too
             info["n_covariates"] = len(wf["group"]["modalities"][modality]["covariates"])
@@ -315,7 +317,7 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
                 null_studies=int(s["null_studies"]),
                 n_covariates=info["n_covariates"],
                 scale=reference,
-                spread_mm=roi_value(mc["spread_mm"], roi),
+                spread_mm=info["spread_mm"],
             )
             tasks.append((modality, kwargs))
     if workers > 1 and len(tasks) > 1:
@@ -344,9 +346,9 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
             UNITS[modality],
             note,
             float(s["radius_mm"]),
-            relative=modalities[modality]["scale"] == "relative",
+            relative=relative[modality],
         )
-        spreads = {roi: roi_value(modalities[modality]["spread_mm"], roi) for roi in t.roi.unique()}
+        spreads = {m["roi"]: m["spread_mm"] for m in models if m["modality"] == modality}
         caveat = gm_spread_caveat(spreads) if modality == "gm" else ""
         if caveat:
             log.warning("%s", caveat)
@@ -354,7 +356,6 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
     need_all = pd.concat(needed, ignore_index=True)
     save_tsv(table, lay.group("power_table"))
     save_tsv(need_all, lay.group("power_needed"))
-    relative = {m: c["scale"] == "relative" for m, c in modalities.items()}
     plot(table, lay.group("power_png"), float(s["target_power"]), survival, relative)
     out = {
         "settings": {k: v for k, v in s.items() if k != "modalities"},
