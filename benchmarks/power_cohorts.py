@@ -339,12 +339,13 @@ def pooled_reference(studies: list[tuple]) -> np.ndarray:
     return np.concatenate([maps[is_c] for maps, _, is_c in studies]).mean(axis=0, dtype=float)
 
 
-def earlier_results(names: list[str]) -> tuple[pd.DataFrame, dict]:
+def earlier_results(names: list[str]) -> tuple[pd.DataFrame, dict, dict]:
     """Earlier comparisons' cohorts whose folders are gone (``--earlier NAME``): their best p per
-    search, method and cohort (``power_cohorts_NAME_pit.tsv``), and per search the mean surviving
-    share and tested effect of their cohorts with the number of cohorts behind them
+    search, method and cohort (``power_cohorts_NAME_pit.tsv``); per search (modality, ROI) the
+    mean surviving share and tested effect of their cohorts with the number of cohorts behind them;
+    and per search ("modality ROI") the (cohorts, bins) of their :func:`effect_shape`
     (``power_cohorts_NAME.json``)."""
-    tables, means = [], {}
+    tables, means, shapes = [], {}, {}
     for name in names:
         table = pd.read_csv(OUT / f"power_cohorts_{name}_pit.tsv", sep="\t")
         summary = json.loads((OUT / f"power_cohorts_{name}.json").read_text())
@@ -353,9 +354,12 @@ def earlier_results(names: list[str]) -> tuple[pd.DataFrame, dict]:
             if m.get("survival") is not None:
                 key = (m["modality"], m["roi"])
                 means.setdefault(key, []).append((summary["cohorts"], m["survival"], m["effect"]))
+        for key, v in summary["effect_shape"].items():
+            if v:
+                shapes.setdefault(key, []).append((v["cohorts_with_maps"], v["bins"]))
     if not tables:
-        return pd.DataFrame(columns=["modality", "roi", "method", "cohort", "p"]), {}
-    return pd.concat(tables, ignore_index=True).drop_duplicates(), means
+        return pd.DataFrame(columns=["modality", "roi", "method", "cohort", "p"]), {}, {}
+    return pd.concat(tables, ignore_index=True).drop_duplicates(), means, shapes
 
 
 def pooled_mean(values: pd.Series, earlier: list) -> float:
@@ -407,8 +411,7 @@ def model_search(args, cdirs: list[Path], mod: str, roi: str) -> dict:
         effects = pd.read_csv(truth_table(truth, "effects"), sep="\t")
         e = effects[effects["name"] == s.effect.iloc[0]].iloc[0]
         w, _ = planted_weight(e, truth)  # on the template grid, as the pilot's maps
-        _, earlier = earlier_results(args.earlier)
-        before = earlier.get((mod, roi), [])
+        before = args.earlier_means.get((mod, roi), [])  # read once by compare()
         effect = pooled_mean(s.effect_tested, [(k, v) for k, _, v in before])
         kw = {
             "survival": pooled_mean(s.survival, [(k, v) for k, v, _ in before]),
@@ -607,12 +610,7 @@ def compare(args) -> None:
     # the pipeline's point spread of each planted effect, fitted to the cohorts' mean difference
     # maps' shape (and the earlier cohorts' bins), or given per modality
     fits, given = {}, dict(x.split("=") for x in args.spread_mm)
-    shapes = {}
-    for name in args.earlier:
-        before = json.loads((OUT / f"power_cohorts_{name}.json").read_text())["effect_shape"]
-        for key, v in before.items():
-            if v:
-                shapes.setdefault(key, []).append((v["cohorts_with_maps"], v["bins"]))
+    earlier, args.earlier_means, shapes = earlier_results(args.earlier)
     args.spread = {}
     for x in results[0]["searches"]:
         key = f"{x['modality']} {x['roi']}"
@@ -641,7 +639,6 @@ def compare(args) -> None:
                 f"{' '.join(futures[f])}: model done at {time.perf_counter() - t0:.0f} s",
                 flush=True,
             )
-    earlier, _ = earlier_results(args.earlier)
     clash = set(earlier.cohort) & {c.name for c in cdirs}
     if clash:
         raise SystemExit(f"--earlier has cohorts that are also in {work}: {sorted(clash)}")
