@@ -81,7 +81,7 @@ from qsmvbm.config import workflow_defaults  # noqa: E402
 from qsmvbm.dipole import voxel_sizes  # noqa: E402
 from qsmvbm.io import read_tsv  # noqa: E402
 from qsmvbm.layout import Layout, truth_dir, truth_table  # noqa: E402
-from qsmvbm.stats.design import group_design, included_rows  # noqa: E402
+from qsmvbm.stats.design import included_rows  # noqa: E402
 from qsmvbm.stats.pipeline import by_subject, svc_params  # noqa: E402
 from qsmvbm.stats.power import (  # noqa: E402
     METHODS,
@@ -92,7 +92,13 @@ from qsmvbm.stats.power import (  # noqa: E402
     residual_basis,
     spread_effect,
 )
-from qsmvbm.stats.power_cli import load_model, roi_crop, run_config  # noqa: E402
+from qsmvbm.stats.power_cli import (  # noqa: E402
+    SubjectMaps,
+    load_model,
+    read_subject_maps,
+    roi_crop,
+    run_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "results"
@@ -293,32 +299,21 @@ def cohort_p(cdir: Path, search: dict, params, detect_mm: float, method: str) ->
     return best_p(clusters.to_dict("records"), search["roi"], centre, detect_mm, params, method)
 
 
-def cohort_maps(cdirs: list[Path], mod: str, wf: dict, crop) -> list[tuple]:
-    """The subject maps of ``mod`` on ``crop`` of the cohorts that kept them: per cohort (maps
-    (n, X, Y, Z), design matrix as its GLM (group and the modality's covariates), controls (n,)
-    bool)."""
+def cohort_maps(cdirs: list[Path], mod: str, wf: dict, crop) -> list[SubjectMaps]:
+    """The subject maps of ``mod`` on ``crop`` of the cohorts that kept them, with each cohort's
+    GLM design and controls (:func:`qsmvbm.stats.power_cli.read_subject_maps`, as
+    ``qsmvbm-power`` reads a run's)."""
     studies = []
-    covariates = wf["group"]["modalities"][mod]["covariates"]
-    patient = wf["participants"]["patient_label"]
-    control = wf["participants"]["control_label"]
     for c in cdirs:
         folder = c / "keep" / "maps" / mod
         if not folder.is_dir():
             continue
-        design = included_rows(read_tsv(kept(c, "design")))
         by_pid = by_subject(folder.iterdir())
-        maps = np.stack(
-            [
-                np.asarray(nib.load(by_pid[pid]).dataobj, np.float32)[crop]
-                for pid in design.participant_id
-            ]
-        )
+        design = kept(c, "design")
         studies.append(
-            (
-                np.nan_to_num(maps),
-                group_design(design, patient, covariates),
-                (design.group.astype(str) == str(control)).to_numpy(),
-            )
+            read_subject_maps(
+                read_tsv(design), by_pid.__getitem__, wf, mod, {"crop": crop}, str(design)
+            )["crop"]
         )
     if not studies:
         raise SystemExit(
@@ -327,16 +322,16 @@ def cohort_maps(cdirs: list[Path], mod: str, wf: dict, crop) -> list[tuple]:
     return studies
 
 
-def pooled_basis(studies: list[tuple]) -> np.ndarray:
+def pooled_basis(studies: list[SubjectMaps]) -> np.ndarray:
     """The residual basis (:func:`qsmvbm.stats.power.residual_basis`) of the cohorts'
     :func:`cohort_maps`, pooled: each cohort's residuals from its own design."""
-    return residual_basis([(maps, X) for maps, X, _ in studies])
+    return residual_basis([(c.maps, c.X) for c in studies])
 
 
-def pooled_reference(studies: list[tuple]) -> np.ndarray:
+def pooled_reference(studies: list[SubjectMaps]) -> np.ndarray:
     """The controls' mean map over the cohorts' :func:`cohort_maps` (the reference of a relative
     effect, as ``qsmvbm-power``'s ``scale: relative``)."""
-    return np.concatenate([maps[is_c] for maps, _, is_c in studies]).mean(axis=0, dtype=float)
+    return np.concatenate([c.maps[c.controls] for c in studies]).mean(axis=0, dtype=float)
 
 
 def earlier_results(names: list[str]) -> tuple[pd.DataFrame, dict, dict]:

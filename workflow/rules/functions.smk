@@ -5,6 +5,7 @@ from qsmvbm.bids import gre_session, megre_candidates, t1w_file
 from qsmvbm.inputs import exclusion_summary
 from qsmvbm.simulate.subject import bids_paths, truth_paths
 from qsmvbm.smk import cancel_pending_timers, single_reevaluation_timer
+from qsmvbm.stats.power_cli import uses_subject_maps
 
 
 def sim_subject_outputs():
@@ -149,13 +150,14 @@ def glm_inputs(wildcards):
 
 def power_inputs(wildcards):
     """The analysed subject maps and the design, which the model reads for a modality whose noise is
-    the run's own residuals (power.noise: residuals) or whose effects are relative to the controls'
-    mean map (scale: relative): declared, so Snakemake knows every file the rule reads.
+    the run's own residuals (power.noise: residuals), whose effects are relative to the controls'
+    mean map (scale: relative) or whose noise the pilot's bootstrap resamples (pilot_bootstrap):
+    declared, so Snakemake knows every file the rule reads (power_cli.uses_subject_maps).
     """
     modalities = [
         m
         for m, c in config["power"]["modalities"].items()
-        if config["power"]["noise"] == "residuals" or c["scale"] == "relative"
+        if uses_subject_maps(config["power"], c["scale"] == "relative")
     ]
     if not modalities:
         return {}

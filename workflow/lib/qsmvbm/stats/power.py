@@ -164,6 +164,99 @@ def residual_basis(studies) -> np.ndarray:
     return np.where(norm > 0, r / np.where(norm > 0, norm, 1.0), 0.0).astype(np.float32)
 
 
+def _weighted_variance(Y: np.ndarray, X: np.ndarray, w2: np.ndarray) -> float:
+    """The residual variance of the GLM ``Y ~ X`` (Y (n, V), X (n, p)) averaged over the V voxels
+    with weights ``w2`` (V,), units of the data squared."""
+    beta, *_ = np.linalg.lstsq(X, Y, rcond=None)
+    r = Y - X @ beta
+    df = len(Y) - np.linalg.matrix_rank(X)
+    return float((w2 * (r * r).sum(axis=0)).sum() / (w2.sum() * max(df, 1)))
+
+
+def effect_noise(maps: np.ndarray, X: np.ndarray, weight: np.ndarray) -> float:
+    """A study's noise where an effect lies (units of the data): the residual variance of its GLM
+    averaged with the effect's ``weight`` squared, as an SD. maps (n, X, Y, Z), X (n, p) its
+    design, weight (X, Y, Z) >= 0 (:func:`effect_weight`)."""
+    w2 = np.asarray(weight, float).ravel() ** 2
+    sel = w2 > 0
+    Y = np.asarray(maps, np.float64).reshape(len(maps), -1)[:, sel]
+    return float(np.sqrt(_weighted_variance(Y, np.asarray(X, float), w2[sel])))
+
+
+def noise_scale_bootstrap(
+    maps: np.ndarray, X: np.ndarray, strata, weight: np.ndarray, n_boot: int = 200, seed: int = 0
+) -> np.ndarray:
+    """How well a pilot knows its noise where an effect lies: a bootstrap over its subjects.
+
+    The model's noise is the pilot's residual SD map. A pilot of 10 + 10 estimates it with ~17%
+    error per voxel, and an error shared over the ROI (the thalami's residuals correlate at
+    0.6) does not average out, so a power from one pilot is uncertain beyond its Monte Carlo band.
+    Power depends on the effect over the noise only, so noise ``s`` times larger has the power of the
+    effect divided by ``s``: this returns the distribution of ``s`` by resampling the subjects.
+
+    maps : (n, X, Y, Z) float, the pilot's analysed maps (units of the data) on the model's crop.
+    X : (n, p) float, their design (:func:`qsmvbm.stats.glm.design_matrix`).
+    strata : (n,) labels resampled within (the groups): each replicate draws as many subjects of
+        each stratum, with replacement.
+    weight : (X, Y, Z) float >= 0, where the effect lies (:func:`effect_weight`); the noise is the
+        residual variance averaged with weight^2 (the effect's signal power), as an SD.
+    n_boot : replicates (default 200). seed : their random seed (default 0).
+
+    Returns (n_boot,) float: each replicate's noise over the pilot's own. Drawing with replacement
+    shrinks a stratum's variance by (n_g - 1) / n_g on average; the replicates are corrected for it
+    (so their median is about 1). :func:`noise_scale_range` makes a range of them.
+    """
+    w2 = np.asarray(weight, float).ravel() ** 2
+    sel = w2 > 0
+    if not sel.any():
+        raise ValueError("noise_scale_bootstrap: the effect's weight is 0 everywhere")
+    Y = np.asarray(maps, np.float64).reshape(len(maps), -1)[:, sel]
+    X = np.asarray(X, float)
+    w2 = w2[sel]
+    strata = np.asarray(strata)
+    groups = [np.flatnonzero(strata == g) for g in np.unique(strata)]
+    if len(Y) != len(X) or len(Y) != len(strata):
+        raise ValueError(f"{len(Y)} maps, {len(X)} design rows and {len(strata)} strata")
+    if any(len(g) < 2 for g in groups):
+        raise ValueError("noise_scale_bootstrap: every stratum needs 2 or more subjects")
+    # E[within-stratum sum of squares] of a with-replacement draw: (n_g - 1) / n_g of the pilot's
+    shrink = sum((len(g) - 1) ** 2 / len(g) for g in groups) / sum(len(g) - 1 for g in groups)
+    base = _weighted_variance(Y, X, w2)
+    rng = np.random.default_rng(seed)
+    out = np.empty(int(n_boot))
+    for b in range(int(n_boot)):
+        rows = np.concatenate([rng.choice(g, len(g)) for g in groups])
+        out[b] = _weighted_variance(Y[rows], X[rows], w2) / shrink
+    return np.sqrt(out / base)
+
+
+def noise_scale_range(scales, n_subjects: int, n_strata: int = 2, level: float = 0.95):
+    """The range of ``g``, the pilot's noise over the true noise where an effect lies, from
+    :func:`noise_scale_bootstrap`'s replicates: the true power is the model's power at ``effect x
+    g``, so the model's power at ``effect x low`` and ``effect x high`` bound it at ``level``.
+
+    The pilot's noise is taken as a scaled chi (its variance ``sigma^2 chi2_nu / nu``) whose
+    degrees of freedom ``nu = 2 / var(log s^2)`` come from the replicates ``s``, their variance
+    first raised by ``n_subjects / (n_subjects - n_strata)`` (a with-replacement draw of a
+    stratum has the spread of n_g - 1 subjects, not n_g). For Gaussian noise ``nu`` is the
+    residual degrees of freedom where the noise is shared over the effect's voxels (measured
+    median 18.0 for df 18) and more where it is not (124 for noise independent over the voxels);
+    heavy tails lower it. Measured coverage of the true noise
+    (benchmarks/results/pilot_noise_simulated.json, ``benchmarks/pilot_noise.py``): 0.91-0.96 for
+    Gaussian pilots of 10 and 20 per group, 0.81 with t(4) tails at 10 per group.
+
+    scales : (B,) float replicates. Returns (low, high, nu).
+    """
+    s = np.asarray(scales, float)
+    if s.size < 20 or not np.all(s > 0):
+        raise ValueError("noise_scale_range: 20 or more positive replicates needed")
+    var = float(np.var(np.log(s * s))) * n_subjects / max(n_subjects - n_strata, 1)
+    nu = 2.0 / max(var, 1e-12)
+    tail = (1.0 - level) / 2.0
+    low, high = np.sqrt(stats.chi2.ppf([tail, 1.0 - tail], nu) / nu)
+    return float(low), float(high), float(nu)
+
+
 def unit_noise(rng, model: PilotModel, n: int) -> np.ndarray:
     """n images (n, X, Y, Z) float32 of the model's unit-variance noise: random combinations of
     ``model.basis`` when it has one, else :func:`smooth_noise` of ``model.fwhm_mm``."""
@@ -382,6 +475,7 @@ def power_table(
     record: list | None = None,
     scale=None,
     spread_mm: float = 0.0,
+    pilot_range=None,
 ) -> pd.DataFrame:
     """Detection rate per (effect, n per group, method), ``runs`` simulated studies each.
 
@@ -404,7 +498,13 @@ def power_table(
     record : list, optional: each simulated study's outcome is appended to it, a dict with
         ``effect``, ``n_per_group`` and ``p_<method>`` (:func:`best_p`) for every method: the
         distribution of which the power is one point.
-    Returns columns roi, effect, n_per_group, method, detections, runs, power, ci_low, ci_high.
+    pilot_range : (low, high) float, optional: the pilot's uncertainty about its noise where the
+        effect lies (:func:`noise_scale_range`); every effect is also simulated at ``effect x low``
+        and ``effect x high`` (the same studies), giving the columns ``pilot_low`` and
+        ``pilot_high``: the power if the true noise is at either end of the range (about 3x the
+        time of the table without it).
+    Returns columns roi, effect, n_per_group, method, detections, runs, power, ci_low, ci_high (and
+    pilot_low, pilot_high with ``pilot_range``).
     """
     params = params or SvcParams()
     methods = tuple(methods)
@@ -418,6 +518,14 @@ def power_table(
     detect_mm = radius_mm if detect_mm is None else detect_mm
     effects = list(effects)
     weight = effect_weight(model, centre, radius_mm, profile, scale, spread_mm).astype(np.float32)
+    # the simulated cells: every effect as asked, and at the ends of the pilot's range
+    slots = {"power": 1.0}
+    if pilot_range is not None:
+        low, high = (float(v) for v in pilot_range)
+        if not 0 < low <= high:
+            raise ValueError(f"pilot_range must be 0 < low <= high, not {pilot_range}")
+        slots |= {"pilot_low": low, "pilot_high": high}
+    cells = [(i, slot, e * f) for i, e in enumerate(effects) for slot, f in slots.items()]
 
     def analyse(load, X, p, given_null):
         # the GLM over the ROI only: clusters, their RFT search volumes and TFCE all lie in the
@@ -434,15 +542,16 @@ def power_table(
             fwhm_mm=model.fwhm_mm,
         )
 
-    hits = {(e, n): dict.fromkeys(methods, 0) for e in effects for n in n_per_group}
+    hits = {(i, slot, n): dict.fromkeys(methods, 0) for i, slot, _ in cells for n in n_per_group}
 
-    def count(res, effect, n, p):
+    def count(res, cell, n, p):
+        i, slot, effect = cell
         where = centre if effect else None
         for m in methods:
-            hits[(effect, n)][m] += detected(res.clusters, roi_name, where, detect_mm, p, m)
-        if record is not None:
+            hits[(i, slot, n)][m] += detected(res.clusters, roi_name, where, detect_mm, p, m)
+        if record is not None and slot == "power":
             record.append(
-                {"effect": effect, "n_per_group": int(n)}
+                {"effect": effects[i], "n_per_group": int(n)}
                 | {
                     f"p_{m}": best_p(res.clusters, roi_name, where, detect_mm, p, m)
                     for m in methods
@@ -452,7 +561,8 @@ def power_table(
     designs = {n: model_design(n, n_covariates) for n in n_per_group}
     if null == "per_study":
         for n in n_per_group:
-            for effect in effects:
+            for cell in cells:
+                effect = cell[2]
                 rng = np.random.default_rng([seed, int(round(abs(effect) * 1e6)), int(n)])
                 for _ in range(runs):
                     data = simulate_study(
@@ -461,7 +571,7 @@ def power_table(
                     p = replace(params, seed=int(rng.integers(1 << 31)))
                     count(
                         analyse(lambda i, d=data: (d[i], model.mask), designs[n], p, None),
-                        effect,
+                        cell,
                         n,
                         p,
                     )
@@ -483,21 +593,22 @@ def power_table(
             noise = simulate_study(rng, model, n_max, 0.0, None, 0.0)
             for n in n_per_group:
                 rows = subset_rows(len(noise), n)  # the patients (first n) get the effect
-                for effect in effects:
+                for cell in cells:
+                    effect = cell[2]
                     shift = np.float32(survival * effect) * weight if effect else None
 
                     def load(i, noise=noise, rows=rows, n=n, shift=shift):
                         img = noise[rows[i]]
                         return (img + shift if shift is not None and i < n else img), model.mask
 
-                    count(analyse(load, designs[n], params, pooled[n]), effect, n, params)
+                    count(analyse(load, designs[n], params, pooled[n]), cell, n, params)
             if progress and (r + 1) % max(1, runs // 10) == 0:
                 progress([{"roi": roi_name, "runs_done": r + 1, "of": runs}])
     rows = []
-    for effect in effects:
+    for i, effect in enumerate(effects):
         for n in n_per_group:
             for m in methods:
-                k = hits[(effect, n)][m]
+                k = hits[(i, "power", n)][m]
                 ci = stats.binomtest(k, runs).proportion_ci(0.95, method="exact")
                 rows.append(
                     {
@@ -511,36 +622,48 @@ def power_table(
                         "ci_low": ci.low,
                         "ci_high": ci.high,
                     }
+                    | {slot: hits[(i, slot, n)][m] / runs for slot in slots if slot != "power"}
                 )
     return pd.DataFrame(rows)
+
+
+def _n_reaching(n: np.ndarray, pw: np.ndarray, target: float) -> float:
+    """The smallest n whose power ``pw`` (at the sorted sizes ``n``) reaches ``target``, linear
+    between sizes, rounded up; NaN when none does."""
+    above = np.flatnonzero(pw >= target)
+    if not above.size:
+        return np.nan
+    j = int(above[0])
+    if j == 0:
+        return float(n[0])
+    return float(np.ceil(n[j - 1] + (target - pw[j - 1]) * (n[j] - n[j - 1]) / (pw[j] - pw[j - 1])))
 
 
 def n_for_power(table: pd.DataFrame, target: float = 0.8) -> pd.DataFrame:
     """Per (roi, effect, method): the smallest n per group whose power reaches ``target``, by linear
     interpolation between the simulated group sizes (NaN when none reaches it; the largest
-    simulated n then bounds it from below)."""
+    simulated n then bounds it from below). With the table's ``pilot_low`` and ``pilot_high``
+    (:func:`power_table`'s ``pilot_range``) also the n at either end of the pilot's range:
+    ``n_per_group_pilot_optimistic`` (from ``pilot_high``) and ``n_per_group_pilot_pessimistic``."""
     out = []
+    ends = "pilot_low" in table.columns and "pilot_high" in table.columns
     for (roi, effect, method), g in table.groupby(["roi", "effect", "method"], sort=False):
         g = g.sort_values("n_per_group")
-        n, pw = g["n_per_group"].to_numpy(float), g["power"].to_numpy(float)
-        need = np.nan
-        above = np.flatnonzero(pw >= target)
-        if above.size:
-            j = int(above[0])
-            if j == 0:
-                need = n[0]
-            else:
-                need = n[j - 1] + (target - pw[j - 1]) * (n[j] - n[j - 1]) / (pw[j] - pw[j - 1])
-        out.append(
-            {
-                "roi": roi,
-                "effect": effect,
-                "method": method,
-                "n_per_group_for_power": float(np.ceil(need)) if np.isfinite(need) else np.nan,
-                "target_power": target,
-                "largest_n_simulated": int(n.max()),
-            }
-        )
+        n = g["n_per_group"].to_numpy(float)
+        row = {
+            "roi": roi,
+            "effect": effect,
+            "method": method,
+            "n_per_group_for_power": _n_reaching(n, g["power"].to_numpy(float), target),
+        }
+        if ends:
+            row["n_per_group_pilot_optimistic"] = _n_reaching(
+                n, g["pilot_high"].to_numpy(float), target
+            )
+            row["n_per_group_pilot_pessimistic"] = _n_reaching(
+                n, g["pilot_low"].to_numpy(float), target
+            )
+        out.append(row | {"target_power": target, "largest_n_simulated": int(n.max())})
     return pd.DataFrame(out)
 
 
@@ -575,6 +698,10 @@ def effect_text(effect: float, unit: str, relative: bool = False) -> str:
     return f"{effect:g} {unit}"
 
 
+def _n_text(n: float, largest: int) -> str:
+    return f"{int(n)}" if np.isfinite(n) else f"more than {largest}"
+
+
 def justification(
     need: pd.DataFrame,
     modality: str,
@@ -582,21 +709,27 @@ def justification(
     model_note: str,
     radius_mm: float = 9.0,
     relative: bool = False,
+    pilot_ranges: dict | None = None,
+    pilot_n: int | None = None,
 ) -> str:
     """A sample-size justification paragraph for a grant, from :func:`n_for_power`'s table;
-    ``relative``: its effects are fractions of the controls' mean map (:func:`effect_text`)."""
+    ``relative``: its effects are fractions of the controls' mean map (:func:`effect_text`).
+    ``pilot_ranges`` (ROI -> (low, high), :func:`noise_scale_range`) and ``pilot_n`` (the pilot's
+    subjects): how well the pilot knows its noise; with the table's pilot columns each n gets its
+    range, else a sentence gives the factors."""
+    ends = "n_per_group_pilot_optimistic" in need.columns
     parts = []
     for r in need.itertuples():
-        n = (
-            f"{int(r.n_per_group_for_power)} per group"
-            if np.isfinite(r.n_per_group_for_power)
-            else f"more than {r.largest_n_simulated} per group"
-        )
+        n = _n_text(r.n_per_group_for_power, r.largest_n_simulated) + " per group"
+        if ends:
+            low = _n_text(r.n_per_group_pilot_optimistic, r.largest_n_simulated)
+            high = _n_text(r.n_per_group_pilot_pessimistic, r.largest_n_simulated)
+            n += f" ({low} to {high} over the pilot's noise range)"
         parts.append(
             f"{effect_text(r.effect, unit, relative)} in {r.roi} ({r.method.upper()}): {n}"
         )
     target = int(round(100 * float(need["target_power"].iloc[0]))) if len(need) else 80
-    return (
+    text = (
         f"Sample size ({modality}). Power was estimated by Monte Carlo simulation of the planned analysis "
         f"(qsmvbm: voxelwise two-sample t-test, small-volume family-wise error correction at 0.05 with the "
         f"cluster extent rule) on maps whose voxelwise between-subject variability and smoothness were "
@@ -605,3 +738,17 @@ def justification(
         + "; ".join(parts)
         + "."
     )
+    if pilot_ranges:
+        ranges = ", ".join(f"{roi} {lo:.2f}-{hi:.2f}" for roi, (lo, hi) in pilot_ranges.items())
+        who = f"its {pilot_n} subjects" if pilot_n else "its subjects"
+        text += (
+            f" The pilot knows its noise where the effect lies only to a factor of {ranges} (95%, "
+            f"a bootstrap over {who}); at either end the true power is that of an effect this many "
+            "times as large"
+        )
+        text += (
+            ": the ranges above."
+            if ends
+            else " (power.pilot_bands: true gives the sample sizes over this range)."
+        )
+    return text

@@ -9,6 +9,8 @@ CONFIG is a YAML file::
     permutation_null: pooled     # one null per group size from null_studies null studies
     noise: residuals             # the run's GLM residuals (gaussian: stationary, the run's FWHM)
     null_studies: 10             # (per_study: each simulated study permutes itself; slow)
+    pilot_bootstrap: 200         # how well the run knows its noise: bootstrap of its subjects
+    pilot_bands: false           # true: also the power at both ends of that range (3x time)
     methods: [rft, perm, tfce]
     radius_mm: 9                 # the true effect: a uniform sphere of this radius ...
     detect_mm: null              # ... detected when a significant cluster peaks this close to
@@ -29,7 +31,8 @@ CONFIG is a YAML file::
         effects: [0.05, 0.1]           # 5% and 10% less GM than the controls' mean, voxel by voxel
         scale: relative                # fractions of the controls' mean map (gm's default)
 
-Writes ``<run>/group/power/power.tsv`` (detection rate with 95% bands), ``power_needed.tsv``
+Writes ``<run>/group/power/power.tsv`` (detection rate with 95% bands; with ``pilot_bands`` also at
+the ends of the pilot's noise range), ``power_needed.tsv``
 (n per group for the target power), ``power.json`` (the model, the settings and a sample-size
 paragraph per modality), ``power.png`` and ``power.html`` (the report's page). The simulated studies
 are analysed with the run's own group settings (from its dataset_description.json). The workflow
@@ -43,6 +46,7 @@ import json
 import logging
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -61,9 +65,12 @@ from .pipeline import svc_params
 from .power import (
     PilotModel,
     effect_text,
+    effect_weight,
     gm_spread_caveat,
     justification,
     n_for_power,
+    noise_scale_bootstrap,
+    noise_scale_range,
     power_table,
     residual_basis,
 )
@@ -97,46 +104,100 @@ def roi_crop(pilot: dict, roi: str) -> tuple[slice, ...]:
     return bbox_slices(region_mask(pilot["labels"], [roi]), MARGIN)
 
 
-def subject_crops(
-    lay: Layout, wf: dict, modality: str, crops: dict, basis: bool = True, reference: bool = False
+@dataclass
+class SubjectMaps:
+    """A run's included subjects' analysed maps of one modality on one crop.
+
+    maps : (n, X, Y, Z) float32, units of the data (NaN read as 0).
+    X : (n, p) float, the run's GLM design for them (group and the modality's covariates), or
+        None when it was not asked for.
+    controls : (n,) bool, the control subjects.
+    """
+
+    maps: np.ndarray
+    X: np.ndarray
+    controls: np.ndarray
+
+    def basis(self) -> np.ndarray:
+        """The residual basis of the run's GLM (:func:`qsmvbm.stats.power.residual_basis`)."""
+        return residual_basis([(self.maps, self.X)])
+
+    def reference(self) -> np.ndarray:
+        """The controls' mean map (units of the data): the reference of relative effects."""
+        return self.maps[self.controls].mean(axis=0, dtype=np.float64)
+
+
+def read_subject_maps(
+    design: pd.DataFrame,
+    path_of,
+    wf: dict,
+    modality: str,
+    crops: dict,
+    where: str = "design",
+    glm: bool = True,
 ) -> dict:
-    """What the model needs from a finished run's subject maps of ``modality`` on each crop of
-    ``crops`` (name -> slices), the included subjects' analysed maps read once each: name ->
-    ``{"basis": ..., "reference": ...}``, with ``basis`` (when asked) the residual basis
-    (:func:`qsmvbm.stats.power.residual_basis`) of the run's GLM (its design: group and the
-    modality's covariates, as the group stage) and ``reference`` (when asked) the controls' mean map
-    (units of the data), the reference of relative effects (``scale: relative``)."""
-    design = included_rows(read_tsv(lay.group("design")))
+    """The included subjects' maps of ``modality`` on each crop of ``crops`` (name -> slices), each
+    map read once: name -> :class:`SubjectMaps`. ``design``: the run's design table (its
+    ``group/design`` TSV); ``path_of(participant_id)``: the subject's analysed map (a missing one is
+    an error naming it); ``where``: the design's file, for messages; ``glm``: also the GLM design
+    (which needs the modality's covariates in the table)."""
+    design = included_rows(design)
     covariates = wf["group"]["modalities"][modality]["covariates"]
     patient = wf["participants"]["patient_label"]
-    control = wf["participants"]["control_label"]
-    X = group_design(design, patient, covariates, str(lay.group("design"))) if basis else None
-    is_control = (design["group"].astype(str) == str(control)).to_numpy()
-    if reference and not is_control.any():
-        raise ValueError(
-            f"{lay.group('design')}: no included {control!r} subject, the reference of relative "
-            "effects (scale: relative) is the controls' mean map"
-        )
+    X = group_design(design, patient, covariates, where) if glm else None
+    controls = (design["group"].astype(str) == str(wf["participants"]["control_label"])).to_numpy()
     stacks = {name: [] for name in crops}
     for pid in design["participant_id"]:
-        path = lay.group_map(modality, pid)
+        path = Path(path_of(pid))
         if not path.exists():
             raise FileNotFoundError(
                 f"{path}: missing; the power model reads the run's subject maps for its residual "
-                "noise and the reference of relative effects (power.noise: gaussian and "
-                "scale: absolute need only the group outputs)"
+                "noise, the reference of relative effects and the pilot's bootstrap (power.noise: "
+                "gaussian, scale: absolute and pilot_bootstrap: 0 need only the group outputs)"
             )
         data = np.nan_to_num(np.asarray(nib.load(path).dataobj, dtype=np.float32))
         for name, sl in crops.items():
             stacks[name].append(data[sl])
-    out = {}
-    for name, v in stacks.items():
-        maps = np.stack(v)
-        out[name] = {
-            "basis": residual_basis([(maps, X)]) if basis else None,
-            "reference": maps[is_control].mean(axis=0, dtype=np.float64) if reference else None,
-        }
-    return out
+    return {name: SubjectMaps(np.stack(v), X, controls) for name, v in stacks.items()}
+
+
+def subject_crops(lay: Layout, wf: dict, modality: str, crops: dict, glm: bool = True) -> dict:
+    """A finished run's :func:`read_subject_maps` (its design and analysed subject maps)."""
+    return read_subject_maps(
+        read_tsv(lay.group("design")),
+        lambda pid: lay.group_map(modality, pid),
+        wf,
+        modality,
+        crops,
+        str(lay.group("design")),
+        glm,
+    )
+
+
+def uses_subject_maps(s: dict, relative: bool) -> bool:
+    """Does the power analysis with settings ``s`` read the run's subject maps of a modality
+    (``relative``: its effects are relative)? For the residual noise, the reference of relative
+    effects and the pilot's bootstrap; the workflow's ``power`` rule declares them then."""
+    return s["noise"] == "residuals" or relative or s["pilot_bootstrap"] > 0
+
+
+def pilot_noise(sub: SubjectMaps, model: PilotModel, s: dict, centre, reference, spread_mm) -> dict:
+    """How well the run knows its noise where the effect lies (:func:`noise_scale_bootstrap`,
+    ``s['pilot_bootstrap']`` replicates over its subjects, within groups): the 95% range of the
+    factor on the effect whose model power bounds the true power, with its degrees of freedom."""
+    weight = effect_weight(
+        model,
+        model.centroid_mm() if centre is None else np.asarray(centre, float),
+        float(s["radius_mm"]),
+        None,
+        reference,
+        spread_mm,
+    )
+    scales = noise_scale_bootstrap(
+        sub.maps, sub.X, sub.controls, weight, int(s["pilot_bootstrap"]), int(s["seed"])
+    )
+    low, high, nu = noise_scale_range(scales, len(sub.maps), 2)
+    return {"pilot_noise_range": [round(low, 3), round(high, 3)], "pilot_noise_nu": round(nu, 1)}
 
 
 def roi_value(value, roi: str, default: float = 0.0) -> float:
@@ -199,8 +260,11 @@ def plot(
         g = table[(table.modality == mod) & (table.roi == roi) & (table.effect == eff)]
         for method, gm in g.groupby("method", sort=False):
             gm = gm.sort_values("n_per_group")
-            ax.plot(gm.n_per_group, gm.power, marker="o", label=method.upper())
+            (line,) = ax.plot(gm.n_per_group, gm.power, marker="o", label=method.upper())
             ax.fill_between(gm.n_per_group, gm.ci_low, gm.ci_high, alpha=0.2)
+            if "pilot_low" in gm.columns and gm.pilot_low.notna().all():
+                for end in ("pilot_low", "pilot_high"):
+                    ax.plot(gm.n_per_group, gm[end], ls="--", lw=0.8, color=line.get_color())
         ax.axhline(target, color="k", lw=0.8, ls="--")
         ax.set_ylim(0, 1)
         ax.set_xlabel("subjects per group")
@@ -214,7 +278,10 @@ def plot(
         ax.legend(fontsize=7, loc="lower right")
     for ax in axes.ravel()[len(keys) :]:
         ax.axis("off")
-    fig.suptitle("Power with 95% Clopper-Pearson bands", fontsize=10)
+    title = "Power with 95% Clopper-Pearson bands"
+    if "pilot_low" in table.columns:
+        title += "; dashed: at the ends of the pilot's noise range"
+    fig.suptitle(title, fontsize=10)
     # keep 0.4 inch at the top for the title (tight_layout alone lets it overlap the first row)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,28 +343,36 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
     relative = {m: c["scale"] == "relative" for m, c in modalities.items()}
     for modality, mc in modalities.items():
         pilot = load_pilot(lay, modality)
-        crops = dict.fromkeys(mc["rois"], {"basis": None, "reference": None})
-        if s["noise"] == "residuals" or relative[modality]:
-            crops = subject_crops(
-                lay,
-                wf,
-                modality,
-                {roi: roi_crop(pilot, roi) for roi in mc["rois"]},
-                basis=s["noise"] == "residuals",
-                reference=relative[modality],
-            )
+        subjects = dict.fromkeys(mc["rois"])
+        if uses_subject_maps(s, relative[modality]):
+            crops = {roi: roi_crop(pilot, roi) for roi in mc["rois"]}
+            glm = s["noise"] == "residuals" or s["pilot_bootstrap"] > 0
+            subjects = subject_crops(lay, wf, modality, crops, glm)
         for roi in mc["rois"]:
-            model, info = load_model(pilot, roi, crops[roi]["basis"])
+            sub = subjects[roi]
+            basis = sub.basis() if s["noise"] == "residuals" else None
+            model, info = load_model(pilot, roi, basis)
             info["modality"] = modality
             info["scale"] = mc["scale"]
             info["spread_mm"] = roi_value(mc["spread_mm"], roi)
-            reference = crops[roi]["reference"]
-            if relative[
-                modality
-            ]:  # the reference where a ROI-centred effect lies (its median in the ROI)
+            reference = None
+            if relative[modality]:
+                if not sub.controls.any():
+                    raise ValueError(
+                        f"{lay.group('design')}: no included control subject, the reference of "
+                        "relative effects (scale: relative) is the controls' mean map"
+                    )
+                reference = sub.reference()
+                # the reference where a ROI-centred effect lies (its median in the ROI)
                 info["reference_median_in_roi"] = float(np.median(reference[model.roi]))
             # the analysis' covariates spend degrees of freedom in every simulated study too
             info["n_covariates"] = len(wf["group"]["modalities"][modality]["covariates"])
+            centre = mc["centres"].get(roi)
+            pilot_range = None
+            if s["pilot_bootstrap"] > 0:
+                info |= pilot_noise(sub, model, s, centre, reference, info["spread_mm"])
+                if s["pilot_bands"]:
+                    pilot_range = tuple(info["pilot_noise_range"])
             models.append(info)
             log.info("%s %s: %s", modality, roi, info)
             kwargs = dict(
@@ -308,7 +383,7 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
                 runs=int(s["runs"]),
                 params=params,
                 survival=survival[modality],
-                centre_mm=mc["centres"].get(roi),
+                centre_mm=centre,
                 radius_mm=float(s["radius_mm"]),
                 detect_mm=None if s["detect_mm"] is None else float(s["detect_mm"]),
                 methods=s["methods"],
@@ -318,6 +393,7 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
                 n_covariates=info["n_covariates"],
                 scale=reference,
                 spread_mm=info["spread_mm"],
+                pilot_range=pilot_range,
             )
             tasks.append((modality, kwargs))
     if workers > 1 and len(tasks) > 1:
@@ -347,6 +423,12 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
             note,
             float(s["radius_mm"]),
             relative=relative[modality],
+            pilot_ranges={
+                m["roi"]: m["pilot_noise_range"]
+                for m in models
+                if m["modality"] == modality and "pilot_noise_range" in m
+            },
+            pilot_n=pilot_n[modality],
         )
         spreads = {m["roi"]: m["spread_mm"] for m in models if m["modality"] == modality}
         caveat = gm_spread_caveat(spreads) if modality == "gm" else ""
