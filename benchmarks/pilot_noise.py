@@ -17,7 +17,8 @@ its subject maps is a pilot of the same simulator: per planted search (modality 
 where the planted effect lies (its planted profile on the model's crop; for GM relative to the
 controls' mean map, with the pipeline's spread of the comparison ``--spread-from``) against the
 other cohorts' pooled noise there (leave one out, weighted by their degrees of freedom: the truth
-as far as they know it), and its bootstrap range. Writes
+as far as they know it), and its bootstrap range: covered or not, and ``z``, the log ratio over its
+SD with the others' own error (both from the bootstrap's chi df). Writes
 ``benchmarks/results/pilot_noise_cohorts{.tsv,.json}``.
 """
 
@@ -128,16 +129,22 @@ def cohorts(args) -> None:
             )
             noise = np.array([effect_noise(c.maps, c.X, weight) for c in studies])
             df = np.array([len(c.maps) - np.linalg.matrix_rank(c.X) for c in studies], float)
-            for k, (c, study) in enumerate(zip(cdirs, studies)):
+            ranges = [
+                noise_scale_range(
+                    noise_scale_bootstrap(c.maps, c.X, c.controls, weight, args.boot, k),
+                    len(c.maps),
+                )
+                for k, c in enumerate(studies)
+            ]
+            nus = np.array([r[2] for r in ranges])
+            for k, (c, (low, high, nu)) in enumerate(zip(cdirs, ranges)):
                 others = np.arange(len(studies)) != k
                 truth_loo = np.sqrt((df[others] * noise[others] ** 2).sum() / df[others].sum())
-                low, high, nu = noise_scale_range(
-                    noise_scale_bootstrap(
-                        study.maps, study.X, study.controls, weight, args.boot, k
-                    ),
-                    len(study.maps),
-                )
                 g = noise[k] / truth_loo
+                # the others' pooled noise is uncertain too: log g over its whole SD (both
+                # sides' scaled chi, var(log sd) ~ 1 / (2 nu)), which is N(0, 1) if the
+                # bootstrap's nu are right
+                z = np.log(g) / np.sqrt(1 / (2 * nu) + 1 / (2 * nus[others].sum()))
                 rows.append(
                     {
                         "cohort": c.name,
@@ -150,6 +157,7 @@ def cohorts(args) -> None:
                         "range_high": high,
                         "nu": nu,
                         "covered": bool(low <= g <= high),
+                        "z": z,
                     }
                 )
                 print({k: v for k, v in rows[-1].items()}, flush=True)
@@ -166,6 +174,14 @@ def cohorts(args) -> None:
             f"{m} {r}": float(g.covered.mean()) for (m, r), g in table.groupby(["modality", "roi"])
         },
         "median_range": [float(table.range_low.median()), float(table.range_high.median())],
+        # with the others' own error: |z| < 1.96 in 95% of checks, and z's SD 1, if the ranges
+        # are right (an SD above 1: the bootstrap's ranges are too narrow by that factor)
+        "within_z_1.96": float((table.z.abs() < 1.96).mean()),
+        "z_sd": float(np.sqrt((table.z**2).mean())),
+        "z_sd_by_search": {
+            f"{m} {r}": float(np.sqrt((g.z**2).mean()))
+            for (m, r), g in table.groupby(["modality", "roi"])
+        },
         "ratio_sd_log": float(np.log(table.ratio).std()),
     }
     (OUT / "pilot_noise_cohorts.json").write_text(json.dumps(summary, indent=1))
