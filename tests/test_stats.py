@@ -852,6 +852,10 @@ def test_power_at_the_ends_of_the_pilot_range():
     text = justification(need, "QSM", "ppm", "a pilot", pilot_ranges={"R": (0.8, 1.2)}, pilot_n=20)
     assert "27 per group (18 to more than 40 over the pilot's noise range)" in text
     assert "R 0.80-1.20" in text and "its 20 subjects" in text
+    flat = need.assign(n_per_group_pilot_optimistic=27.0, n_per_group_pilot_pessimistic=27.0)
+    assert "27 per group (the same over the pilot's noise range)" in justification(
+        flat, "QSM", "ppm", "a pilot"
+    )
     bare = justification(
         need.iloc[:, :4].assign(target_power=0.8, largest_n_simulated=40),
         "QSM",

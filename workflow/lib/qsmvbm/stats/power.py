@@ -720,11 +720,17 @@ def justification(
     ends = "n_per_group_pilot_optimistic" in need.columns
     parts = []
     for r in need.itertuples():
-        n = _n_text(r.n_per_group_for_power, r.largest_n_simulated) + " per group"
+        central = _n_text(r.n_per_group_for_power, r.largest_n_simulated)
+        n = central + " per group"
         if ends:
             low = _n_text(r.n_per_group_pilot_optimistic, r.largest_n_simulated)
             high = _n_text(r.n_per_group_pilot_pessimistic, r.largest_n_simulated)
-            n += f" ({low} to {high} over the pilot's noise range)"
+            if low != high:
+                n += f" ({low} to {high} over the pilot's noise range)"
+            elif low == central:  # e.g. the smallest size simulated reaches it throughout
+                n += " (the same over the pilot's noise range)"
+            else:
+                n += f" ({low} at either end of the pilot's noise range)"
         parts.append(
             f"{effect_text(r.effect, unit, relative)} in {r.roi} ({r.method.upper()}): {n}"
         )
