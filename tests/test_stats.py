@@ -817,9 +817,8 @@ def test_pilot_noise_range_covers_the_true_noise():
 
 def test_power_at_the_ends_of_the_pilot_range():
     """pilot_range simulates each effect also at effect x low and x high on the same studies: a
-    range (1, 1) repeats the power exactly, a wide one brackets it; n_for_power gives the n at
-    either end and the paragraph carries them."""
-    from qsmvbm.stats.power import justification, n_for_power, power_table
+    range (1, 1) repeats the power exactly, a wide one brackets it."""
+    from qsmvbm.stats.power import power_table
     from qsmvbm.stats.voxelwise import SvcParams
 
     model = _box_model()
@@ -834,36 +833,6 @@ def test_power_at_the_ends_of_the_pilot_range():
     pd.testing.assert_series_equal(plain.power, wide.power)  # the same studies
     with pytest.raises(ValueError, match="pilot_range"):
         power_table(model, "box", [0.008], [6], pilot_range=(1.2, 0.8), **kw)
-    tab = pd.DataFrame(
-        {
-            "roi": "R",
-            "effect": 0.01,
-            "method": "rft",
-            "n_per_group": [10, 20, 30, 40],
-            "power": [0.2, 0.6, 0.9, 1.0],
-            "pilot_low": [0.1, 0.3, 0.5, 0.7],
-            "pilot_high": [0.5, 0.9, 1.0, 1.0],
-        }
-    )
-    need = n_for_power(tab, 0.8)
-    row = need.iloc[0]
-    assert (row.n_per_group_for_power, row.n_per_group_pilot_optimistic) == (27, 18)
-    assert np.isnan(row.n_per_group_pilot_pessimistic)
-    text = justification(need, "QSM", "ppm", "a pilot", pilot_ranges={"R": (0.8, 1.2)}, pilot_n=20)
-    assert "27 per group (18 to more than 40 over the pilot's noise range)" in text
-    assert "R 0.80-1.20" in text and "its 20 subjects" in text
-    flat = need.assign(n_per_group_pilot_optimistic=27.0, n_per_group_pilot_pessimistic=27.0)
-    assert "27 per group (the same over the pilot's noise range)" in justification(
-        flat, "QSM", "ppm", "a pilot"
-    )
-    bare = justification(
-        need.iloc[:, :4].assign(target_power=0.8, largest_n_simulated=40),
-        "QSM",
-        "ppm",
-        "a pilot",
-        pilot_ranges={"R": (0.8, 1.2)},
-    )
-    assert "pilot_bands: true" in bare
 
 
 @pytest.mark.parametrize("null", ["pooled", "per_study"])
@@ -941,6 +910,8 @@ def test_power_model_spends_the_covariates_degrees_of_freedom():
 
 
 def test_n_for_power_interpolates_between_group_sizes():
+    """The n per group for the target power, linear between sizes (NaN when none reaches it), and
+    at either end of the pilot's noise range; the paragraph carries them or the range's factors."""
     from qsmvbm.stats.power import justification, n_for_power
 
     tab = pd.DataFrame(
@@ -958,6 +929,27 @@ def test_n_for_power_interpolates_between_group_sizes():
     assert np.isnan(none["n_per_group_for_power"].iloc[0])
     text = justification(need, "QSM", "ppm", "a pilot")
     assert "27 per group" in text and "80% power" in text
+    # at the ends of the pilot's noise range (power_table's pilot_low, pilot_high)
+    ends = tab.assign(pilot_low=[0.1, 0.3, 0.5, 0.7], pilot_high=[0.5, 0.9, 1.0, 1.0])
+    need = n_for_power(ends, 0.8)
+    row = need.iloc[0]
+    assert (row.n_per_group_for_power, row.n_per_group_pilot_optimistic) == (27, 18)
+    assert np.isnan(row.n_per_group_pilot_pessimistic)
+    text = justification(need, "QSM", "ppm", "a pilot", pilot_ranges={"R": (0.8, 1.2)}, pilot_n=20)
+    assert "27 per group (18 to more than 40 over the pilot's noise range)" in text
+    assert "R 0.80-1.20" in text and "its 20 subjects" in text
+    flat = need.assign(n_per_group_pilot_optimistic=27.0, n_per_group_pilot_pessimistic=27.0)
+    assert "27 per group (the same over the pilot's noise range)" in justification(
+        flat, "QSM", "ppm", "a pilot"
+    )
+    bare = justification(
+        need.iloc[:, :4].assign(target_power=0.8, largest_n_simulated=40),
+        "QSM",
+        "ppm",
+        "a pilot",
+        pilot_ranges={"R": (0.8, 1.2)},
+    )
+    assert "pilot_bands: true" in bare
 
 
 def test_gm_spread_caveat_names_the_unspread_rois_only():
