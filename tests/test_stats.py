@@ -957,10 +957,10 @@ def test_gm_spread_caveat_names_the_unspread_rois_only():
     with a spread none."""
     from qsmvbm.stats.power import gm_spread_caveat
 
-    text = gm_spread_caveat({"Precentral_L": 0.0, "Thalamus_R": 0.0, "Thalamus_L": 22.0})
-    assert "(Precentral_L, Thalamus_R)" in text and "22 mm in Thalamus_L" in text
+    text = gm_spread_caveat({"Precentral_L": 0.0, "Thalamus_R": 0.0, "Thalamus_L": 18.0})
+    assert "(Precentral_L, Thalamus_R)" in text and "18 mm in Thalamus_L" in text
     assert "spread_mm" in text
-    assert gm_spread_caveat({"Thalamus_L": 22.0, "Thalamus_R": 4.0}) == ""
+    assert gm_spread_caveat({"Thalamus_L": 18.0, "Thalamus_R": 4.0}) == ""
 
 
 def _group_outputs(lay, tpl, modality: str, sd: float, fwhm: float, df: int) -> None:
