@@ -963,6 +963,15 @@ def test_gm_spread_caveat_names_the_unspread_rois_only():
     assert gm_spread_caveat({"Thalamus_L": 18.0, "Thalamus_R": 4.0}) == ""
 
 
+def test_rft_caveat_only_with_rft():
+    """The measured RFT caution (the model's thalamic RFT power was optimistic against the
+    full-pipeline cohorts) goes with RFT only."""
+    from qsmvbm.stats.power import rft_caveat
+
+    assert "5 of 14" in rft_caveat(["rft", "perm"])
+    assert rft_caveat(["perm", "tfce"]) == ""
+
+
 def _group_outputs(lay, tpl, modality: str, sd: float, fwhm: float, df: int) -> None:
     """A finished run's group outputs that qsmvbm-power reads: a uniform residual SD in the
     template mask, the mask as the analysis mask, and the GLM record (FWHM in mm)."""
@@ -1019,7 +1028,9 @@ def test_power_command_on_a_finished_run(tmp_path):
     out = json.loads(lay.group("power_json").read_text())
     assert "Sample size (QSM)" in out["sample_size_paragraphs"]["qsm"]
     assert out["models"][0]["noise"] == "gaussian"
-    assert "Caution" not in out["sample_size_paragraphs"]["qsm"]
+    # thalamic QSM with RFT: the measured RFT caution (max-T and TFCE agreed), no other
+    assert "Caution (RFT)" in out["sample_size_paragraphs"]["qsm"]
+    assert "Caution (Thalamus" not in out["sample_size_paragraphs"]["qsm"]
     # GM without the pipeline's spread: the paragraph carries the measured caution
     _group_outputs(lay, tpl, "gm", sd=0.03, fwhm=7.0, df=13)
     gm_cfg = tmp_path / "power_gm.yaml"
@@ -1030,7 +1041,7 @@ def test_power_command_on_a_finished_run(tmp_path):
     gm_cfg.write_text(yaml.safe_dump(gm))
     assert main([str(gm_cfg)]) == 0
     gm_text = json.loads(lay.group("power_json").read_text())["sample_size_paragraphs"]["gm"]
-    assert "Caution (Thalamus_L, Thalamus_R)" in gm_text
+    assert "Caution (Thalamus_L, Thalamus_R)" in gm_text and "Caution (RFT)" not in gm_text
     # the default noise: the run's residuals, from its design and subject maps; here each
     # subject's left thalamus is offset as a whole (shared over the ROI), which the model keeps
     rng = np.random.default_rng(0)

@@ -690,6 +690,20 @@ def gm_spread_caveat(spreads: dict) -> str:
     )
 
 
+def rft_caveat(methods) -> str:
+    """A caution for RFT sample sizes ('' when ``methods`` has no ``rft``): against the simulator's
+    full-pipeline cohorts the model's RFT power was optimistic in the thalami, max-T and TFCE not
+    (docs/validation.md, "Power against fourteen full-pipeline cohorts")."""
+    if "rft" not in methods:
+        return ""
+    return (
+        "Caution (RFT): against 14 full-pipeline cohorts of 10 + 10 on the simulator, this model's RFT "
+        "power was optimistic in the thalami (right thalamus 0.64 predicted, 5 of 14 found; in the same "
+        "direction in all three calibrations), while its max-T and TFCE power agreed (0.76 and 0.75 "
+        "against 10 and 11 of 14): read an RFT sample size there as a lower bound."
+    )
+
+
 def effect_text(effect: float, unit: str, relative: bool = False) -> str:
     """An effect as the text reports it: ``0.01 ppm``, or for a relative effect (a fraction of the
     controls' mean map, :func:`effect_weight`) ``5% of the controls' mean GM probability``."""

@@ -73,6 +73,7 @@ from .power import (
     noise_scale_range,
     power_table,
     residual_basis,
+    rft_caveat,
 )
 
 UNITS = {"qsm": "ppm", "gm": "GM probability"}
@@ -431,8 +432,10 @@ def run(cfg: dict, log, workflow_config: dict | None = None, workers: int = 1) -
             pilot_n=pilot_n[modality],
         )
         spreads = {m["roi"]: m["spread_mm"] for m in models if m["modality"] == modality}
-        caveat = gm_spread_caveat(spreads) if modality == "gm" else ""
-        if caveat:
+        caveats = [gm_spread_caveat(spreads) if modality == "gm" else ""]
+        if modality == "qsm" and any(r.startswith("Thalamus") for r in spreads):
+            caveats.append(rft_caveat(s["methods"]))
+        for caveat in filter(None, caveats):
             log.warning("%s", caveat)
             paragraphs[modality] += " " + caveat
     need_all = pd.concat(needed, ignore_index=True)
