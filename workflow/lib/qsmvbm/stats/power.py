@@ -164,23 +164,36 @@ def residual_basis(studies) -> np.ndarray:
     return np.where(norm > 0, r / np.where(norm > 0, norm, 1.0), 0.0).astype(np.float32)
 
 
-def _weighted_variance(Y: np.ndarray, X: np.ndarray, w2: np.ndarray) -> float:
-    """The residual variance of the GLM ``Y ~ X`` (Y (n, V), X (n, p)) averaged over the V voxels
-    with weights ``w2`` (V,), units of the data squared."""
-    beta, *_ = np.linalg.lstsq(X, Y, rcond=None)
-    r = Y - X @ beta
-    df = len(Y) - np.linalg.matrix_rank(X)
-    return float((w2 * (r * r).sum(axis=0)).sum() / (w2.sum() * max(df, 1)))
+def _weighted_gram(maps: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, float]:
+    """``G = Y diag(w^2) Y^T`` ((n, n) float64) of the maps ``Y`` (n, V) with the weight's square,
+    and the weights' sum: every weighted residual sum of squares of any GLM of any resample of the
+    subjects follows from it (:func:`_weighted_variance`), in O(n^2) instead of O(n V)."""
+    w2 = np.asarray(weight, float).ravel() ** 2
+    sel = w2 > 0
+    if not sel.any():
+        raise ValueError("the effect's weight is 0 everywhere")
+    Y = np.asarray(maps, np.float64).reshape(len(maps), -1)[:, sel]
+    return (Y * w2[sel]) @ Y.T, float(w2[sel].sum())
+
+
+def _weighted_variance(G: np.ndarray, w2_sum: float, X: np.ndarray, rows=None) -> float:
+    """The residual variance of the GLM of the subjects ``rows`` (default all; repeats allowed) on
+    their design ``X[rows]``, averaged over the voxels with the weights of :func:`_weighted_gram`
+    (its ``G``, ``w2_sum``): trace(M G[rows, rows]) / (sum w^2 df), M = I - X X^+ (units of the
+    data squared)."""
+    rows = np.arange(len(G)) if rows is None else np.asarray(rows)
+    Xr = X[rows]
+    M = np.eye(len(rows)) - Xr @ np.linalg.pinv(Xr)
+    df = len(rows) - np.linalg.matrix_rank(Xr)
+    return float(np.sum(M * G[np.ix_(rows, rows)]) / (w2_sum * max(df, 1)))
 
 
 def effect_noise(maps: np.ndarray, X: np.ndarray, weight: np.ndarray) -> float:
     """A study's noise where an effect lies (units of the data): the residual variance of its GLM
     averaged with the effect's ``weight`` squared, as an SD. maps (n, X, Y, Z), X (n, p) its
     design, weight (X, Y, Z) >= 0 (:func:`effect_weight`)."""
-    w2 = np.asarray(weight, float).ravel() ** 2
-    sel = w2 > 0
-    Y = np.asarray(maps, np.float64).reshape(len(maps), -1)[:, sel]
-    return float(np.sqrt(_weighted_variance(Y, np.asarray(X, float), w2[sel])))
+    G, w2_sum = _weighted_gram(maps, weight)
+    return float(np.sqrt(_weighted_variance(G, w2_sum, np.asarray(X, float))))
 
 
 def noise_scale_bootstrap(
@@ -206,27 +219,25 @@ def noise_scale_bootstrap(
     shrinks a stratum's variance by (n_g - 1) / n_g on average; the replicates are corrected for it
     (so their median is about 1). :func:`noise_scale_range` makes a range of them.
     """
-    w2 = np.asarray(weight, float).ravel() ** 2
-    sel = w2 > 0
-    if not sel.any():
-        raise ValueError("noise_scale_bootstrap: the effect's weight is 0 everywhere")
-    Y = np.asarray(maps, np.float64).reshape(len(maps), -1)[:, sel]
     X = np.asarray(X, float)
-    w2 = w2[sel]
     strata = np.asarray(strata)
     groups = [np.flatnonzero(strata == g) for g in np.unique(strata)]
-    if len(Y) != len(X) or len(Y) != len(strata):
-        raise ValueError(f"{len(Y)} maps, {len(X)} design rows and {len(strata)} strata")
+    if len(maps) != len(X) or len(maps) != len(strata):
+        raise ValueError(f"{len(maps)} maps, {len(X)} design rows and {len(strata)} strata")
     if any(len(g) < 2 for g in groups):
         raise ValueError("noise_scale_bootstrap: every stratum needs 2 or more subjects")
+    try:
+        G, w2_sum = _weighted_gram(maps, weight)
+    except ValueError as e:
+        raise ValueError(f"noise_scale_bootstrap: {e}") from None
     # E[within-stratum sum of squares] of a with-replacement draw: (n_g - 1) / n_g of the pilot's
     shrink = sum((len(g) - 1) ** 2 / len(g) for g in groups) / sum(len(g) - 1 for g in groups)
-    base = _weighted_variance(Y, X, w2)
+    base = _weighted_variance(G, w2_sum, X)
     rng = np.random.default_rng(seed)
     out = np.empty(int(n_boot))
     for b in range(int(n_boot)):
         rows = np.concatenate([rng.choice(g, len(g)) for g in groups])
-        out[b] = _weighted_variance(Y[rows], X[rows], w2) / shrink
+        out[b] = _weighted_variance(G, w2_sum, X, rows) / shrink
     return np.sqrt(out / base)
 
 
