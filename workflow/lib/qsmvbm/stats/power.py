@@ -95,6 +95,10 @@ class PilotModel:
     def voxel_mm(self) -> np.ndarray:
         return voxel_sizes(self.affine)
 
+    def effect_centre(self, centre_mm=None) -> np.ndarray:
+        """An effect's centre (MNI mm): ``centre_mm`` when given, else :meth:`centroid_mm`."""
+        return np.asarray(self.centroid_mm() if centre_mm is None else centre_mm, float)
+
     def centroid_mm(self) -> np.ndarray:
         """The ROI's centre of mass (MNI mm), moved to the nearest ROI voxel."""
         idx = np.argwhere(self.roi)
@@ -525,7 +529,7 @@ def power_table(
         params = replace(params, tfce=True)
     if any(m in ("perm", "tfce") for m in methods) and params.n_perm <= 0:
         raise ValueError("permutation and TFCE power need n_perm > 0")
-    centre = np.asarray(centre_mm if centre_mm is not None else model.centroid_mm(), float)
+    centre = model.effect_centre(centre_mm)
     detect_mm = radius_mm if detect_mm is None else detect_mm
     effects = list(effects)
     weight = effect_weight(model, centre, radius_mm, profile, scale, spread_mm).astype(np.float32)

@@ -188,7 +188,7 @@ def pilot_noise(sub: SubjectMaps, model: PilotModel, s: dict, centre, reference,
     factor on the effect whose model power bounds the true power, with its degrees of freedom."""
     weight = effect_weight(
         model,
-        model.centroid_mm() if centre is None else np.asarray(centre, float),
+        model.effect_centre(centre),  # where power_table puts it
         float(s["radius_mm"]),
         None,
         reference,
