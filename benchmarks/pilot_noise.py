@@ -48,7 +48,7 @@ from qsmvbm.stats.power import (  # noqa: E402
     noise_scale_bootstrap,
     noise_scale_range,
 )
-from qsmvbm.stats.power_cli import load_model, roi_crop  # noqa: E402
+from qsmvbm.stats.power_cli import SubjectMaps, load_model, roi_crop  # noqa: E402
 
 CASES = [  # per group, share of the noise common to the crop, tails
     (10, 0.6, "normal"),
@@ -115,6 +115,8 @@ def cohorts(args) -> None:
     rows = []
     for mod in ("qsm", "gm"):
         pilot = pooled_pilot(cdirs, mod)
+        # every cohort's subject maps read once per modality, then cut to each search's crop
+        grid = cohort_maps(cdirs, mod, wf, (slice(None),) * 3)
         for s in searches:
             if s["modality"] != mod or not s["planted"]:
                 continue
@@ -122,7 +124,7 @@ def cohorts(args) -> None:
             sl = roi_crop(pilot, roi)
             model, _ = load_model(pilot, roi)
             w, _ = planted_weight(effects[effects["name"] == s["effect"]].iloc[0], truth)
-            studies = cohort_maps(cdirs, mod, wf, sl)
+            studies = [SubjectMaps(c.maps[(slice(None), *sl)], c.X, c.controls) for c in grid]
             scale = pooled_reference(studies) if mod == "gm" else None
             weight = effect_weight(
                 model, None, 0.0, w[sl], scale, float(spread.get(f"{mod} {roi}", 0.0))
